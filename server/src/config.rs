@@ -1,0 +1,270 @@
+//! Process configuration: built-in defaults < `portal.toml` < `PORTAL_*` environment.
+//!
+//! One typed [`Config`] is built at start-up and passed down; nothing reads the
+//! environment after that.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::providers::{Env, Format, Serialized, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+/// Environment variables that configure the process start with this prefix.
+pub const ENV_PREFIX: &str = "PORTAL_";
+
+/// Where the optional configuration file is looked for, unless `PORTAL_CONFIG` names another.
+pub const DEFAULT_CONFIG_FILE: &str = "portal.toml";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Member and society-admin listener.
+    pub listen: SocketAddr,
+    /// Operations listener (health, readiness, later metrics). Never served on tenant hosts.
+    pub ops_listen: SocketAddr,
+    /// `sqlite://…` or `postgres://…`; when absent, `sqlite://<data_dir>/portal.db`.
+    pub database_url: Option<String>,
+    /// Largest number of pooled database connections.
+    pub database_max_connections: u32,
+    /// Local state of the embedded set-up: the SQLite file, mail files, generated keys.
+    pub data_dir: PathBuf,
+    /// Tenants are served at `<slug>.<base_domain>`.
+    pub base_domain: String,
+    /// Theme folder: `default/` plus optional `<slug>/` overrides.
+    pub themes_dir: PathBuf,
+    /// Tenant definitions imported into an empty database at start-up.
+    pub tenants_dir: PathBuf,
+    /// How often each node checks whether a tenant definition changed.
+    pub tenant_refresh_ms: u64,
+    /// `tracing` filter, e.g. `info` or `portal=debug,info`.
+    pub log: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            ops_listen: SocketAddr::from(([127, 0, 0, 1], 9090)),
+            database_url: None,
+            database_max_connections: 10,
+            data_dir: PathBuf::from("data"),
+            base_domain: "localhost".to_owned(),
+            themes_dir: PathBuf::from("themes"),
+            tenants_dir: PathBuf::from("tenants"),
+            tenant_refresh_ms: 1000,
+            log: "info".to_owned(),
+        }
+    }
+}
+
+/// Which database a URL selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseKind {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("configuration: {0}")]
+    Figment(#[from] Box<figment::Error>),
+    #[error("configuration: {key}: {reason}")]
+    Invalid { key: &'static str, reason: String },
+}
+
+impl Config {
+    /// Reads defaults, then `portal.toml` (or the file named by `PORTAL_CONFIG`), then the
+    /// environment, and checks the result.
+    pub fn load() -> Result<Self, ConfigError> {
+        let file = std::env::var_os("PORTAL_CONFIG")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_CONFIG_FILE));
+        Self::from_figment(Self::figment(&file))
+    }
+
+    pub fn figment(file: &Path) -> Figment {
+        Figment::from(Serialized::defaults(Config::default()))
+            .merge(Toml::file(file))
+            .merge(Env::prefixed(ENV_PREFIX).filter(|key| Self::is_key(key.as_str())))
+    }
+
+    /// Whether `key` (lower case, without the prefix) is a configuration key. Other
+    /// `PORTAL_*` variables (`PORTAL_CONFIG`, test settings) are not configuration.
+    fn is_key(key: &str) -> bool {
+        serde_json::to_value(Config::default())
+            .ok()
+            .and_then(|v| v.as_object().map(|o| o.contains_key(key)))
+            .unwrap_or(false)
+    }
+
+    pub fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
+        let config: Config = figment.extract().map_err(|e| Box::new(first_error(e)))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        self.database_kind()?;
+        if !is_hostname(&self.base_domain) {
+            return Err(ConfigError::Invalid {
+                key: "PORTAL_BASE_DOMAIN",
+                reason: format!("'{}' is not a host name", self.base_domain),
+            });
+        }
+        if self.database_max_connections == 0 {
+            return Err(ConfigError::Invalid {
+                key: "PORTAL_DATABASE_MAX_CONNECTIONS",
+                reason: "must be at least 1".into(),
+            });
+        }
+        if self.tenant_refresh_ms == 0 {
+            return Err(ConfigError::Invalid {
+                key: "PORTAL_TENANT_REFRESH_MS",
+                reason: "must be at least 1".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The database URL in force: the configured one or the embedded SQLite file.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("portal.db").display()),
+        }
+    }
+
+    pub fn database_kind(&self) -> Result<DatabaseKind, ConfigError> {
+        let url = self.database_url();
+        let scheme = url.split_once("://").map(|(s, _)| s).unwrap_or("");
+        match scheme {
+            "sqlite" => Ok(DatabaseKind::Sqlite),
+            "postgres" | "postgresql" => Ok(DatabaseKind::Postgres),
+            _ => Err(ConfigError::Invalid {
+                key: "PORTAL_DATABASE_URL",
+                reason: format!(
+                    "unsupported scheme '{scheme}' (use sqlite://<file> or postgres://<host>/<db>)"
+                ),
+            }),
+        }
+    }
+}
+
+/// figment reports every problem; the first one, with its key and source, is what an
+/// operator needs to read.
+fn first_error(error: figment::Error) -> figment::Error {
+    error.into_iter().next().expect("a figment error holds at least one error")
+}
+
+/// A DNS host name: labels of `[a-z0-9-]`, 1–63 characters each, not starting or ending with
+/// a hyphen; 253 characters at most.
+pub fn is_hostname(host: &str) -> bool {
+    !host.is_empty()
+        && host.len() <= 253
+        && host.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    fn load_in(jail: &Jail) -> Result<Config, ConfigError> {
+        Config::from_figment(Config::figment(&jail.directory().join("portal.toml")))
+    }
+
+    #[test]
+    fn defaults_apply_without_file_or_environment() {
+        Jail::expect_with(|jail| {
+            let config = load_in(jail).unwrap();
+            assert_eq!(config, Config::default());
+            assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
+            assert_eq!(config.ops_listen.to_string(), "127.0.0.1:9090");
+            assert_eq!(config.database_url(), "sqlite://data/portal.db");
+            assert_eq!(config.database_kind().unwrap(), DatabaseKind::Sqlite);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn file_overrides_defaults_and_environment_overrides_file() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                "portal.toml",
+                r#"
+                listen = "127.0.0.1:7000"
+                ops_listen = "127.0.0.1:7001"
+                base_domain = "portal.example.jp"
+                data_dir = "/var/lib/portal"
+                "#,
+            )?;
+            let from_file = load_in(jail).unwrap();
+            assert_eq!(from_file.listen.to_string(), "127.0.0.1:7000");
+            assert_eq!(from_file.ops_listen.to_string(), "127.0.0.1:7001");
+            assert_eq!(from_file.base_domain, "portal.example.jp");
+            assert_eq!(from_file.database_url(), "sqlite:///var/lib/portal/portal.db");
+
+            jail.set_env("PORTAL_LISTEN", "0.0.0.0:8443");
+            jail.set_env("PORTAL_BASE_DOMAIN", "portal.kosmo-web.jp");
+            jail.set_env("PORTAL_DATABASE_URL", "postgres://db.internal/portal");
+            let from_env = load_in(jail).unwrap();
+            assert_eq!(from_env.listen.to_string(), "0.0.0.0:8443");
+            // Not set in the environment: the file's value stays.
+            assert_eq!(from_env.ops_listen.to_string(), "127.0.0.1:7001");
+            assert_eq!(from_env.base_domain, "portal.kosmo-web.jp");
+            assert_eq!(from_env.database_kind().unwrap(), DatabaseKind::Postgres);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_listen_address_names_the_key() {
+        Jail::expect_with(|jail| {
+            jail.set_env("PORTAL_LISTEN", "not-an-address");
+            let message = load_in(jail).unwrap_err().to_string();
+            assert!(message.contains("listen"), "{message}");
+            assert!(message.contains("PORTAL_LISTEN"), "{message}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_database_scheme_names_the_key() {
+        Jail::expect_with(|jail| {
+            jail.set_env("PORTAL_DATABASE_URL", "mysql://localhost/portal");
+            let message = load_in(jail).unwrap_err().to_string();
+            assert!(message.contains("PORTAL_DATABASE_URL"), "{message}");
+            assert!(message.contains("mysql"), "{message}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_key_in_file_is_refused() {
+        Jail::expect_with(|jail| {
+            jail.create_file("portal.toml", "listn = \"127.0.0.1:1\"\n")?;
+            let message = load_in(jail).unwrap_err().to_string();
+            assert!(message.contains("listn"), "{message}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn host_names() {
+        assert!(is_hostname("localhost"));
+        assert!(is_hostname("portal.kosmo-web.jp"));
+        assert!(!is_hostname("Portal.jp"));
+        assert!(!is_hostname("-bad.jp"));
+        assert!(!is_hostname("a..b"));
+        assert!(!is_hostname(""));
+    }
+}

@@ -1,0 +1,17 @@
+//! portal: one engine serving the member portal of many health insurance societies.
+
+pub mod cli;
+pub mod config;
+pub mod startup;
+pub mod store;
+pub mod tenant;
+pub mod theme;
+pub mod web;
+
+/// `bytes` random bytes from the operating system, hex-encoded.
+pub fn random_token(bytes: usize) -> String {
+    use rand::RngCore;
+    let mut buf = vec![0u8; bytes];
+    rand::rngs::OsRng.fill_bytes(&mut buf);
+    hex::encode(buf)
+}

@@ -1,0 +1,30 @@
+use clap::Parser;
+use portal::cli::{self, Cli};
+use portal::config::Config;
+
+fn main() {
+    let cli = Cli::parse();
+    let config = match Config::load() {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("portal: {e}");
+            std::process::exit(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&config.log)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("starting the async runtime");
+    if let Err(e) = runtime.block_on(cli::run(cli, config)) {
+        eprintln!("portal: {e:#}");
+        std::process::exit(e.exit_code());
+    }
+}

@@ -1,0 +1,144 @@
+//! Builds the application from its configuration, binds both listeners and reports the
+//! addresses actually bound (port 0 picks a free one).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
+use poem::Server;
+
+use crate::config::Config;
+use crate::store::Store;
+use crate::tenant::{TenantFile, TenantRegistry};
+use crate::theme::Themes;
+use crate::web::{member_app, ops_app, AppState};
+
+pub struct Application {
+    state: Arc<AppState>,
+    member: TcpAcceptor,
+    ops: TcpAcceptor,
+    pub member_addr: SocketAddr,
+    pub ops_addr: SocketAddr,
+}
+
+impl Application {
+    pub async fn build(config: Config) -> anyhow::Result<Self> {
+        let store = Store::connect(&config).await?;
+        store.migrate().await?;
+        import_seed_tenants(&store, &config.tenants_dir).await?;
+
+        let tenants = TenantRegistry::new(store.clone(), &config.base_domain).await?;
+        tenants.spawn_refresher(Duration::from_millis(config.tenant_refresh_ms));
+        let themes = Themes::new(&config.themes_dir)
+            .with_context(|| format!("loading themes from {}", config.themes_dir.display()))?;
+
+        let member = bind(config.listen, "PORTAL_LISTEN").await?;
+        let ops = bind(config.ops_listen, "PORTAL_OPS_LISTEN").await?;
+        let member_addr = local_addr(&member);
+        let ops_addr = local_addr(&ops);
+        let state = Arc::new(AppState {
+            config,
+            store,
+            tenants,
+            themes,
+        });
+        Ok(Self {
+            state,
+            member,
+            ops,
+            member_addr,
+            ops_addr,
+        })
+    }
+
+    /// Serves until SIGINT or SIGTERM, then lets requests in flight finish.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|stop| *stop).await;
+        };
+        let grace = Some(Duration::from_secs(10));
+        let member = Server::new_with_acceptor(self.member).run_with_graceful_shutdown(
+            member_app(Arc::clone(&self.state)),
+            stopped(stop_rx.clone()),
+            grace,
+        );
+        let ops = Server::new_with_acceptor(self.ops).run_with_graceful_shutdown(
+            ops_app(Arc::clone(&self.state)),
+            stopped(stop_rx),
+            grace,
+        );
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            tracing::info!("shutting down");
+            let _ = stop_tx.send(true);
+        });
+        let (a, b) = tokio::join!(member, ops);
+        a.context("member listener")?;
+        b.context("ops listener")?;
+        self.state.store.close().await;
+        Ok(())
+    }
+}
+
+async fn bind(addr: SocketAddr, key: &str) -> anyhow::Result<TcpAcceptor> {
+    TcpListener::bind(addr)
+        .into_acceptor()
+        .await
+        .with_context(|| format!("{key}: cannot listen on {addr}"))
+}
+
+fn local_addr(acceptor: &TcpAcceptor) -> SocketAddr {
+    *acceptor
+        .local_addr()
+        .first()
+        .and_then(|a| a.as_socket_addr())
+        .expect("a TCP acceptor has a socket address")
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}
+
+/// On a database without tenants, applies every `*.toml` in the tenants folder. A broken
+/// file stops start-up: serving without a society it was told to serve is worse.
+pub async fn import_seed_tenants(store: &Store, dir: &Path) -> anyhow::Result<()> {
+    if store.tenant_count().await? > 0 {
+        return Ok(());
+    }
+    let mut files: Vec<_> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .collect(),
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "no tenant definitions to import");
+            return Ok(());
+        }
+    };
+    files.sort();
+    for path in files {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        let file = TenantFile::parse(&text)
+            .with_context(|| format!("{}: invalid tenant definition", path.display()))?;
+        store.apply_tenant(&file).await?;
+        tracing::info!(tenant = %file.slug, file = %path.display(), "tenant imported");
+    }
+    Ok(())
+}

@@ -1,0 +1,128 @@
+//! The data-access layer: the only place SQL lives.
+//!
+//! One [`Store`] serves SQLite (embedded default) and PostgreSQL. Queries are written once
+//! in SQL both understand (`$n` parameters, `BIGINT` times, `TEXT` ids); [`on_pool!`] runs
+//! the same code against whichever pool is configured, so each statement is type-checked
+//! for both backends. SQL that has to differ per backend is matched on [`Pool`] here.
+
+mod tenants;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
+use sqlx::{PgPool, SqlitePool};
+
+pub use tenants::ApplyOutcome;
+
+use crate::config::{Config, DatabaseKind};
+
+static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
+
+#[derive(Debug, Clone)]
+pub enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs `$body` with `$p` bound to the concrete pool, for either backend.
+macro_rules! on_pool {
+    ($pool:expr, $p:ident => $body:expr) => {
+        match $pool {
+            $crate::store::Pool::Sqlite($p) => $body,
+            $crate::store::Pool::Postgres($p) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("stored data is unreadable: {0}")]
+    Corrupt(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+#[derive(Debug, Clone)]
+pub struct Store {
+    pool: Pool,
+}
+
+impl Store {
+    /// Opens the configured database, creating the SQLite file and its folder if missing.
+    pub async fn connect(config: &Config) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        let url = config.database_url();
+        let max = config.database_max_connections;
+        let pool = match config.database_kind()? {
+            DatabaseKind::Sqlite => {
+                let options = SqliteConnectOptions::from_str(&url)
+                    .with_context(|| "PORTAL_DATABASE_URL: not a SQLite URL".to_string())?
+                    .create_if_missing(true)
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .busy_timeout(Duration::from_secs(10))
+                    .foreign_keys(true);
+                if let Some(dir) = options.get_filename().parent() {
+                    if !dir.as_os_str().is_empty() {
+                        std::fs::create_dir_all(dir)
+                            .with_context(|| format!("creating {}", dir.display()))?;
+                    }
+                }
+                let pool = SqlitePoolOptions::new()
+                    .max_connections(max)
+                    .connect_with(options)
+                    .await
+                    .with_context(|| format!("opening {url}"))?;
+                Pool::Sqlite(pool)
+            }
+            DatabaseKind::Postgres => {
+                let options = PgConnectOptions::from_str(&url)
+                    .with_context(|| "PORTAL_DATABASE_URL: not a PostgreSQL URL".to_string())?;
+                let pool = PgPoolOptions::new()
+                    .max_connections(max)
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect_with(options)
+                    .await
+                    .context("connecting to PostgreSQL (PORTAL_DATABASE_URL)")?;
+                Pool::Postgres(pool)
+            }
+        };
+        Ok(Self { pool })
+    }
+
+    pub fn kind(&self) -> DatabaseKind {
+        match self.pool {
+            Pool::Sqlite(_) => DatabaseKind::Sqlite,
+            Pool::Postgres(_) => DatabaseKind::Postgres,
+        }
+    }
+
+    /// Applies the migrations in `migrations/` that have not run yet.
+    pub async fn migrate(&self) -> StoreResult<()> {
+        on_pool!(&self.pool, p => MIGRATOR.run(p).await)?;
+        Ok(())
+    }
+
+    /// A round trip to the database, for readiness checks.
+    pub async fn ping(&self) -> StoreResult<()> {
+        on_pool!(&self.pool, p => sqlx::query("SELECT 1").execute(p).await.map(|_| ()))?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        on_pool!(&self.pool, p => p.close().await)
+    }
+}
+
+/// Seconds since the Unix epoch.
+pub fn now_unix() -> i64 {
+    time::OffsetDateTime::now_utc().unix_timestamp()
+}

@@ -1,0 +1,317 @@
+//! What a society can set (SPEC §2). Every section has the defaults of the seed manuals, so a
+//! tenant file may leave out what it does not change.
+
+use serde::{Deserialize, Serialize};
+
+/// The policy and look of one tenant, stored as one JSON document in the database and
+/// written as top-level sections of the tenant file.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TenantSettings {
+    /// Shown wherever a member is told to contact the society (FAQ Q1, Q5, Q6).
+    pub contact: String,
+    /// Welcome text on the public top page.
+    pub welcome: String,
+    pub mfa: MfaPolicy,
+    pub password: PasswordPolicy,
+    pub user_id: UserIdPolicy,
+    pub lockout: LockoutPolicy,
+    pub session: SessionPolicy,
+    pub totp: TotpPolicy,
+    pub email_otp: EmailOtpPolicy,
+    pub first_login: FirstLoginPolicy,
+    pub links: LinkPolicy,
+    pub mail: MailSettings,
+    pub theme: ThemeSettings,
+}
+
+impl TenantSettings {
+    /// The names of the tenant file's top-level keys that belong to the settings.
+    pub const KEYS: [&'static str; 13] = [
+        "contact",
+        "welcome",
+        "mfa",
+        "password",
+        "user_id",
+        "lockout",
+        "session",
+        "totp",
+        "email_otp",
+        "first_login",
+        "links",
+        "mail",
+        "theme",
+    ];
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MfaMethod {
+    Passkey,
+    Totp,
+    EmailOtp,
+}
+
+impl MfaMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MfaMethod::Passkey => "passkey",
+            MfaMethod::Totp => "totp",
+            MfaMethod::EmailOtp => "email_otp",
+        }
+    }
+}
+
+/// Which kind of authenticator may hold a passkey. `any` lets phones (hybrid/QR), platform
+/// authenticators and security keys all work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PasskeyAttachment {
+    #[default]
+    Any,
+    Platform,
+    CrossPlatform,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MfaPolicy {
+    pub methods: Vec<MfaMethod>,
+    pub required: bool,
+    /// A password reset also removes TOTP devices, so the member registers one again
+    /// (daiwakenpo manual §3-3).
+    pub reset_with_password: bool,
+    pub passkey_attachment: PasskeyAttachment,
+}
+
+impl Default for MfaPolicy {
+    fn default() -> Self {
+        Self {
+            methods: vec![MfaMethod::Passkey, MfaMethod::Totp],
+            required: true,
+            reset_with_password: false,
+            passkey_attachment: PasskeyAttachment::Any,
+        }
+    }
+}
+
+/// Character classes a password policy may require.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CharClass {
+    Lower,
+    Upper,
+    Digit,
+    Symbol,
+}
+
+/// The symbols the seed manuals allow in passwords.
+pub const DEFAULT_PASSWORD_SYMBOLS: &str = "!\"#$%&'()=~|`{+*}<>?_-^\\@[;:],./";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PasswordPolicy {
+    pub min_length: u32,
+    pub max_length: u32,
+    /// Besides ASCII letters and digits, these symbols are allowed.
+    pub allowed_symbols: String,
+    pub differ_from_user_id: bool,
+    pub differ_from_current: bool,
+    /// How many earlier passwords may not be used again (0: none).
+    pub history: u32,
+    pub required_classes: Vec<CharClass>,
+    /// Refuse passwords from the shipped list of the most common passwords.
+    pub reject_common: bool,
+}
+
+impl Default for PasswordPolicy {
+    fn default() -> Self {
+        Self {
+            min_length: 8,
+            max_length: 64,
+            allowed_symbols: DEFAULT_PASSWORD_SYMBOLS.to_owned(),
+            differ_from_user_id: true,
+            differ_from_current: true,
+            history: 0,
+            required_classes: Vec::new(),
+            reject_common: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UserIdPolicy {
+    pub min_length: u32,
+    pub max_length: u32,
+    /// Besides lower-case ASCII letters and digits, these symbols are allowed.
+    pub allowed_symbols: String,
+}
+
+/// The symbols a user ID may ever contain (SPEC §2).
+pub const USER_ID_SYMBOLS: &str = "-_.@";
+
+impl Default for UserIdPolicy {
+    fn default() -> Self {
+        Self {
+            min_length: 8,
+            max_length: 13,
+            allowed_symbols: USER_ID_SYMBOLS.to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LockMode {
+    /// The lock lifts by itself after `duration_minutes`.
+    #[default]
+    Temporary,
+    /// Only a society admin can unlock.
+    UntilUnlocked,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LockoutPolicy {
+    pub max_failures: u32,
+    pub mode: LockMode,
+    pub duration_minutes: u32,
+}
+
+impl Default for LockoutPolicy {
+    fn default() -> Self {
+        Self {
+            max_failures: 5,
+            mode: LockMode::Temporary,
+            duration_minutes: 30,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionPolicy {
+    pub idle_timeout_minutes: u32,
+    pub absolute_timeout_minutes: u32,
+    /// An authentication older than this is asked again before a sensitive change
+    /// (「続行する際には再度認証してください。」).
+    pub step_up_max_age_minutes: u32,
+}
+
+impl Default for SessionPolicy {
+    fn default() -> Self {
+        Self {
+            idle_timeout_minutes: 30,
+            absolute_timeout_minutes: 720,
+            step_up_max_age_minutes: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TotpPolicy {
+    pub digits: u32,
+    pub period_seconds: u32,
+    /// Accepted time steps before and after the current one.
+    pub skew_steps: u32,
+    /// The issuer label the authenticator app shows.
+    pub issuer: String,
+}
+
+impl Default for TotpPolicy {
+    fn default() -> Self {
+        Self {
+            digits: 6,
+            period_seconds: 30,
+            skew_steps: 1,
+            issuer: "Portal".to_owned(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmailOtpPolicy {
+    pub code_length: u32,
+    pub lifetime_minutes: u32,
+    pub resend_cooldown_seconds: u32,
+    pub max_attempts: u32,
+}
+
+impl Default for EmailOtpPolicy {
+    fn default() -> Self {
+        Self {
+            code_length: 6,
+            lifetime_minutes: 10,
+            resend_cooldown_seconds: 60,
+            max_attempts: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FirstLoginPolicy {
+    /// The e-mail address must be confirmed by a mailed link on first login.
+    pub confirm_email_by_link: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LinkPolicy {
+    pub reset_lifetime_minutes: u32,
+    pub email_verification_lifetime_minutes: u32,
+}
+
+impl Default for LinkPolicy {
+    fn default() -> Self {
+        Self {
+            reset_lifetime_minutes: 5,
+            email_verification_lifetime_minutes: 60,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MailSettings {
+    /// Mail is sent from `no-reply@<domain>`.
+    pub domain: String,
+    pub from_name: String,
+    /// Overrides the process-wide SMTP server for this tenant.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub smtp_url: Option<String>,
+}
+
+impl Default for MailSettings {
+    fn default() -> Self {
+        Self {
+            domain: "localhost".to_owned(),
+            from_name: String::new(),
+            smtp_url: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ThemeSettings {
+    /// `#rrggbb`
+    pub primary_color: String,
+    /// `#rrggbb`
+    pub accent_color: String,
+    /// Path of the logo among the theme's static assets.
+    pub logo: String,
+}
+
+impl Default for ThemeSettings {
+    fn default() -> Self {
+        Self {
+            primary_color: "#1f5fa8".to_owned(),
+            accent_color: "#f0a020".to_owned(),
+            logo: "logo.svg".to_owned(),
+        }
+    }
+}

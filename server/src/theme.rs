@@ -1,0 +1,181 @@
+//! Themes: Tera templates, locale texts and static assets.
+//!
+//! `themes/default/` holds everything; `themes/<slug>/` may override any template, any
+//! locale text and any static asset of one tenant. A theme is assembled once per slug and
+//! cached.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use moka::sync::Cache;
+use serde_json::Value;
+use tera::Tera;
+
+pub const DEFAULT_THEME: &str = "default";
+const LOCALE_FILE: &str = "locales/ja.toml";
+
+pub struct Themes {
+    root: PathBuf,
+    cache: Cache<String, Arc<Theme>>,
+}
+
+pub struct Theme {
+    tera: Tera,
+    /// Locale texts, reachable in templates as `t`.
+    texts: Value,
+}
+
+impl Themes {
+    /// Checks that the default theme loads, so a broken template stops start-up.
+    pub fn new(root: impl Into<PathBuf>) -> anyhow::Result<Self> {
+        let themes = Self {
+            root: root.into(),
+            cache: Cache::new(256),
+        };
+        themes.get(DEFAULT_THEME)?;
+        Ok(themes)
+    }
+
+    /// The theme of a tenant: its overrides over the default.
+    pub fn get(&self, slug: &str) -> anyhow::Result<Arc<Theme>> {
+        if let Some(theme) = self.cache.get(slug) {
+            return Ok(theme);
+        }
+        let theme = Arc::new(Theme::load(&self.root, slug)?);
+        self.cache.insert(slug.to_owned(), Arc::clone(&theme));
+        Ok(theme)
+    }
+
+    /// Finds a static asset: the tenant's own first, then the default theme's. The path
+    /// must already be checked to be relative and plain.
+    pub fn asset(&self, slug: &str, path: &str) -> Option<PathBuf> {
+        [slug, DEFAULT_THEME]
+            .iter()
+            .map(|theme| self.root.join(theme).join("static").join(path))
+            .find(|p| p.is_file())
+    }
+}
+
+impl Theme {
+    fn load(root: &Path, slug: &str) -> anyhow::Result<Self> {
+        let mut layers = vec![root.join(DEFAULT_THEME)];
+        if slug != DEFAULT_THEME && is_plain_name(slug) {
+            layers.push(root.join(slug));
+        }
+
+        let mut tera = Tera::default();
+        let mut files = Vec::new();
+        for layer in &layers {
+            let dir = layer.join("templates");
+            if dir.is_dir() {
+                collect_files(&dir, &dir, &mut files)?;
+            }
+        }
+        // Later layers come later, so a tenant's template replaces the default one.
+        tera.add_template_files(files.iter().map(|(path, name)| (path, Some(name.as_str()))))
+            .with_context(|| format!("loading templates of theme '{slug}'"))?;
+
+        let mut texts = Value::Object(Default::default());
+        for layer in &layers {
+            let file = layer.join(LOCALE_FILE);
+            if file.is_file() {
+                let text = std::fs::read_to_string(&file)
+                    .with_context(|| format!("reading {}", file.display()))?;
+                let table: toml::Table = toml::from_str(&text)
+                    .with_context(|| format!("parsing {}", file.display()))?;
+                merge(&mut texts, serde_json::to_value(table)?);
+            }
+        }
+        Ok(Self { tera, texts })
+    }
+
+    /// Renders a page template with the locale texts added as `t`.
+    pub fn render(&self, template: &str, context: &mut tera::Context) -> anyhow::Result<String> {
+        context.insert("t", &self.texts);
+        self.tera
+            .render(template, context)
+            .with_context(|| format!("rendering {template}"))
+    }
+
+    /// One locale text by its dotted key, e.g. `errors.not_found`.
+    pub fn text<'a>(&'a self, key: &'a str) -> &'a str {
+        key.split('.')
+            .try_fold(&self.texts, |v, k| v.get(k))
+            .and_then(Value::as_str)
+            .unwrap_or(key)
+    }
+}
+
+fn is_plain_name(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Every file below `dir`, named by its path relative to `base` with `/` separators.
+fn collect_files(base: &Path, dir: &Path, out: &mut Vec<(PathBuf, String)>) -> anyhow::Result<()> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .collect::<Result<_, _>>()?;
+    entries.sort_by_key(|e| e.path());
+    for entry in entries {
+        let path = entry.path();
+        if path.is_dir() {
+            collect_files(base, &path, out)?;
+        } else {
+            let name = path
+                .strip_prefix(base)?
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy())
+                .collect::<Vec<_>>()
+                .join("/");
+            out.push((path, name));
+        }
+    }
+    Ok(())
+}
+
+/// Deep-merges `over` into `base`: tables merge, anything else replaces.
+fn merge(base: &mut Value, over: Value) {
+    match (base, over) {
+        (Value::Object(base), Value::Object(over)) => {
+            for (key, value) in over {
+                merge(base.entry(key).or_insert(Value::Null), value);
+            }
+        }
+        (base, over) => *base = over,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(path: &Path, text: &str) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+
+    #[test]
+    fn tenant_overrides_fall_back_to_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write(&root.join("default/templates/page.html"), "{{ t.greeting }} {% block body %}default{% endblock %}");
+        write(&root.join("default/templates/base.html"), "base");
+        write(&root.join("default/locales/ja.toml"), "greeting = \"こんにちは\"\n[nested]\na = \"1\"\nb = \"2\"\n");
+        write(&root.join("acme/templates/page.html"), "{{ t.greeting }} {{ t.nested.a }}{{ t.nested.b }} acme");
+        write(&root.join("acme/locales/ja.toml"), "[nested]\nb = \"B\"\n");
+        write(&root.join("default/static/logo.svg"), "<svg/>");
+        write(&root.join("acme/static/logo.svg"), "<svg id='acme'/>");
+        write(&root.join("default/static/site.css"), "body{}");
+
+        let themes = Themes::new(root).unwrap();
+        let mut ctx = tera::Context::new();
+        assert_eq!(themes.get("default").unwrap().render("page.html", &mut ctx).unwrap(), "こんにちは default");
+        assert_eq!(themes.get("acme").unwrap().render("page.html", &mut ctx).unwrap(), "こんにちは 1B acme");
+        assert_eq!(themes.get("other").unwrap().render("base.html", &mut ctx).unwrap(), "base");
+        assert!(themes.asset("acme", "logo.svg").unwrap().starts_with(root.join("acme")));
+        assert!(themes.asset("acme", "site.css").unwrap().starts_with(root.join("default")));
+        assert!(themes.asset("acme", "missing.css").is_none());
+        assert_eq!(themes.get("acme").unwrap().text("nested.b"), "B");
+    }
+}

@@ -1,0 +1,49 @@
+//! Static assets of the tenant's theme and its colour variables.
+
+use std::sync::Arc;
+
+use poem::http::{header, StatusCode};
+use poem::web::{Data, Path, StaticFileRequest};
+use poem::{handler, IntoResponse, Response};
+
+use super::{AppState, CurrentTenant};
+
+const ASSET_CACHE: &str = "public, max-age=3600";
+/// `theme.css` is linked with the tenant's revision in its URL, so it may be kept long.
+const VERSIONED_CACHE: &str = "public, max-age=86400";
+
+#[handler]
+pub async fn static_file(
+    state: Data<&Arc<AppState>>,
+    tenant: CurrentTenant,
+    Path(path): Path<String>,
+    request: StaticFileRequest,
+) -> poem::Result<Response> {
+    if !crate::tenant::is_asset_path(&path) {
+        return Err(poem::error::NotFoundError.into());
+    }
+    let Some(file) = state.themes.asset(&tenant.0.slug, &path) else {
+        return Err(poem::error::NotFoundError.into());
+    };
+    let response = request
+        .create_response(&file, true, false)
+        .map_err(|_| poem::error::NotFoundError)?;
+    Ok(response
+        .with_header(header::CACHE_CONTROL, ASSET_CACHE)
+        .into_response())
+}
+
+/// The tenant's colours as CSS custom properties, used by the theme's stylesheet.
+#[handler]
+pub fn theme_css(tenant: CurrentTenant) -> Response {
+    let theme = &tenant.0.settings.theme;
+    // Both colours are validated as #rrggbb when the tenant is applied.
+    let css = format!(
+        ":root {{\n  --color-primary: {};\n  --color-accent: {};\n}}\n",
+        theme.primary_color, theme.accent_color
+    );
+    css.with_content_type("text/css; charset=utf-8")
+        .with_header(header::CACHE_CONTROL, VERSIONED_CACHE)
+        .with_status(StatusCode::OK)
+        .into_response()
+}

@@ -1,0 +1,75 @@
+//! Resolves the tenant from the `Host` header before any handler runs.
+
+use std::sync::Arc;
+
+use poem::http::{header, HeaderValue, StatusCode};
+use poem::{Endpoint, FromRequest, IntoResponse, Request, RequestBody, Response};
+
+use super::pages::{error_page, ErrorKind};
+use super::AppState;
+use crate::tenant::Tenant;
+
+/// The tenant of the request's host; present for every handler behind the member listener.
+#[derive(Clone)]
+pub struct CurrentTenant(pub Arc<Tenant>);
+
+impl<'a> FromRequest<'a> for CurrentTenant {
+    async fn from_request(req: &'a Request, _body: &mut RequestBody) -> poem::Result<Self> {
+        req.extensions()
+            .get::<CurrentTenant>()
+            .cloned()
+            .ok_or_else(|| poem::error::NotFoundError.into())
+    }
+}
+
+const CSP: &str = "default-src 'self'; img-src 'self' https: data:; object-src 'none'; \
+                   base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
+
+pub async fn resolve_tenant<E: Endpoint>(next: Arc<E>, mut req: Request) -> poem::Result<Response> {
+    let state = req
+        .data::<Arc<AppState>>()
+        .cloned()
+        .expect("AppState is attached to the member app");
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .or_else(|| req.uri().authority().map(|a| a.to_string()))
+        .unwrap_or_default();
+
+    let mut response = match state.tenants.resolve(&host).await {
+        Err(e) => {
+            tracing::error!(error = %e, "resolving tenant failed");
+            error_page(&state, None, ErrorKind::Internal)
+        }
+        Ok(None) => error_page(&state, None, ErrorKind::UnknownHost),
+        Ok(Some(tenant)) if !tenant.enabled => {
+            error_page(&state, Some(&tenant), ErrorKind::Unavailable)
+        }
+        Ok(Some(tenant)) => {
+            req.extensions_mut().insert(CurrentTenant(Arc::clone(&tenant)));
+            match next.call(req).await {
+                Ok(resp) => resp.into_response(),
+                Err(e) if e.status() == StatusCode::NOT_FOUND => {
+                    error_page(&state, Some(&tenant), ErrorKind::NotFound)
+                }
+                Err(e) if e.status().is_server_error() => {
+                    tracing::error!(error = %e, "request failed");
+                    error_page(&state, Some(&tenant), ErrorKind::Internal)
+                }
+                Err(e) => e.into_response(),
+            }
+        }
+    };
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "same-origin"),
+        (header::CONTENT_SECURITY_POLICY, CSP),
+    ] {
+        headers.insert(name, HeaderValue::from_static(value));
+    }
+    Ok(response)
+}
