@@ -12,7 +12,11 @@ use crate::store::{ApplyOutcome, Store};
 use crate::tenant::{TenantFile, TenantFileError};
 
 #[derive(Debug, Parser)]
-#[command(name = "portal", version, about = "Member portal engine for health insurance societies")]
+#[command(
+    name = "portal",
+    version,
+    about = "Member portal engine for health insurance societies"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,

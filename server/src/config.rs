@@ -68,7 +68,7 @@ pub enum DatabaseKind {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("configuration: {0}")]
-    Figment(#[from] Box<figment::Error>),
+    Source(String),
     #[error("configuration: {key}: {reason}")]
     Invalid { key: &'static str, reason: String },
 }
@@ -86,7 +86,10 @@ impl Config {
     pub fn figment(file: &Path) -> Figment {
         Figment::from(Serialized::defaults(Config::default()))
             .merge(Toml::file(file))
-            .merge(Env::prefixed(ENV_PREFIX).filter(|key| Self::is_key(key.as_str())))
+            .merge(
+                Env::prefixed(ENV_PREFIX)
+                    .filter(|key| Self::is_key(&key.as_str().to_ascii_lowercase())),
+            )
     }
 
     /// Whether `key` (lower case, without the prefix) is a configuration key. Other
@@ -99,7 +102,9 @@ impl Config {
     }
 
     pub fn from_figment(figment: Figment) -> Result<Self, ConfigError> {
-        let config: Config = figment.extract().map_err(|e| Box::new(first_error(e)))?;
+        let config: Config = figment
+            .extract()
+            .map_err(|e| ConfigError::Source(describe(e)))?;
         config.check()?;
         Ok(config)
     }
@@ -151,10 +156,31 @@ impl Config {
     }
 }
 
-/// figment reports every problem; the first one, with its key and source, is what an
-/// operator needs to read.
-fn first_error(error: figment::Error) -> figment::Error {
-    error.into_iter().next().expect("a figment error holds at least one error")
+/// figment reports every problem; the first one, named as the operator wrote it
+/// (`PORTAL_LISTEN` or `listen` in `portal.toml`), is what needs reading.
+fn describe(error: figment::Error) -> String {
+    let error = error
+        .into_iter()
+        .next()
+        .expect("a figment error holds at least one error");
+    let from_env = error
+        .metadata
+        .as_ref()
+        .is_some_and(|m| m.name.contains("environment"));
+    let key = if from_env {
+        format!("{ENV_PREFIX}{}", error.path.join("__").to_ascii_uppercase())
+    } else {
+        error.path.join(".")
+    };
+    let source = match &error.metadata {
+        _ if from_env => " (from the environment)".to_owned(),
+        Some(m) => match &m.source {
+            Some(source) => format!(" (in {source})"),
+            None => format!(" (in {})", m.name),
+        },
+        None => String::new(),
+    };
+    format!("{key}: {}{source}", error.kind)
 }
 
 /// A DNS host name: labels of `[a-z0-9-]`, 1–63 characters each, not starting or ending with
@@ -174,6 +200,8 @@ pub fn is_hostname(host: &str) -> bool {
 }
 
 #[cfg(test)]
+// figment's Jail closures return figment's own (large) error type.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
     use figment::Jail;
@@ -211,7 +239,10 @@ mod tests {
             assert_eq!(from_file.listen.to_string(), "127.0.0.1:7000");
             assert_eq!(from_file.ops_listen.to_string(), "127.0.0.1:7001");
             assert_eq!(from_file.base_domain, "portal.example.jp");
-            assert_eq!(from_file.database_url(), "sqlite:///var/lib/portal/portal.db");
+            assert_eq!(
+                from_file.database_url(),
+                "sqlite:///var/lib/portal/portal.db"
+            );
 
             jail.set_env("PORTAL_LISTEN", "0.0.0.0:8443");
             jail.set_env("PORTAL_BASE_DOMAIN", "portal.kosmo-web.jp");
@@ -231,8 +262,8 @@ mod tests {
         Jail::expect_with(|jail| {
             jail.set_env("PORTAL_LISTEN", "not-an-address");
             let message = load_in(jail).unwrap_err().to_string();
-            assert!(message.contains("listen"), "{message}");
             assert!(message.contains("PORTAL_LISTEN"), "{message}");
+            assert!(message.contains("socket address"), "{message}");
             Ok(())
         });
     }

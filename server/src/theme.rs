@@ -82,8 +82,8 @@ impl Theme {
             if file.is_file() {
                 let text = std::fs::read_to_string(&file)
                     .with_context(|| format!("reading {}", file.display()))?;
-                let table: toml::Table = toml::from_str(&text)
-                    .with_context(|| format!("parsing {}", file.display()))?;
+                let table: toml::Table =
+                    toml::from_str(&text).with_context(|| format!("parsing {}", file.display()))?;
                 merge(&mut texts, serde_json::to_value(table)?);
             }
         }
@@ -108,7 +108,9 @@ impl Theme {
 }
 
 fn is_plain_name(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// Every file below `dir`, named by its path relative to `base` with `/` separators.
@@ -159,10 +161,19 @@ mod tests {
     fn tenant_overrides_fall_back_to_default() {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
-        write(&root.join("default/templates/page.html"), "{{ t.greeting }} {% block body %}default{% endblock %}");
+        write(
+            &root.join("default/templates/page.html"),
+            "{{ t.greeting }} {% block body %}default{% endblock %}",
+        );
         write(&root.join("default/templates/base.html"), "base");
-        write(&root.join("default/locales/ja.toml"), "greeting = \"こんにちは\"\n[nested]\na = \"1\"\nb = \"2\"\n");
-        write(&root.join("acme/templates/page.html"), "{{ t.greeting }} {{ t.nested.a }}{{ t.nested.b }} acme");
+        write(
+            &root.join("default/locales/ja.toml"),
+            "greeting = \"こんにちは\"\n[nested]\na = \"1\"\nb = \"2\"\n",
+        );
+        write(
+            &root.join("acme/templates/page.html"),
+            "{{ t.greeting }} {{ t.nested.a }}{{ t.nested.b }} acme",
+        );
         write(&root.join("acme/locales/ja.toml"), "[nested]\nb = \"B\"\n");
         write(&root.join("default/static/logo.svg"), "<svg/>");
         write(&root.join("acme/static/logo.svg"), "<svg id='acme'/>");
@@ -170,11 +181,38 @@ mod tests {
 
         let themes = Themes::new(root).unwrap();
         let mut ctx = tera::Context::new();
-        assert_eq!(themes.get("default").unwrap().render("page.html", &mut ctx).unwrap(), "こんにちは default");
-        assert_eq!(themes.get("acme").unwrap().render("page.html", &mut ctx).unwrap(), "こんにちは 1B acme");
-        assert_eq!(themes.get("other").unwrap().render("base.html", &mut ctx).unwrap(), "base");
-        assert!(themes.asset("acme", "logo.svg").unwrap().starts_with(root.join("acme")));
-        assert!(themes.asset("acme", "site.css").unwrap().starts_with(root.join("default")));
+        assert_eq!(
+            themes
+                .get("default")
+                .unwrap()
+                .render("page.html", &mut ctx)
+                .unwrap(),
+            "こんにちは default"
+        );
+        assert_eq!(
+            themes
+                .get("acme")
+                .unwrap()
+                .render("page.html", &mut ctx)
+                .unwrap(),
+            "こんにちは 1B acme"
+        );
+        assert_eq!(
+            themes
+                .get("other")
+                .unwrap()
+                .render("base.html", &mut ctx)
+                .unwrap(),
+            "base"
+        );
+        assert!(themes
+            .asset("acme", "logo.svg")
+            .unwrap()
+            .starts_with(root.join("acme")));
+        assert!(themes
+            .asset("acme", "site.css")
+            .unwrap()
+            .starts_with(root.join("default")));
         assert!(themes.asset("acme", "missing.css").is_none());
         assert_eq!(themes.get("acme").unwrap().text("nested.b"), "B");
     }

@@ -1,1 +1,9 @@
-fn main(){}
+//! End-to-end tests: the real `portal` executable, a real database (SQLite and
+//! PostgreSQL), real HTTP. One test binary; see `harness` for how servers are started.
+
+mod harness;
+
+mod cli;
+mod config;
+mod migrations;
+mod routing;

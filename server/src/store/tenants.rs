@@ -3,7 +3,9 @@
 use sqlx::FromRow;
 
 use super::{now_unix, on_pool, Store, StoreError, StoreResult};
-use crate::tenant::{ServiceIcon, Tenant, TenantFile, TenantId, TenantSettings, Terms, TermsVersion};
+use crate::tenant::{
+    ServiceIcon, Tenant, TenantFile, TenantId, TenantSettings, Terms, TermsVersion,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ApplyOutcome {
@@ -105,30 +107,29 @@ impl Store {
 
     async fn complete(&self, row: TenantRow) -> StoreResult<Tenant> {
         let id = row.id.clone();
-        let (aliases, icons, terms): (Vec<String>, Vec<IconRow>, Vec<TermsRow>) =
-            on_pool!(&self.pool, p => {
-                let aliases = sqlx::query_scalar(
-                    "SELECT host FROM tenant_hosts WHERE tenant_id = $1 ORDER BY host",
-                )
-                .bind(&id)
-                .fetch_all(p)
-                .await?;
-                let icons = sqlx::query_as(
-                    "SELECT id, title, image, url, visible FROM service_icons \
-                     WHERE tenant_id = $1 ORDER BY position",
-                )
-                .bind(&id)
-                .fetch_all(p)
-                .await?;
-                let terms = sqlx::query_as(
-                    "SELECT version, published_at, title, body FROM terms_versions \
-                     WHERE tenant_id = $1 ORDER BY position",
-                )
-                .bind(&id)
-                .fetch_all(p)
-                .await?;
-                Ok::<_, sqlx::Error>((aliases, icons, terms))
-            })?;
+        let (aliases, icons, terms): (Vec<String>, Vec<IconRow>, Vec<TermsRow>) = on_pool!(&self.pool, p => {
+            let aliases = sqlx::query_scalar(
+                "SELECT host FROM tenant_hosts WHERE tenant_id = $1 ORDER BY host",
+            )
+            .bind(&id)
+            .fetch_all(p)
+            .await?;
+            let icons = sqlx::query_as(
+                "SELECT id, title, image, url, visible FROM service_icons \
+                 WHERE tenant_id = $1 ORDER BY position",
+            )
+            .bind(&id)
+            .fetch_all(p)
+            .await?;
+            let terms = sqlx::query_as(
+                "SELECT version, published_at, title, body FROM terms_versions \
+                 WHERE tenant_id = $1 ORDER BY position",
+            )
+            .bind(&id)
+            .fetch_all(p)
+            .await?;
+            Ok::<_, sqlx::Error>((aliases, icons, terms))
+        })?;
         let settings: TenantSettings = serde_json::from_str(&row.settings)
             .map_err(|e| StoreError::Corrupt(format!("settings of tenant {}: {e}", row.slug)))?;
         Ok(Tenant {

@@ -10,21 +10,34 @@ use super::settings::{CharClass, LockMode, TenantSettings, USER_ID_SYMBOLS};
 use super::{ServiceIcon, Terms};
 use crate::config::is_hostname;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Parsed by [`TenantFile::parse`], which reports the path of any wrong value.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TenantFile {
     pub slug: String,
     pub display_name: String,
-    #[serde(default = "super::yes")]
     pub enabled: bool,
     /// Extra host names (custom domains, `www.` forms) besides `<slug>.<base domain>`.
-    #[serde(default)]
     pub hosts: Vec<String>,
     #[serde(flatten)]
     pub settings: TenantSettings,
-    #[serde(default)]
     pub services: Vec<ServiceIcon>,
-    #[serde(default)]
     pub terms: Terms,
+}
+
+/// The keys of a tenant file that are not settings.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Identity {
+    slug: String,
+    display_name: String,
+    #[serde(default = "super::yes")]
+    enabled: bool,
+    #[serde(default)]
+    hosts: Vec<String>,
+    #[serde(default)]
+    services: Vec<ServiceIcon>,
+    #[serde(default)]
+    terms: Terms,
 }
 
 /// One reason a tenant file is refused, with the field it is about.
@@ -56,7 +69,14 @@ fn list(errors: &[FieldError]) -> String {
         .join("\n")
 }
 
-const TOP_LEVEL_KEYS: [&str; 6] = ["slug", "display_name", "enabled", "hosts", "services", "terms"];
+const TOP_LEVEL_KEYS: [&str; 6] = [
+    "slug",
+    "display_name",
+    "enabled",
+    "hosts",
+    "services",
+    "terms",
+];
 
 impl TenantFile {
     /// Parses and validates a tenant file. Every problem found is reported, each naming
@@ -64,7 +84,7 @@ impl TenantFile {
     pub fn parse(text: &str) -> Result<Self, TenantFileError> {
         // `flatten` cannot refuse unknown keys by itself: check the top level first, so
         // that a misspelt section is an error rather than silently ignored.
-        let table: toml::Table =
+        let mut table: toml::Table =
             toml::from_str(text).map_err(|e| TenantFileError::Syntax(e.to_string()))?;
         let unknown: Vec<FieldError> = table
             .keys()
@@ -79,8 +99,21 @@ impl TenantFile {
         if !unknown.is_empty() {
             return Err(TenantFileError::Invalid(unknown));
         }
-        let file: TenantFile =
-            toml::from_str(text).map_err(|e| TenantFileError::Syntax(e.to_string()))?;
+        let settings: toml::Table = TenantSettings::KEYS
+            .iter()
+            .filter_map(|k| table.remove(*k).map(|v| (k.to_string(), v)))
+            .collect();
+        let settings: TenantSettings = typed(settings)?;
+        let identity: Identity = typed(table)?;
+        let file = TenantFile {
+            slug: identity.slug,
+            display_name: identity.display_name,
+            enabled: identity.enabled,
+            hosts: identity.hosts,
+            settings,
+            services: identity.services,
+            terms: identity.terms,
+        };
         let errors = file.validate();
         if errors.is_empty() {
             Ok(file)
@@ -98,7 +131,11 @@ impl TenantFile {
         let mut v = Validator::default();
         let s = &self.settings;
 
-        v.check("slug", is_slug(&self.slug), "must be 1–63 characters of a–z, 0–9 and '-', not starting or ending with '-'");
+        v.check(
+            "slug",
+            is_slug(&self.slug),
+            "must be 1–63 characters of a–z, 0–9 and '-', not starting or ending with '-'",
+        );
         v.text("display_name", &self.display_name, 1, 100);
         let mut seen_hosts = HashSet::new();
         for (i, host) in self.hosts.iter().enumerate() {
@@ -110,24 +147,44 @@ impl TenantFile {
         v.text("welcome", &s.welcome, 0, 2000);
 
         // MFA
-        v.check("mfa.methods", !s.mfa.methods.is_empty(), "must list at least one method");
+        v.check(
+            "mfa.methods",
+            !s.mfa.methods.is_empty(),
+            "must list at least one method",
+        );
         let unique: HashSet<_> = s.mfa.methods.iter().collect();
-        v.check("mfa.methods", unique.len() == s.mfa.methods.len(), "lists a method twice");
+        v.check(
+            "mfa.methods",
+            unique.len() == s.mfa.methods.len(),
+            "lists a method twice",
+        );
 
         // Password policy
         let p = &s.password;
         v.range("password.min_length", p.min_length, 4, 128);
         v.range("password.max_length", p.max_length, 4, 256);
-        v.check("password.max_length", p.max_length >= p.min_length, "must not be smaller than password.min_length");
+        v.check(
+            "password.max_length",
+            p.max_length >= p.min_length,
+            "must not be smaller than password.min_length",
+        );
         v.check(
             "password.allowed_symbols",
             p.allowed_symbols.chars().all(|c| c.is_ascii_punctuation()),
             "may contain only ASCII symbols",
         );
-        v.check("password.allowed_symbols", no_repeats(&p.allowed_symbols), "lists a symbol twice");
+        v.check(
+            "password.allowed_symbols",
+            no_repeats(&p.allowed_symbols),
+            "lists a symbol twice",
+        );
         v.range("password.history", p.history, 0, 24);
         let classes: HashSet<_> = p.required_classes.iter().collect();
-        v.check("password.required_classes", classes.len() == p.required_classes.len(), "lists a class twice");
+        v.check(
+            "password.required_classes",
+            classes.len() == p.required_classes.len(),
+            "lists a class twice",
+        );
         v.check(
             "password.required_classes",
             !(classes.contains(&CharClass::Symbol) && p.allowed_symbols.is_empty()),
@@ -143,45 +200,89 @@ impl TenantFile {
         let u = &s.user_id;
         v.range("user_id.min_length", u.min_length, 1, 64);
         v.range("user_id.max_length", u.max_length, 1, 64);
-        v.check("user_id.max_length", u.max_length >= u.min_length, "must not be smaller than user_id.min_length");
+        v.check(
+            "user_id.max_length",
+            u.max_length >= u.min_length,
+            "must not be smaller than user_id.min_length",
+        );
         v.check(
             "user_id.allowed_symbols",
-            u.allowed_symbols.chars().all(|c| USER_ID_SYMBOLS.contains(c)),
+            u.allowed_symbols
+                .chars()
+                .all(|c| USER_ID_SYMBOLS.contains(c)),
             "may contain only the symbols - _ . @",
         );
-        v.check("user_id.allowed_symbols", no_repeats(&u.allowed_symbols), "lists a symbol twice");
+        v.check(
+            "user_id.allowed_symbols",
+            no_repeats(&u.allowed_symbols),
+            "lists a symbol twice",
+        );
 
         // Lockout
         v.range("lockout.max_failures", s.lockout.max_failures, 1, 100);
         if s.lockout.mode == LockMode::Temporary {
-            v.range("lockout.duration_minutes", s.lockout.duration_minutes, 1, 10080);
+            v.range(
+                "lockout.duration_minutes",
+                s.lockout.duration_minutes,
+                1,
+                10080,
+            );
         }
 
         // Sessions
         let se = &s.session;
-        v.range("session.idle_timeout_minutes", se.idle_timeout_minutes, 1, 1440);
-        v.range("session.absolute_timeout_minutes", se.absolute_timeout_minutes, 1, 43200);
+        v.range(
+            "session.idle_timeout_minutes",
+            se.idle_timeout_minutes,
+            1,
+            1440,
+        );
+        v.range(
+            "session.absolute_timeout_minutes",
+            se.absolute_timeout_minutes,
+            1,
+            43200,
+        );
         v.check(
             "session.absolute_timeout_minutes",
             se.absolute_timeout_minutes >= se.idle_timeout_minutes,
             "must not be smaller than session.idle_timeout_minutes",
         );
-        v.range("session.step_up_max_age_minutes", se.step_up_max_age_minutes, 1, 1440);
+        v.range(
+            "session.step_up_max_age_minutes",
+            se.step_up_max_age_minutes,
+            1,
+            1440,
+        );
 
         // One-time codes
         v.range("totp.digits", s.totp.digits, 6, 8);
         v.range("totp.period_seconds", s.totp.period_seconds, 15, 120);
         v.range("totp.skew_steps", s.totp.skew_steps, 0, 3);
         v.text("totp.issuer", &s.totp.issuer, 1, 60);
-        v.check("totp.issuer", !s.totp.issuer.contains(':'), "may not contain ':'");
+        v.check(
+            "totp.issuer",
+            !s.totp.issuer.contains(':'),
+            "may not contain ':'",
+        );
         let e = &s.email_otp;
         v.range("email_otp.code_length", e.code_length, 4, 10);
         v.range("email_otp.lifetime_minutes", e.lifetime_minutes, 1, 60);
-        v.range("email_otp.resend_cooldown_seconds", e.resend_cooldown_seconds, 0, 3600);
+        v.range(
+            "email_otp.resend_cooldown_seconds",
+            e.resend_cooldown_seconds,
+            0,
+            3600,
+        );
         v.range("email_otp.max_attempts", e.max_attempts, 1, 20);
 
         // Links
-        v.range("links.reset_lifetime_minutes", s.links.reset_lifetime_minutes, 1, 1440);
+        v.range(
+            "links.reset_lifetime_minutes",
+            s.links.reset_lifetime_minutes,
+            1,
+            1440,
+        );
         v.range(
             "links.email_verification_lifetime_minutes",
             s.links.email_verification_lifetime_minutes,
@@ -190,7 +291,11 @@ impl TenantFile {
         );
 
         // Mail
-        v.check("mail.domain", is_hostname(&s.mail.domain), "must be a lower-case domain name");
+        v.check(
+            "mail.domain",
+            is_hostname(&s.mail.domain),
+            "must be a lower-case domain name",
+        );
         v.text("mail.from_name", &s.mail.from_name, 1, 100);
         if let Some(url) = &s.mail.smtp_url {
             v.check(
@@ -201,23 +306,47 @@ impl TenantFile {
         }
 
         // Theme
-        v.check("theme.primary_color", is_color(&s.theme.primary_color), "must be a colour written #rrggbb");
-        v.check("theme.accent_color", is_color(&s.theme.accent_color), "must be a colour written #rrggbb");
-        v.check("theme.logo", is_asset_path(&s.theme.logo), "must be a path among the theme's static files");
+        v.check(
+            "theme.primary_color",
+            is_color(&s.theme.primary_color),
+            "must be a colour written #rrggbb",
+        );
+        v.check(
+            "theme.accent_color",
+            is_color(&s.theme.accent_color),
+            "must be a colour written #rrggbb",
+        );
+        v.check(
+            "theme.logo",
+            is_asset_path(&s.theme.logo),
+            "must be a path among the theme's static files",
+        );
 
         // Service icons
         let mut ids = HashSet::new();
         for (i, icon) in self.services.iter().enumerate() {
             let at = |f: &str| format!("services[{i}].{f}");
-            v.check(&at("id"), is_slug(&icon.id), "must be 1–63 characters of a–z, 0–9 and '-'");
-            v.check(&at("id"), ids.insert(&icon.id), "is used by another service");
+            v.check(
+                &at("id"),
+                is_slug(&icon.id),
+                "must be 1–63 characters of a–z, 0–9 and '-'",
+            );
+            v.check(
+                &at("id"),
+                ids.insert(&icon.id),
+                "is used by another service",
+            );
             v.text(&at("title"), &icon.title, 1, 50);
             v.check(
                 &at("image"),
                 is_asset_path(&icon.image) || icon.image.starts_with("https://"),
                 "must be a path among the theme's static files or an https:// URL",
             );
-            v.check(&at("url"), is_web_url(&icon.url), "must be an http:// or https:// URL");
+            v.check(
+                &at("url"),
+                is_web_url(&icon.url),
+                "must be an http:// or https:// URL",
+            );
         }
 
         // Terms
@@ -225,11 +354,23 @@ impl TenantFile {
         for (i, t) in self.terms.versions.iter().enumerate() {
             let at = |f: &str| format!("terms.versions[{i}].{f}");
             v.text(&at("version"), &t.version, 1, 40);
-            v.check(&at("version"), versions.insert(&t.version), "is used by another version");
-            v.check(&at("published_at"), is_date(&t.published_at), "must be a date written YYYY-MM-DD");
+            v.check(
+                &at("version"),
+                versions.insert(&t.version),
+                "is used by another version",
+            );
+            v.check(
+                &at("published_at"),
+                is_date(&t.published_at),
+                "must be a date written YYYY-MM-DD",
+            );
             v.text(&at("title"), &t.title, 1, 100);
             v.check(&at("body"), !t.body.trim().is_empty(), "must not be empty");
-            v.check(&at("body"), !has_control(&t.body, true), "must not contain control characters");
+            v.check(
+                &at("body"),
+                !has_control(&t.body, true),
+                "must not contain control characters",
+            );
         }
         if !self.terms.current.is_empty() {
             v.check(
@@ -238,11 +379,31 @@ impl TenantFile {
                 "must name one of terms.versions",
             );
         } else {
-            v.check("terms.current", self.terms.versions.is_empty(), "must name the version in force");
+            v.check(
+                "terms.current",
+                self.terms.versions.is_empty(),
+                "must name the version in force",
+            );
         }
 
         v.errors
     }
+}
+
+/// Deserialises a table, naming the path of a missing or wrong value
+/// (`mfa.methods[1]: unknown variant …`).
+fn typed<T: serde::de::DeserializeOwned>(table: toml::Table) -> Result<T, TenantFileError> {
+    serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+        let field = e.path().to_string();
+        TenantFileError::Invalid(vec![FieldError {
+            field: if field == "." {
+                "(top level)".into()
+            } else {
+                field
+            },
+            message: e.into_inner().to_string().trim().to_owned(),
+        }])
+    })
 }
 
 #[derive(Default)]
@@ -273,9 +434,17 @@ impl Validator {
         if len < min {
             self.check(field, false, "must not be empty");
         } else if len > max {
-            self.check(field, false, &format!("must be at most {max} characters (is {len})"));
+            self.check(
+                field,
+                false,
+                &format!("must be at most {max} characters (is {len})"),
+            );
         }
-        self.check(field, !has_control(value, false), "must not contain control characters");
+        self.check(
+            field,
+            !has_control(value, false),
+            "must not contain control characters",
+        );
     }
 }
 
@@ -295,7 +464,8 @@ pub(crate) fn is_slug(s: &str) -> bool {
         && s.len() <= 63
         && !s.starts_with('-')
         && !s.ends_with('-')
-        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 fn is_color(s: &str) -> bool {
@@ -317,11 +487,15 @@ pub(crate) fn is_asset_path(s: &str) -> bool {
 }
 
 fn is_web_url(s: &str) -> bool {
-    let rest = s.strip_prefix("https://").or_else(|| s.strip_prefix("http://"));
+    let rest = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"));
     match rest {
         Some(rest) => {
             let host = rest.split(['/', '?', '#']).next().unwrap_or("");
-            !host.is_empty() && s.len() <= 2000 && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+            !host.is_empty()
+                && s.len() <= 2000
+                && !s.chars().any(|c| c.is_whitespace() || c.is_control())
         }
         None => false,
     }
@@ -397,8 +571,14 @@ mod tests {
 
     #[test]
     fn unknown_method_is_refused_naming_it() {
-        let text = SEEDS[0].replace(r#"methods = ["passkey", "totp"]"#, r#"methods = ["passkey", "sms"]"#);
-        assert_ne!(text, SEEDS[0], "the seed file lists its methods on one line");
+        let text = SEEDS[0].replace(
+            r#"methods = ["passkey", "totp"]"#,
+            r#"methods = ["passkey", "sms"]"#,
+        );
+        assert_ne!(
+            text, SEEDS[0],
+            "the seed file lists its methods on one line"
+        );
         let err = TenantFile::parse(&text).unwrap_err().to_string();
         assert!(err.contains("sms") && err.contains("methods"), "{err}");
     }
@@ -438,7 +618,10 @@ mod tests {
             "totp.digits",
             "mail.domain",
         ] {
-            assert!(got.contains(&field.to_string()), "{field} missing in {got:?}");
+            assert!(
+                got.contains(&field.to_string()),
+                "{field} missing in {got:?}"
+            );
         }
     }
 
@@ -481,7 +664,11 @@ mod tests {
         let n = f.services.len() - 1;
         assert_eq!(
             got,
-            [format!("services[{n}].id"), format!("services[{n}].image"), format!("services[{n}].url")]
+            [
+                format!("services[{n}].id"),
+                format!("services[{n}].image"),
+                format!("services[{n}].url")
+            ]
         );
     }
 

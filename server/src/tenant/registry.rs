@@ -115,11 +115,26 @@ mod tests {
     #[test]
     fn host_forms() {
         let n = |h: &str| normalize_host(h);
-        assert_eq!(n("daiwakenpo.localhost").as_deref(), Some("daiwakenpo.localhost"));
-        assert_eq!(n("daiwakenpo.localhost:8080").as_deref(), Some("daiwakenpo.localhost"));
-        assert_eq!(n("DaiwaKenpo.LOCALHOST").as_deref(), Some("daiwakenpo.localhost"));
-        assert_eq!(n("daiwakenpo.localhost.").as_deref(), Some("daiwakenpo.localhost"));
-        assert_eq!(n("daiwakenpo.localhost.:80").as_deref(), Some("daiwakenpo.localhost"));
+        assert_eq!(
+            n("daiwakenpo.localhost").as_deref(),
+            Some("daiwakenpo.localhost")
+        );
+        assert_eq!(
+            n("daiwakenpo.localhost:8080").as_deref(),
+            Some("daiwakenpo.localhost")
+        );
+        assert_eq!(
+            n("DaiwaKenpo.LOCALHOST").as_deref(),
+            Some("daiwakenpo.localhost")
+        );
+        assert_eq!(
+            n("daiwakenpo.localhost.").as_deref(),
+            Some("daiwakenpo.localhost")
+        );
+        assert_eq!(
+            n("daiwakenpo.localhost.:80").as_deref(),
+            Some("daiwakenpo.localhost")
+        );
         assert_eq!(n(""), None);
         assert_eq!(n("[::1]:8080"), None);
         assert_eq!(n("a b.localhost"), None);

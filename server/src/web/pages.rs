@@ -65,7 +65,13 @@ fn render(
 
 #[handler]
 pub async fn top(state: Data<&Arc<AppState>>, tenant: CurrentTenant) -> Response {
-    render(&state, Some(&tenant.0), "top.html", tera::Context::new(), StatusCode::OK)
+    render(
+        &state,
+        Some(&tenant.0),
+        "top.html",
+        tera::Context::new(),
+        StatusCode::OK,
+    )
 }
 
 #[derive(Debug, Clone, Copy)]

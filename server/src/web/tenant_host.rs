@@ -48,7 +48,8 @@ pub async fn resolve_tenant<E: Endpoint>(next: Arc<E>, mut req: Request) -> poem
             error_page(&state, Some(&tenant), ErrorKind::Unavailable)
         }
         Ok(Some(tenant)) => {
-            req.extensions_mut().insert(CurrentTenant(Arc::clone(&tenant)));
+            req.extensions_mut()
+                .insert(CurrentTenant(Arc::clone(&tenant)));
             match next.call(req).await {
                 Ok(resp) => resp.into_response(),
                 Err(e) if e.status() == StatusCode::NOT_FOUND => {
