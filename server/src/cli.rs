@@ -7,9 +7,12 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
+use crate::crypto::SecretBox;
+use crate::mail::{EmailAddress, MailError, Mailer};
 use crate::startup::Application;
 use crate::store::{ApplyOutcome, Store};
 use crate::tenant::{TenantFile, TenantFileError};
+use crate::theme::Themes;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -31,6 +34,24 @@ pub enum Command {
     /// Onboard and inspect tenants.
     #[command(subcommand)]
     Tenant(TenantCommand),
+    /// Inspect and operate the mail outbox.
+    #[command(subcommand)]
+    Mail(MailCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MailCommand {
+    /// Queued, retrying, failed and sent mails per tenant.
+    Status,
+    /// Queue failed mail again: one by id, or every failed mail with --failed.
+    Retry {
+        #[arg(required_unless_present = "failed", conflicts_with = "failed")]
+        id: Option<String>,
+        #[arg(long)]
+        failed: bool,
+    },
+    /// Queue the tenant's test mail to an address, to check its mail set-up.
+    Test { slug: String, address: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -80,6 +101,12 @@ pub async fn run(cli: Cli, config: Config) -> Result<(), CliError> {
             let store = Store::connect(&config).await?;
             store.migrate().await.context("migrating")?;
             tenant_command(&store, command).await?;
+            store.close().await;
+        }
+        Command::Mail(command) => {
+            let store = Store::connect(&config).await?;
+            store.migrate().await.context("migrating")?;
+            mail_command(&config, &store, command).await?;
             store.close().await;
         }
     }
@@ -136,6 +163,64 @@ async fn tenant_command(store: &Store, command: TenantCommand) -> Result<(), Cli
                 .map_err(anyhow::Error::from)?
                 .ok_or_else(|| CliError::Input(format!("no tenant '{slug}'")))?;
             print!("{}", tenant.to_file().to_toml());
+        }
+    }
+    Ok(())
+}
+
+async fn mail_command(
+    config: &Config,
+    store: &Store,
+    command: MailCommand,
+) -> Result<(), CliError> {
+    match command {
+        MailCommand::Status => {
+            let counts = store.mail_counts().await.map_err(anyhow::Error::from)?;
+            println!(
+                "{:<20} {:>8} {:>8} {:>8} {:>8} {:>8}",
+                "tenant", "queued", "retrying", "sending", "failed", "sent"
+            );
+            for c in counts {
+                println!(
+                    "{:<20} {:>8} {:>8} {:>8} {:>8} {:>8}",
+                    c.tenant, c.queued, c.retrying, c.sending, c.failed, c.sent
+                );
+            }
+        }
+        MailCommand::Retry { id, failed: _ } => {
+            let n = store
+                .mail_requeue(id.as_deref(), crate::store::now_ms())
+                .await
+                .map_err(anyhow::Error::from)?;
+            if n == 0 && id.is_some() {
+                return Err(CliError::Input(format!(
+                    "no failed mail with id {}",
+                    id.unwrap_or_default()
+                )));
+            }
+            eprintln!("{n} mail(s) queued again");
+        }
+        MailCommand::Test { slug, address } => {
+            let to = EmailAddress::parse(&address)
+                .map_err(|e| CliError::Input(format!("{address:?}: {e}")))?;
+            let tenant = store
+                .tenant_by_slug(&slug)
+                .await
+                .map_err(anyhow::Error::from)?
+                .ok_or_else(|| CliError::Input(format!("no tenant '{slug}'")))?;
+            let themes = Themes::new(&config.themes_dir)?;
+            let secrets = SecretBox::load(config.secret_key.as_deref(), &config.data_dir)?;
+            let mailer = Mailer::new(config, themes, secrets);
+            let id = mailer
+                .send(store, &tenant, &to, "test", tera::Context::new())
+                .await
+                .map_err(|e| match e {
+                    MailError::RecipientRateLimited | MailError::TenantRateLimited => {
+                        CliError::Input(e.to_string())
+                    }
+                    other => CliError::Other(other.into()),
+                })?;
+            println!("{id}");
         }
     }
     Ok(())

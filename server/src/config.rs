@@ -39,6 +39,33 @@ pub struct Config {
     pub tenant_refresh_ms: u64,
     /// `tracing` filter, e.g. `info` or `portal=debug,info`.
     pub log: String,
+    /// Base64 of 32 random bytes; encrypts secrets at rest. Every node must share it.
+    /// Without it, a key is generated in the data folder (single node only).
+    pub secret_key: Option<String>,
+    /// `smtp://host:port` (plain), `smtp://host:port?tls=required` (STARTTLS) or
+    /// `smtps://host:port`; credentials as `smtp://user:pass@host`. Without it, mail is
+    /// written as files to `<data_dir>/mail/`.
+    pub smtp_url: Option<String>,
+    pub smtp_username: Option<String>,
+    pub smtp_password: Option<String>,
+    pub smtp_timeout_ms: u64,
+    /// DKIM keys, one file per sending domain: `<domain>.key`.
+    pub dkim_dir: Option<PathBuf>,
+    /// How often an idle mail worker looks for due mail.
+    pub mail_poll_ms: u64,
+    /// First retry delay after a temporary failure; doubled per attempt, with jitter.
+    pub mail_retry_base_ms: u64,
+    pub mail_retry_max_ms: u64,
+    /// Attempts before a mail is given up as failed.
+    pub mail_max_attempts: u32,
+    /// How long a worker's claim on a mail holds; a dead worker's mail is retried after it.
+    pub mail_lease_ms: u64,
+    /// Mails each node delivers at once.
+    pub mail_concurrency: u32,
+    /// Mails one address may be sent per hour by one tenant.
+    pub mail_recipient_limit_per_hour: u32,
+    /// Mails one tenant may send per hour.
+    pub mail_tenant_limit_per_hour: u32,
 }
 
 impl Default for Config {
@@ -54,6 +81,20 @@ impl Default for Config {
             tenants_dir: PathBuf::from("tenants"),
             tenant_refresh_ms: 1000,
             log: "info".to_owned(),
+            secret_key: None,
+            smtp_url: None,
+            smtp_username: None,
+            smtp_password: None,
+            smtp_timeout_ms: 15_000,
+            dkim_dir: None,
+            mail_poll_ms: 1000,
+            mail_retry_base_ms: 30_000,
+            mail_retry_max_ms: 3_600_000,
+            mail_max_attempts: 10,
+            mail_lease_ms: 120_000,
+            mail_concurrency: 8,
+            mail_recipient_limit_per_hour: 10,
+            mail_tenant_limit_per_hour: 5000,
         }
     }
 }
@@ -123,10 +164,38 @@ impl Config {
                 reason: "must be at least 1".into(),
             });
         }
-        if self.tenant_refresh_ms == 0 {
+        for (key, value) in [
+            ("PORTAL_TENANT_REFRESH_MS", self.tenant_refresh_ms),
+            ("PORTAL_SMTP_TIMEOUT_MS", self.smtp_timeout_ms),
+            ("PORTAL_MAIL_POLL_MS", self.mail_poll_ms),
+            ("PORTAL_MAIL_RETRY_BASE_MS", self.mail_retry_base_ms),
+            ("PORTAL_MAIL_MAX_ATTEMPTS", self.mail_max_attempts.into()),
+            ("PORTAL_MAIL_CONCURRENCY", self.mail_concurrency.into()),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Invalid {
+                    key,
+                    reason: "must be at least 1".into(),
+                });
+            }
+        }
+        if let Some(url) = &self.smtp_url {
+            if !(url.starts_with("smtp://") || url.starts_with("smtps://")) {
+                return Err(ConfigError::Invalid {
+                    key: "PORTAL_SMTP_URL",
+                    reason: "must start with smtp:// or smtps://".into(),
+                });
+            }
+        }
+        // A claim must outlive the slowest delivery, or a second worker would send the
+        // same mail while the first is still waiting for the server.
+        if self.mail_lease_ms < 2 * self.smtp_timeout_ms {
             return Err(ConfigError::Invalid {
-                key: "PORTAL_TENANT_REFRESH_MS",
-                reason: "must be at least 1".into(),
+                key: "PORTAL_MAIL_LEASE_MS",
+                reason: format!(
+                    "must be at least twice PORTAL_SMTP_TIMEOUT_MS ({} ms)",
+                    self.smtp_timeout_ms
+                ),
             });
         }
         Ok(())
@@ -138,6 +207,12 @@ impl Config {
             Some(url) => url.clone(),
             None => format!("sqlite://{}", self.data_dir.join("portal.db").display()),
         }
+    }
+
+    pub fn dkim_dir(&self) -> PathBuf {
+        self.dkim_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("dkim"))
     }
 
     pub fn database_kind(&self) -> Result<DatabaseKind, ConfigError> {

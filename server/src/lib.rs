@@ -2,6 +2,9 @@
 
 pub mod cli;
 pub mod config;
+pub mod crypto;
+pub mod mail;
+pub mod metrics;
 pub mod startup;
 pub mod store;
 pub mod tenant;

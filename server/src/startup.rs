@@ -11,6 +11,10 @@ use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 use poem::Server;
 
 use crate::config::Config;
+use crate::crypto::SecretBox;
+use crate::mail::worker::Worker;
+use crate::mail::Mailer;
+use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::tenant::{TenantFile, TenantRegistry};
 use crate::theme::Themes;
@@ -34,6 +38,10 @@ impl Application {
         tenants.spawn_refresher(Duration::from_millis(config.tenant_refresh_ms));
         let themes = Themes::new(&config.themes_dir)
             .with_context(|| format!("loading themes from {}", config.themes_dir.display()))?;
+        let secrets = SecretBox::load(config.secret_key.as_deref(), &config.data_dir)?;
+        let mailer = Mailer::new(&config, themes.clone(), secrets);
+        let metrics = Arc::new(Metrics::new());
+        Worker::new(&config, store.clone(), mailer.clone(), Arc::clone(&metrics))?.spawn();
 
         let member = bind(config.listen, "PORTAL_LISTEN").await?;
         let ops = bind(config.ops_listen, "PORTAL_OPS_LISTEN").await?;
@@ -44,6 +52,8 @@ impl Application {
             store,
             tenants,
             themes,
+            mailer,
+            metrics,
         });
         Ok(Self {
             state,

@@ -15,6 +15,7 @@ use tera::Tera;
 pub const DEFAULT_THEME: &str = "default";
 const LOCALE_FILE: &str = "locales/ja.toml";
 
+#[derive(Clone)]
 pub struct Themes {
     root: PathBuf,
     cache: Cache<String, Arc<Theme>>,
@@ -67,9 +68,14 @@ impl Theme {
         let mut tera = Tera::default();
         let mut files = Vec::new();
         for layer in &layers {
-            let dir = layer.join("templates");
-            if dir.is_dir() {
-                collect_files(&dir, &dir, &mut files)?;
+            // Page templates by their path under templates/; mail templates as mail/….
+            let pages = layer.join("templates");
+            if pages.is_dir() {
+                collect_files(&pages, &pages, &mut files)?;
+            }
+            let mail = layer.join("mail");
+            if mail.is_dir() {
+                collect_files(layer, &mail, &mut files)?;
             }
         }
         // Later layers come later, so a tenant's template replaces the default one.

@@ -103,6 +103,13 @@ impl TestDb {
             .env("PORTAL_OPS_LISTEN", "127.0.0.1:0")
             .env("PORTAL_TENANT_REFRESH_MS", "100")
             .stdin(Stdio::null());
+        if self.url.starts_with("postgres") {
+            // Nodes of one cluster share the key; SQLite tests use the generated one.
+            cmd.env(
+                "PORTAL_SECRET_KEY",
+                "dGVzdC1vbmx5LWtleS0tLTMyLWJ5dGVzLWxvbmctLS0=",
+            );
+        }
         cmd
     }
 
@@ -144,7 +151,7 @@ impl TestDb {
 pub struct TestApp {
     pub member: SocketAddr,
     pub ops: SocketAddr,
-    pub db: TestDb,
+    pub db: Arc<TestDb>,
     child: Child,
     log: Arc<Mutex<Vec<String>>>,
     http: reqwest::Client,
@@ -156,7 +163,8 @@ impl TestApp {
     }
 
     /// Starts the server on `db`, after `adjust` had its say on the command.
-    pub fn spawn_on(db: TestDb, adjust: impl FnOnce(&mut Command)) -> Self {
+    pub fn spawn_on(db: impl Into<Arc<TestDb>>, adjust: impl FnOnce(&mut Command)) -> Self {
+        let db = db.into();
         let mut cmd = db.portal();
         cmd.arg("serve")
             .stdout(Stdio::null())
@@ -194,6 +202,12 @@ impl TestApp {
 
     pub fn log(&self) -> String {
         self.log.lock().unwrap().join("\n")
+    }
+
+    /// Ends the process at once (SIGKILL), as a crash or an OOM kill would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -285,6 +299,80 @@ pub async fn raw_request(addr: SocketAddr, request: &str) -> (u16, String) {
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
     (status, text)
+}
+
+/// A port that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A real SMTP server process (tests/smtp/server.py) that stores what it accepts.
+pub struct SmtpServer {
+    pub port: u16,
+    pub dir: Arc<TempDir>,
+    child: Child,
+}
+
+impl SmtpServer {
+    pub fn start(port: u16) -> Self {
+        Self::start_with(port, Arc::new(tempfile::tempdir().unwrap()), 0.0)
+    }
+
+    /// Starts on `port`, storing into `dir`, each RCPT delayed by `rcpt_delay` seconds.
+    pub fn start_with(port: u16, dir: Arc<TempDir>, rcpt_delay: f64) -> Self {
+        let python = std::env::var("PORTAL_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+        let mut child = Command::new(python)
+            .arg(repo_root().join("tests/smtp/server.py"))
+            .args(["--port", &port.to_string(), "--dir"])
+            .arg(dir.path())
+            .args(["--rcpt-delay", &rcpt_delay.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting tests/smtp/server.py (pip install -r tests/smtp/requirements.txt)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert!(
+            line.starts_with("listening"),
+            "SMTP server did not start: {line:?}"
+        );
+        Self { port, dir, child }
+    }
+
+    pub fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    /// Every message received so far, oldest first, as raw text.
+    pub fn messages(&self) -> Vec<String> {
+        let mut names: Vec<_> = std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+            .collect();
+        names.sort();
+        names
+            .into_iter()
+            .map(|p| String::from_utf8(std::fs::read(p).unwrap()).unwrap())
+            .collect()
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for SmtpServer {
+    fn drop(&mut self) {
+        self.stop();
+    }
 }
 
 /// Polls `check` until it holds or `within` passes.

@@ -5,5 +5,6 @@ mod harness;
 
 mod cli;
 mod config;
+mod mail;
 mod migrations;
 mod routing;

@@ -5,6 +5,7 @@
 //! the same code against whichever pool is configured, so each statement is type-checked
 //! for both backends. SQL that has to differ per backend is matched on [`Pool`] here.
 
+mod mail;
 mod tenants;
 
 use std::str::FromStr;
@@ -14,6 +15,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::{PgPool, SqlitePool};
 
+pub use mail::{MailCounts, NewMail, OutboxMail};
 pub use tenants::ApplyOutcome;
 
 use crate::config::{Config, DatabaseKind};
@@ -36,6 +38,40 @@ macro_rules! on_pool {
     };
 }
 pub(crate) use on_pool;
+
+/// A transaction on either backend. State changes and the mail they cause are written in
+/// one, so they commit together or not at all.
+pub enum Tx {
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+/// Runs `$body` with `$c` bound to the transaction's connection, for either backend.
+macro_rules! on_tx {
+    ($tx:expr, $c:ident => $body:expr) => {
+        match $tx {
+            $crate::store::Tx::Sqlite(t) => {
+                let $c = &mut **t;
+                $body
+            }
+            $crate::store::Tx::Postgres(t) => {
+                let $c = &mut **t;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use on_tx;
+
+impl Tx {
+    pub async fn commit(self) -> StoreResult<()> {
+        match self {
+            Tx::Sqlite(t) => t.commit().await?,
+            Tx::Postgres(t) => t.commit().await?,
+        }
+        Ok(())
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -117,6 +153,15 @@ impl Store {
         Ok(())
     }
 
+    pub async fn begin(&self) -> StoreResult<Tx> {
+        Ok(match &self.pool {
+            // Take the write lock up front: a read that later writes would fail with
+            // SQLITE_BUSY_SNAPSHOT if another connection wrote in between.
+            Pool::Sqlite(p) => Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+            Pool::Postgres(p) => Tx::Postgres(p.begin().await?),
+        })
+    }
+
     pub async fn close(&self) {
         on_pool!(&self.pool, p => p.close().await)
     }
@@ -125,4 +170,9 @@ impl Store {
 /// Seconds since the Unix epoch.
 pub fn now_unix() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64
 }

@@ -74,6 +74,17 @@ impl Store {
         }
     }
 
+    pub async fn tenant_by_id(&self, id: &str) -> StoreResult<Option<Tenant>> {
+        let sql = format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1");
+        let row: Option<TenantRow> = on_pool!(&self.pool, p => {
+            sqlx::query_as(&sql).bind(id).fetch_optional(p).await
+        })?;
+        match row {
+            Some(row) => Ok(Some(self.complete(row).await?)),
+            None => Ok(None),
+        }
+    }
+
     /// The tenant that lists `host` among its extra host names.
     pub async fn tenant_by_alias(&self, host: &str) -> StoreResult<Option<Tenant>> {
         let sql = format!(

@@ -304,6 +304,13 @@ impl TenantFile {
                 "must start with smtp:// or smtps://",
             );
         }
+        if let Some(selector) = &s.mail.dkim_selector {
+            v.check(
+                "mail.dkim_selector",
+                is_slug(selector),
+                "must be a DNS label of a–z, 0–9 and '-'",
+            );
+        }
 
         // Theme
         v.check(

@@ -283,6 +283,9 @@ pub struct MailSettings {
     /// Overrides the process-wide SMTP server for this tenant.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub smtp_url: Option<String>,
+    /// Sign with the key `<dkim dir>/<domain>.key` under this DNS selector.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dkim_selector: Option<String>,
 }
 
 impl Default for MailSettings {
@@ -291,6 +294,7 @@ impl Default for MailSettings {
             domain: "localhost".to_owned(),
             from_name: String::new(),
             smtp_url: None,
+            dkim_selector: None,
         }
     }
 }

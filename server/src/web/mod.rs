@@ -13,6 +13,8 @@ pub use ops::ops_app;
 pub use tenant_host::CurrentTenant;
 
 use crate::config::Config;
+use crate::mail::Mailer;
+use crate::metrics::Metrics;
 use crate::store::Store;
 use crate::tenant::TenantRegistry;
 use crate::theme::Themes;
@@ -23,6 +25,8 @@ pub struct AppState {
     pub store: Store,
     pub tenants: Arc<TenantRegistry>,
     pub themes: Themes,
+    pub mailer: Mailer,
+    pub metrics: Arc<Metrics>,
 }
 
 /// The listener that tenant hosts reach. Every route runs with its tenant resolved.

@@ -1,4 +1,4 @@
-//! The operations listener: health and readiness. It serves no tenant and is bound to
+//! The operations listener: health, readiness and metrics. It serves no tenant and is bound to
 //! its own address, so tenant hosts can never reach it.
 
 use std::sync::Arc;
@@ -13,6 +13,7 @@ pub fn ops_app(state: Arc<AppState>) -> impl poem::Endpoint {
     Route::new()
         .at("/healthz", get(healthz))
         .at("/readyz", get(readyz))
+        .at("/metrics", get(metrics))
         .data(state)
 }
 
@@ -32,4 +33,13 @@ async fn readyz(state: Data<&Arc<AppState>>) -> impl IntoResponse {
             "database unreachable\n".with_status(StatusCode::SERVICE_UNAVAILABLE)
         }
     }
+}
+
+/// Prometheus text format.
+#[handler]
+fn metrics(state: Data<&Arc<AppState>>) -> impl IntoResponse {
+    state
+        .metrics
+        .render()
+        .with_content_type("text/plain; version=0.0.4; charset=utf-8")
 }

@@ -1,0 +1,194 @@
+//! Secrets at rest: AES-256-GCM with one key per installation.
+//!
+//! The key comes from `PORTAL_SECRET_KEY` (base64 of 32 bytes; every node of a cluster
+//! must share it). Without it, the embedded set-up generates one and keeps it in
+//! `<data dir>/secret.key`, readable by its owner only.
+
+use std::path::Path;
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Key, Nonce};
+use anyhow::{bail, Context};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine;
+use rand::RngCore;
+
+const NONCE_LEN: usize = 12;
+const KEY_FILE: &str = "secret.key";
+
+#[derive(Clone)]
+pub struct SecretBox {
+    cipher: Aes256Gcm,
+}
+
+impl std::fmt::Debug for SecretBox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretBox(..)")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("sealed data cannot be opened (wrong key or altered)")]
+pub struct OpenError;
+
+impl SecretBox {
+    pub fn from_key(key: &[u8; 32]) -> Self {
+        Self {
+            cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key)),
+        }
+    }
+
+    /// The configured key, or the data folder's own (created on first use).
+    pub fn load(configured: Option<&str>, data_dir: &Path) -> anyhow::Result<Self> {
+        if let Some(text) = configured {
+            return Ok(Self::from_key(
+                &parse_key(text).context("PORTAL_SECRET_KEY")?,
+            ));
+        }
+        let path = data_dir.join(KEY_FILE);
+        if path.is_file() {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            return Ok(Self::from_key(
+                &parse_key(&text).with_context(|| path.display().to_string())?,
+            ));
+        }
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("creating {}", data_dir.display()))?;
+        let mut key = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut key);
+        if create_exclusive(&path, &B64.encode(key))? {
+            tracing::info!(file = %path.display(), "generated a new secret key");
+            Ok(Self::from_key(&key))
+        } else {
+            // Another process of this installation made one first: use theirs.
+            Self::load(None, data_dir)
+        }
+    }
+
+    /// Encrypts `plain`, bound to `context` (e.g. the row's id): a sealed value moved to
+    /// another row does not open.
+    pub fn seal(&self, plain: &[u8], context: &str) -> String {
+        let mut nonce = [0u8; NONCE_LEN];
+        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        let sealed = self
+            .cipher
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plain,
+                    aad: context.as_bytes(),
+                },
+            )
+            .expect("AES-GCM encryption does not fail for in-memory data");
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&sealed);
+        B64.encode(out)
+    }
+
+    pub fn open(&self, sealed: &str, context: &str) -> Result<Vec<u8>, OpenError> {
+        let bytes = B64.decode(sealed).map_err(|_| OpenError)?;
+        if bytes.len() < NONCE_LEN {
+            return Err(OpenError);
+        }
+        let (nonce, data) = bytes.split_at(NONCE_LEN);
+        self.cipher
+            .decrypt(
+                Nonce::from_slice(nonce),
+                Payload {
+                    msg: data,
+                    aad: context.as_bytes(),
+                },
+            )
+            .map_err(|_| OpenError)
+    }
+}
+
+fn parse_key(text: &str) -> anyhow::Result<[u8; 32]> {
+    let bytes = B64
+        .decode(text.trim())
+        .context("must be base64 (e.g. from `openssl rand -base64 32`)")?;
+    match <[u8; 32]>::try_from(bytes.as_slice()) {
+        Ok(key) => Ok(key),
+        Err(_) => bail!(
+            "must be 32 bytes, base64-encoded (is {} bytes)",
+            bytes.len()
+        ),
+    }
+}
+
+/// Writes `text` to `path` only if no file is there, never leaving a partly written file
+/// under that name: the content goes to a private temporary file that is then linked into
+/// place. Returns false if `path` already existed.
+fn create_exclusive(path: &Path, text: &str) -> anyhow::Result<bool> {
+    use std::io::Write;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(".{}.tmp", crate::random_token(8)));
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    file.write_all(text.as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("writing {}", tmp.display()))?;
+    let linked = std::fs::hard_link(&tmp, path);
+    let _ = std::fs::remove_file(&tmp);
+    match linked {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+        Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_values_open_only_with_their_key_and_context() {
+        let a = SecretBox::from_key(&[7; 32]);
+        let b = SecretBox::from_key(&[8; 32]);
+        let sealed = a.seal("ワンタイムパスワード 123456".as_bytes(), "row-1");
+        assert!(!sealed.contains("123456"));
+        assert_eq!(
+            a.open(&sealed, "row-1").unwrap(),
+            "ワンタイムパスワード 123456".as_bytes()
+        );
+        assert!(a.open(&sealed, "row-2").is_err());
+        assert!(b.open(&sealed, "row-1").is_err());
+        assert!(a.open("not base64!", "row-1").is_err());
+        // Two seals of the same value differ (fresh nonce).
+        assert_ne!(a.seal(b"x", "c"), a.seal(b"x", "c"));
+    }
+
+    #[test]
+    fn generated_key_is_kept_and_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = SecretBox::load(None, dir.path()).unwrap();
+        let sealed = first.seal(b"secret", "ctx");
+        let again = SecretBox::load(None, dir.path()).unwrap();
+        assert_eq!(again.open(&sealed, "ctx").unwrap(), b"secret");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(dir.path().join(KEY_FILE))
+                .unwrap()
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+    }
+
+    #[test]
+    fn configured_key_must_be_32_bytes_of_base64() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(SecretBox::load(Some("c2hvcnQ="), dir.path()).is_err());
+        assert!(SecretBox::load(Some("???"), dir.path()).is_err());
+        let key = B64.encode([1u8; 32]);
+        assert!(SecretBox::load(Some(&key), dir.path()).is_ok());
+        assert!(!dir.path().join(KEY_FILE).exists());
+    }
+}

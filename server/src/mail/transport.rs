@@ -1,0 +1,193 @@
+//! Delivery: SMTP through lettre, or `.eml` files when no SMTP server is configured.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use lettre::message::dkim::{DkimConfig, DkimSigningAlgorithm, DkimSigningKey};
+use lettre::message::{Mailbox, MultiPart};
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+
+use super::Content;
+use crate::config::Config;
+use crate::store::OutboxMail;
+
+/// How one delivery attempt ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivery {
+    Sent,
+    /// Worth another attempt later (server down, 4xx, time-out).
+    Temporary(String),
+    /// The server refused the mail for good (5xx) or it cannot be built.
+    Permanent(String),
+}
+
+type Smtp = AsyncSmtpTransport<Tokio1Executor>;
+
+enum Transport {
+    Smtp(Smtp),
+    Files(AsyncFileTransport<Tokio1Executor>),
+}
+
+pub struct Transports {
+    default: Transport,
+    /// Tenants' own SMTP servers, by URL.
+    overrides: moka::sync::Cache<String, Arc<Smtp>>,
+    timeout: Duration,
+    credentials: Option<Credentials>,
+    dkim_dir: PathBuf,
+}
+
+impl Transports {
+    pub fn from_config(config: &Config) -> anyhow::Result<Self> {
+        let timeout = Duration::from_millis(config.smtp_timeout_ms);
+        let credentials = match (&config.smtp_username, &config.smtp_password) {
+            (Some(user), Some(password)) => Some(Credentials::new(user.clone(), password.clone())),
+            _ => None,
+        };
+        let default = match &config.smtp_url {
+            Some(url) => {
+                Transport::Smtp(smtp(url, timeout, credentials.clone()).context("PORTAL_SMTP_URL")?)
+            }
+            None => {
+                let dir = config.data_dir.join("mail");
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("creating {}", dir.display()))?;
+                Transport::Files(AsyncFileTransport::new(dir))
+            }
+        };
+        Ok(Self {
+            default,
+            overrides: moka::sync::Cache::new(64),
+            timeout,
+            credentials,
+            dkim_dir: config.dkim_dir(),
+        })
+    }
+
+    /// One attempt to deliver `mail`, through the tenant's own SMTP server if it has one,
+    /// DKIM-signed if the tenant names a selector.
+    pub async fn deliver(
+        &self,
+        mail: &OutboxMail,
+        content: &Content,
+        smtp_override: Option<&str>,
+        dkim_selector: Option<&str>,
+    ) -> Delivery {
+        let mut message = match build(mail, content) {
+            Ok(message) => message,
+            Err(e) => return Delivery::Permanent(format!("{e:#}")),
+        };
+        if let Some(selector) = dkim_selector {
+            match self.dkim(selector, &domain_of(&mail.from_address)) {
+                Ok(config) => message.sign(&config),
+                // Unsigned mail from a domain that publishes DKIM is likely to be junked;
+                // better late than unsigned.
+                Err(e) => return Delivery::Temporary(format!("DKIM: {e:#}")),
+            }
+        }
+        let result = match smtp_override {
+            Some(url) => match self.override_transport(url) {
+                Ok(smtp) => send_smtp(&smtp, message).await,
+                Err(e) => Delivery::Temporary(format!("tenant SMTP URL: {e:#}")),
+            },
+            None => match &self.default {
+                Transport::Smtp(smtp) => send_smtp(smtp, message).await,
+                Transport::Files(files) => match files.send(message).await {
+                    Ok(file) => {
+                        tracing::info!(
+                            to = %mail.recipient,
+                            subject = %content.subject,
+                            file = %file,
+                            "mail written to file"
+                        );
+                        Delivery::Sent
+                    }
+                    Err(e) => Delivery::Temporary(format!("writing mail file: {e}")),
+                },
+            },
+        };
+        result
+    }
+
+    fn override_transport(&self, url: &str) -> anyhow::Result<Arc<Smtp>> {
+        if let Some(smtp) = self.overrides.get(url) {
+            return Ok(smtp);
+        }
+        let smtp = Arc::new(smtp(url, self.timeout, self.credentials.clone())?);
+        self.overrides.insert(url.to_owned(), Arc::clone(&smtp));
+        Ok(smtp)
+    }
+
+    fn dkim(&self, selector: &str, domain: &str) -> anyhow::Result<DkimConfig> {
+        let path = self.dkim_dir.join(format!("{domain}.key"));
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("no key at {}", path.display()))?;
+        // PEM is RSA; a bare base64 line is an Ed25519 key.
+        let algorithm = if text.contains("-----BEGIN") {
+            DkimSigningAlgorithm::Rsa
+        } else {
+            DkimSigningAlgorithm::Ed25519
+        };
+        let key = DkimSigningKey::new(text.trim(), algorithm)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        Ok(DkimConfig::default_config(
+            selector.to_owned(),
+            domain.to_owned(),
+            key,
+        ))
+    }
+}
+
+fn smtp(url: &str, timeout: Duration, credentials: Option<Credentials>) -> anyhow::Result<Smtp> {
+    let mut builder = Smtp::from_url(url)
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .timeout(Some(timeout));
+    if let Some(credentials) = credentials {
+        builder = builder.credentials(credentials);
+    }
+    Ok(builder.build())
+}
+
+async fn send_smtp(smtp: &Smtp, message: Message) -> Delivery {
+    match smtp.send(message).await {
+        Ok(_) => Delivery::Sent,
+        Err(e) if e.is_permanent() => Delivery::Permanent(e.to_string()),
+        Err(e) => Delivery::Temporary(e.to_string()),
+    }
+}
+
+fn domain_of(address: &str) -> String {
+    address
+        .rsplit_once('@')
+        .map(|(_, d)| d)
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// The MIME message: Japanese names and subject encoded per RFC 2047, text and HTML
+/// alternatives in UTF-8, and a Message-ID that stays the same across attempts.
+fn build(mail: &OutboxMail, content: &Content) -> anyhow::Result<Message> {
+    let from = Mailbox::new(
+        Some(mail.from_name.clone()),
+        mail.from_address.parse().context("sender address")?,
+    );
+    let to = Mailbox::new(None, mail.recipient.parse().context("recipient address")?);
+    let message = Message::builder()
+        .from(from)
+        .to(to)
+        .subject(content.subject.clone())
+        .message_id(Some(format!(
+            "<{}@{}>",
+            mail.id,
+            domain_of(&mail.from_address)
+        )))
+        .multipart(MultiPart::alternative_plain_html(
+            content.text.clone(),
+            content.html.clone(),
+        ))
+        .context("building the message")?;
+    Ok(message)
+}
