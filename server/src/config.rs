@@ -92,7 +92,7 @@ impl Default for Config {
             mail_retry_max_ms: 3_600_000,
             mail_max_attempts: 10,
             mail_lease_ms: 120_000,
-            mail_concurrency: 8,
+            mail_concurrency: 16,
             mail_recipient_limit_per_hour: 10,
             mail_tenant_limit_per_hour: 5000,
         }

@@ -13,6 +13,7 @@ use crate::harness::{
 };
 
 on_both_backends!(
+    mail_commits_with_its_transaction_or_not_at_all,
     test_mail_reaches_smtp_from_each_tenant_in_japanese,
     mail_queued_during_an_smtp_outage_arrives_once_it_is_back,
     a_killed_server_neither_loses_nor_doubles_mail,
@@ -75,6 +76,44 @@ fn status_line(db: &TestDb, slug: &str) -> Vec<i64> {
         .skip(1)
         .map(|n| n.parse().unwrap())
         .collect()
+}
+
+/// The library call that features use: a mail queued in a transaction that rolls back
+/// (the state change failed) never exists; one whose transaction commits is queued.
+async fn mail_commits_with_its_transaction_or_not_at_all(backend: Backend) {
+    use portal::mail::{EmailAddress, Mailer};
+    let db = TestDb::fresh(backend).await;
+    let root = crate::harness::repo_root();
+    let config = portal::config::Config {
+        database_url: Some(db.url.clone()),
+        data_dir: db.data_dir.path().to_path_buf(),
+        themes_dir: root.join("themes"),
+        tenants_dir: root.join("tenants"),
+        ..Default::default()
+    };
+    let store = portal::store::Store::connect(&config).await.unwrap();
+    store.migrate().await.unwrap();
+    portal::startup::import_seed_tenants(&store, &config.tenants_dir).await.unwrap();
+    let tenant = store.tenant_by_slug("daiwakenpo").await.unwrap().unwrap();
+    let themes = portal::theme::Themes::new(&config.themes_dir).unwrap();
+    let mailer = Mailer::new(&config, themes, portal::crypto::SecretBox::from_key(&[3; 32]));
+    let to = EmailAddress::parse("tx@example.jp").unwrap();
+
+    let mut tx = store.begin().await.unwrap();
+    mailer.enqueue(&mut tx, &tenant, &to, "test", tera::Context::new()).await.unwrap();
+    drop(tx); // rolled back
+    let queued = |counts: Vec<portal::store::MailCounts>| {
+        counts.into_iter().find(|c| c.tenant == "daiwakenpo").unwrap().queued
+    };
+    assert_eq!(queued(store.mail_counts().await.unwrap()), 0);
+
+    let mut tx = store.begin().await.unwrap();
+    let id = mailer.enqueue(&mut tx, &tenant, &to, "test", tera::Context::new()).await.unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(queued(store.mail_counts().await.unwrap()), 1);
+    let (status, attempts, _) = store.mail_state(&id).await.unwrap().unwrap();
+    assert_eq!((status.as_str(), attempts), ("queued", 0));
+    store.close().await;
 }
 
 async fn test_mail_reaches_smtp_from_each_tenant_in_japanese(backend: Backend) {
