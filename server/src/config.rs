@@ -66,6 +66,16 @@ pub struct Config {
     pub mail_recipient_limit_per_hour: u32,
     /// Mails one tenant may send per hour.
     pub mail_tenant_limit_per_hour: u32,
+    /// argon2id memory cost in KiB (OWASP: 19456).
+    pub argon2_memory_kib: u32,
+    /// argon2id iterations (OWASP: 2).
+    pub argon2_iterations: u32,
+    /// argon2id lanes (OWASP: 1).
+    pub argon2_parallelism: u32,
+    /// Password hashes computed at once; 0 means one per CPU.
+    pub hash_concurrency: u32,
+    /// Password checks that may wait for a free hasher; more get "busy, try again".
+    pub hash_queue: u32,
 }
 
 impl Default for Config {
@@ -95,6 +105,11 @@ impl Default for Config {
             mail_concurrency: 16,
             mail_recipient_limit_per_hour: 10,
             mail_tenant_limit_per_hour: 5000,
+            argon2_memory_kib: 19_456,
+            argon2_iterations: 2,
+            argon2_parallelism: 1,
+            hash_concurrency: 0,
+            hash_queue: 256,
         }
     }
 }

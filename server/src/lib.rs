@@ -1,9 +1,11 @@
 //! portal: one engine serving the member portal of many health insurance societies.
 
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod mail;
+pub mod member;
 pub mod metrics;
 pub mod startup;
 pub mod store;

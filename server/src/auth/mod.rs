@@ -1,0 +1,3 @@
+//! Authentication: password hashing, sessions, CSRF, step-up.
+
+pub mod password;

@@ -1,0 +1,3 @@
+//! Members of a tenant: user IDs, passwords and their policies.
+
+pub mod policy;

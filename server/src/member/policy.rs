@@ -1,0 +1,1 @@
+//! Password and user ID policies.
