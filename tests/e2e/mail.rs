@@ -93,22 +93,38 @@ async fn mail_commits_with_its_transaction_or_not_at_all(backend: Backend) {
     };
     let store = portal::store::Store::connect(&config).await.unwrap();
     store.migrate().await.unwrap();
-    portal::startup::import_seed_tenants(&store, &config.tenants_dir).await.unwrap();
+    portal::startup::import_seed_tenants(&store, &config.tenants_dir)
+        .await
+        .unwrap();
     let tenant = store.tenant_by_slug("daiwakenpo").await.unwrap().unwrap();
     let themes = portal::theme::Themes::new(&config.themes_dir).unwrap();
-    let mailer = Mailer::new(&config, themes, portal::crypto::SecretBox::from_key(&[3; 32]));
+    let mailer = Mailer::new(
+        &config,
+        themes,
+        portal::crypto::SecretBox::from_key(&[3; 32]),
+    );
     let to = EmailAddress::parse("tx@example.jp").unwrap();
 
     let mut tx = store.begin().await.unwrap();
-    mailer.enqueue(&mut tx, &tenant, &to, "test", tera::Context::new()).await.unwrap();
+    mailer
+        .enqueue(&mut tx, &tenant, &to, "test", tera::Context::new())
+        .await
+        .unwrap();
     drop(tx); // rolled back
     let queued = |counts: Vec<portal::store::MailCounts>| {
-        counts.into_iter().find(|c| c.tenant == "daiwakenpo").unwrap().queued
+        counts
+            .into_iter()
+            .find(|c| c.tenant == "daiwakenpo")
+            .unwrap()
+            .queued
     };
     assert_eq!(queued(store.mail_counts().await.unwrap()), 0);
 
     let mut tx = store.begin().await.unwrap();
-    let id = mailer.enqueue(&mut tx, &tenant, &to, "test", tera::Context::new()).await.unwrap();
+    let id = mailer
+        .enqueue(&mut tx, &tenant, &to, "test", tera::Context::new())
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     assert_eq!(queued(store.mail_counts().await.unwrap()), 1);
     let (status, attempts, _) = store.mail_state(&id).await.unwrap().unwrap();
