@@ -22,8 +22,13 @@ const MAILS: usize = 1000;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
     let inbox = tempfile::tempdir()?;
     let python = std::env::var("PORTAL_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
     let mut smtp = Command::new(python)
@@ -77,14 +82,19 @@ async fn run(config: &Config) -> anyhow::Result<(f64, f64)> {
     let store = Store::connect(config).await?;
     store.migrate().await?;
     portal::startup::import_seed_tenants(&store, &config.tenants_dir).await?;
-    let tenant = store.tenant_by_slug("daiwakenpo").await?.expect("seed tenant");
+    let tenant = store
+        .tenant_by_slug("daiwakenpo")
+        .await?
+        .expect("seed tenant");
     let themes = Themes::new(&config.themes_dir)?;
     let mailer = Mailer::new(config, themes, SecretBox::from_key(&[9; 32]));
 
     let start = Instant::now();
     for i in 0..MAILS {
         let to = EmailAddress::parse(&format!("bench{i}@example.jp")).unwrap();
-        mailer.send(&store, &tenant, &to, "test", tera::Context::new()).await?;
+        mailer
+            .send(&store, &tenant, &to, "test", tera::Context::new())
+            .await?;
     }
     let queued = MAILS as f64 / start.elapsed().as_secs_f64();
 
@@ -106,6 +116,8 @@ async fn fresh_pg_database(admin: &str) -> anyhow::Result<String> {
     use sqlx::Connection;
     let name = format!("portal_bench_{}", portal::random_token(6));
     let mut conn = sqlx::PgConnection::connect(admin).await?;
-    sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut conn).await?;
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await?;
     Ok(format!("{}/{name}", admin.rsplit_once('/').unwrap().0))
 }

@@ -6,6 +6,7 @@
 //! for both backends. SQL that has to differ per backend is matched on [`Pool`] here.
 
 mod mail;
+mod members;
 mod tenants;
 
 use std::str::FromStr;
@@ -16,6 +17,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::{PgPool, SqlitePool};
 
 pub use mail::{MailCounts, NewMail, OutboxMail};
+pub use members::{AuditEvent, LoginFlow, Member, MemberState, NewMember, Session};
 pub use tenants::ApplyOutcome;
 
 use crate::config::{Config, DatabaseKind};

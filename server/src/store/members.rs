@@ -1,0 +1,621 @@
+//! Members, their sessions and sign-in flows, terms acceptances and audit events. Every
+//! query names the tenant: a member of one tenant is invisible from another.
+
+use sqlx::FromRow;
+
+use super::{now_unix, on_pool, Store, StoreError, StoreResult};
+use crate::tenant::TenantId;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemberState {
+    /// Signs in with credentials from a letter (or a reset) and must replace them.
+    Temporary,
+    Active,
+    Disabled,
+}
+
+impl MemberState {
+    fn parse(s: &str) -> Self {
+        match s {
+            "temporary" => MemberState::Temporary,
+            "active" => MemberState::Active,
+            _ => MemberState::Disabled,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub id: String,
+    pub tenant_id: TenantId,
+    pub user_id: String,
+    pub display_name: String,
+    /// `YYYY-MM-DD`
+    pub birth_date: String,
+    pub email: String,
+    pub password_hash: String,
+    pub password_created_at: i64,
+    pub state: MemberState,
+    pub user_id_chosen: bool,
+    pub email_reviewed: bool,
+    pub mfa_method: Option<String>,
+    pub failed_logins: i64,
+    pub locked_until: Option<i64>,
+    pub terms_version: Option<String>,
+}
+
+impl Member {
+    pub fn is_locked(&self, now: i64) -> bool {
+        self.locked_until.is_some_and(|until| until > now)
+    }
+}
+
+#[derive(FromRow)]
+struct MemberRow {
+    id: String,
+    tenant_id: String,
+    user_id: String,
+    display_name: String,
+    birth_date: String,
+    email: String,
+    password_hash: String,
+    password_created_at: i64,
+    state: String,
+    user_id_chosen: bool,
+    email_reviewed: bool,
+    mfa_method: Option<String>,
+    failed_logins: i64,
+    locked_until: Option<i64>,
+    terms_version: Option<String>,
+}
+
+impl From<MemberRow> for Member {
+    fn from(r: MemberRow) -> Self {
+        Member {
+            id: r.id,
+            tenant_id: TenantId::from_db(r.tenant_id),
+            user_id: r.user_id,
+            display_name: r.display_name,
+            birth_date: r.birth_date,
+            email: r.email,
+            password_hash: r.password_hash,
+            password_created_at: r.password_created_at,
+            state: MemberState::parse(&r.state),
+            user_id_chosen: r.user_id_chosen,
+            email_reviewed: r.email_reviewed,
+            mfa_method: r.mfa_method,
+            failed_logins: r.failed_logins,
+            locked_until: r.locked_until,
+            terms_version: r.terms_version,
+        }
+    }
+}
+
+const MEMBER_COLUMNS: &str = "id, tenant_id, user_id, display_name, birth_date, email, \
+    password_hash, password_created_at, state, user_id_chosen, email_reviewed, mfa_method, \
+    failed_logins, locked_until, terms_version";
+
+/// A member to create with temporary credentials.
+pub struct NewMember<'a> {
+    pub user_id: &'a str,
+    pub display_name: &'a str,
+    pub birth_date: &'a str,
+    pub email: &'a str,
+    pub password_hash: &'a str,
+}
+
+/// A sign-in in progress.
+#[derive(Debug, Clone, FromRow)]
+pub struct LoginFlow {
+    pub member_id: String,
+    pub purpose: String,
+    pub birth_date_verified: bool,
+    pub return_to: String,
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct Session {
+    pub member_id: String,
+    pub created_at: i64,
+    pub last_seen_at: i64,
+    pub authenticated_at: i64,
+}
+
+/// Who did what, from where: one line of the audit log.
+pub struct AuditEvent<'a> {
+    pub tenant: Option<&'a TenantId>,
+    pub member_id: Option<&'a str>,
+    pub event: &'a str,
+    pub ip: &'a str,
+    pub user_agent: &'a str,
+    pub detail: &'a str,
+}
+
+impl Store {
+    pub async fn member_count(&self, tenant: &TenantId) -> StoreResult<i64> {
+        let n = on_pool!(&self.pool, p => {
+            sqlx::query_scalar("SELECT COUNT(*) FROM members WHERE tenant_id = $1")
+                .bind(tenant.as_str())
+                .fetch_one(p)
+                .await
+        })?;
+        Ok(n)
+    }
+
+    /// Creates a member; a user ID already used in the tenant is a conflict.
+    pub async fn create_member(&self, tenant: &TenantId, m: &NewMember<'_>) -> StoreResult<String> {
+        let id = crate::random_token(16);
+        let now = now_unix();
+        let result = on_pool!(&self.pool, p => {
+            sqlx::query(
+                "INSERT INTO members (id, tenant_id, user_id, display_name, birth_date, email, \
+                 password_hash, password_created_at, state, user_id_chosen, email_reviewed, \
+                 failed_logins, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'temporary', FALSE, FALSE, 0, $8, $8)",
+            )
+            .bind(&id)
+            .bind(tenant.as_str())
+            .bind(m.user_id)
+            .bind(m.display_name)
+            .bind(m.birth_date)
+            .bind(m.email)
+            .bind(m.password_hash)
+            .bind(now)
+            .execute(p)
+            .await
+            .map(|_| ())
+        });
+        match result {
+            Ok(()) => Ok(id),
+            Err(e) if is_unique_violation(&e) => {
+                Err(StoreError::Conflict("user ID already in use".into()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn member_by_user_id(
+        &self,
+        tenant: &TenantId,
+        user_id: &str,
+    ) -> StoreResult<Option<Member>> {
+        let sql =
+            format!("SELECT {MEMBER_COLUMNS} FROM members WHERE tenant_id = $1 AND user_id = $2");
+        let row: Option<MemberRow> = on_pool!(&self.pool, p => {
+            sqlx::query_as(&sql).bind(tenant.as_str()).bind(user_id).fetch_optional(p).await
+        })?;
+        Ok(row.map(Member::from))
+    }
+
+    pub async fn member(&self, tenant: &TenantId, id: &str) -> StoreResult<Option<Member>> {
+        let sql = format!("SELECT {MEMBER_COLUMNS} FROM members WHERE tenant_id = $1 AND id = $2");
+        let row: Option<MemberRow> = on_pool!(&self.pool, p => {
+            sqlx::query_as(&sql).bind(tenant.as_str()).bind(id).fetch_optional(p).await
+        })?;
+        Ok(row.map(Member::from))
+    }
+
+    /// Counts a failed sign-in; locks the account at `max_failures` until `lock_until`.
+    /// Returns true if this failure locked it.
+    pub async fn record_login_failure(
+        &self,
+        tenant: &TenantId,
+        member_id: &str,
+        max_failures: i64,
+        lock_until: i64,
+    ) -> StoreResult<bool> {
+        let (failures, locked): (i64, Option<i64>) = on_pool!(&self.pool, p => {
+            sqlx::query_as(
+                "UPDATE members SET failed_logins = failed_logins + 1, \
+                 locked_until = CASE WHEN failed_logins + 1 >= $3 THEN $4 ELSE locked_until END \
+                 WHERE tenant_id = $1 AND id = $2 RETURNING failed_logins, locked_until",
+            )
+            .bind(tenant.as_str())
+            .bind(member_id)
+            .bind(max_failures)
+            .bind(lock_until)
+            .fetch_one(p)
+            .await
+        })?;
+        Ok(failures == max_failures && locked == Some(lock_until))
+    }
+
+    /// A successful sign-in: the failure count starts again; an expired lock is lifted.
+    pub async fn record_login_success(
+        &self,
+        tenant: &TenantId,
+        member_id: &str,
+    ) -> StoreResult<()> {
+        on_pool!(&self.pool, p => {
+            sqlx::query(
+                "UPDATE members SET failed_logins = 0, locked_until = NULL \
+                 WHERE tenant_id = $1 AND id = $2",
+            )
+            .bind(tenant.as_str())
+            .bind(member_id)
+            .execute(p)
+            .await
+            .map(|_| ())
+        })?;
+        Ok(())
+    }
+
+    pub async fn unlock_member(&self, tenant: &TenantId, member_id: &str) -> StoreResult<()> {
+        self.record_login_success(tenant, member_id).await
+    }
+
+    pub async fn set_password_hash(
+        &self,
+        tenant: &TenantId,
+        member_id: &str,
+        hash: &str,
+        make_active: bool,
+    ) -> StoreResult<()> {
+        let sql = if make_active {
+            "UPDATE members SET password_hash = $3, password_created_at = $4, updated_at = $4, \
+             state = 'active' WHERE tenant_id = $1 AND id = $2"
+        } else {
+            "UPDATE members SET password_hash = $3, password_created_at = $4, updated_at = $4 \
+             WHERE tenant_id = $1 AND id = $2"
+        };
+        self.member_update(sql, tenant, member_id, hash.to_owned(), now_unix())
+            .await
+    }
+
+    /// Re-hash with new parameters: the creation date of the password stays.
+    pub async fn rehash_password(
+        &self,
+        tenant: &TenantId,
+        member_id: &str,
+        hash: &str,
+    ) -> StoreResult<()> {
+        self.member_update(
+            "UPDATE members SET password_hash = $3, updated_at = $4 WHERE tenant_id = $1 AND id = $2",
+            tenant,
+            member_id,
+            hash.to_owned(),
+            now_unix(),
+        )
+        .await
+    }
+
+    /// Sets the member's own user ID (and the second-factor method chosen with it).
+    pub async fn choose_user_id(
+        &self,
+        tenant: &TenantId,
+        member_id: &str,
+        user_id: &str,
+        mfa_method: Option<&str>,
+    ) -> StoreResult<()> {
+        let now = now_unix();
+        let result = on_pool!(&self.pool, p => {
+            sqlx::query(
+                "UPDATE members SET user_id = $3, mfa_method = COALESCE($4, mfa_method), \
+                 user_id_chosen = TRUE, updated_at = $5 WHERE tenant_id = $1 AND id = $2",
+            )
+            .bind(tenant.as_str())
+            .bind(member_id)
+            .bind(user_id)
+            .bind(mfa_method)
+            .bind(now)
+            .execute(p)
+            .await
+            .map(|_| ())
+        });
+        match result {
+            Ok(()) => Ok(()),
+            Err(e) if is_unique_violation(&e) => {
+                Err(StoreError::Conflict("user ID already in use".into()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub async fn set_email(
+        &self,
+        tenant: &TenantId,
+        member_id: &str,
+        email: &str,
+    ) -> StoreResult<()> {
+        self.member_update(
+            "UPDATE members SET email = $3, email_reviewed = TRUE, updated_at = $4 \
+             WHERE tenant_id = $1 AND id = $2",
+            tenant,
+            member_id,
+            email.to_owned(),
+            now_unix(),
+        )
+        .await
+    }
+
+    /// Records acceptance of a terms version, keeping the history.
+    pub async fn accept_terms(
+        &self,
+        tenant: &TenantId,
+        member_id: &str,
+        version: &str,
+    ) -> StoreResult<()> {
+        let now = now_unix();
+        let mut tx = self.begin().await?;
+        super::on_tx!(&mut tx, c => {
+            sqlx::query(
+                "UPDATE members SET terms_version = $3, terms_accepted_at = $4, updated_at = $4 \
+                 WHERE tenant_id = $1 AND id = $2",
+            )
+            .bind(tenant.as_str())
+            .bind(member_id)
+            .bind(version)
+            .bind(now)
+            .execute(&mut *c)
+            .await?;
+            sqlx::query(
+                "INSERT INTO terms_acceptances (tenant_id, member_id, version, accepted_at) \
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind(tenant.as_str())
+            .bind(member_id)
+            .bind(version)
+            .bind(now)
+            .execute(&mut *c)
+            .await?;
+            Ok::<_, sqlx::Error>(())
+        })?;
+        tx.commit().await
+    }
+
+    /// Versions the member accepted, oldest first, with the time.
+    pub async fn terms_history(
+        &self,
+        tenant: &TenantId,
+        member_id: &str,
+    ) -> StoreResult<Vec<(String, i64)>> {
+        let rows = on_pool!(&self.pool, p => {
+            sqlx::query_as(
+                "SELECT version, accepted_at FROM terms_acceptances \
+                 WHERE tenant_id = $1 AND member_id = $2 ORDER BY accepted_at",
+            )
+            .bind(tenant.as_str())
+            .bind(member_id)
+            .fetch_all(p)
+            .await
+        })?;
+        Ok(rows)
+    }
+
+    async fn member_update(
+        &self,
+        sql: &str,
+        tenant: &TenantId,
+        member_id: &str,
+        value: String,
+        now: i64,
+    ) -> StoreResult<()> {
+        on_pool!(&self.pool, p => {
+            sqlx::query(sql)
+                .bind(tenant.as_str())
+                .bind(member_id)
+                .bind(&value)
+                .bind(now)
+                .execute(p)
+                .await
+                .map(|_| ())
+        })?;
+        Ok(())
+    }
+
+    // --- sign-in flows -------------------------------------------------------------------
+
+    pub async fn create_flow(
+        &self,
+        tenant: &TenantId,
+        token_hash: &str,
+        member_id: &str,
+        purpose: &str,
+        return_to: &str,
+        expires_at: i64,
+    ) -> StoreResult<()> {
+        on_pool!(&self.pool, p => {
+            sqlx::query(
+                "INSERT INTO login_flows (token_hash, tenant_id, member_id, purpose, \
+                 birth_date_verified, return_to, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, FALSE, $5, $6, $7)",
+            )
+            .bind(token_hash)
+            .bind(tenant.as_str())
+            .bind(member_id)
+            .bind(purpose)
+            .bind(return_to)
+            .bind(now_unix())
+            .bind(expires_at)
+            .execute(p)
+            .await
+            .map(|_| ())
+        })?;
+        Ok(())
+    }
+
+    pub async fn flow(
+        &self,
+        tenant: &TenantId,
+        token_hash: &str,
+    ) -> StoreResult<Option<LoginFlow>> {
+        let flow = on_pool!(&self.pool, p => {
+            sqlx::query_as(
+                "SELECT member_id, purpose, birth_date_verified, return_to, expires_at \
+                 FROM login_flows WHERE tenant_id = $1 AND token_hash = $2 AND expires_at > $3",
+            )
+            .bind(tenant.as_str())
+            .bind(token_hash)
+            .bind(now_unix())
+            .fetch_optional(p)
+            .await
+        })?;
+        Ok(flow)
+    }
+
+    pub async fn flow_birth_date_verified(
+        &self,
+        tenant: &TenantId,
+        token_hash: &str,
+    ) -> StoreResult<()> {
+        on_pool!(&self.pool, p => {
+            sqlx::query(
+                "UPDATE login_flows SET birth_date_verified = TRUE \
+                 WHERE tenant_id = $1 AND token_hash = $2",
+            )
+            .bind(tenant.as_str())
+            .bind(token_hash)
+            .execute(p)
+            .await
+            .map(|_| ())
+        })?;
+        Ok(())
+    }
+
+    pub async fn delete_flow(&self, tenant: &TenantId, token_hash: &str) -> StoreResult<()> {
+        on_pool!(&self.pool, p => {
+            sqlx::query("DELETE FROM login_flows WHERE tenant_id = $1 AND token_hash = $2")
+                .bind(tenant.as_str())
+                .bind(token_hash)
+                .execute(p)
+                .await
+                .map(|_| ())
+        })?;
+        Ok(())
+    }
+
+    // --- sessions ------------------------------------------------------------------------
+
+    pub async fn create_session(
+        &self,
+        tenant: &TenantId,
+        token_hash: &str,
+        member_id: &str,
+    ) -> StoreResult<()> {
+        let now = now_unix();
+        on_pool!(&self.pool, p => {
+            sqlx::query(
+                "INSERT INTO sessions (token_hash, tenant_id, member_id, created_at, \
+                 last_seen_at, authenticated_at) VALUES ($1, $2, $3, $4, $4, $4)",
+            )
+            .bind(token_hash)
+            .bind(tenant.as_str())
+            .bind(member_id)
+            .bind(now)
+            .execute(p)
+            .await
+            .map(|_| ())
+        })?;
+        Ok(())
+    }
+
+    pub async fn session(
+        &self,
+        tenant: &TenantId,
+        token_hash: &str,
+    ) -> StoreResult<Option<Session>> {
+        let session = on_pool!(&self.pool, p => {
+            sqlx::query_as(
+                "SELECT member_id, created_at, last_seen_at, authenticated_at FROM sessions \
+                 WHERE tenant_id = $1 AND token_hash = $2",
+            )
+            .bind(tenant.as_str())
+            .bind(token_hash)
+            .fetch_optional(p)
+            .await
+        })?;
+        Ok(session)
+    }
+
+    pub async fn touch_session(
+        &self,
+        tenant: &TenantId,
+        token_hash: &str,
+        now: i64,
+    ) -> StoreResult<()> {
+        on_pool!(&self.pool, p => {
+            sqlx::query("UPDATE sessions SET last_seen_at = $3 WHERE tenant_id = $1 AND token_hash = $2")
+                .bind(tenant.as_str())
+                .bind(token_hash)
+                .bind(now)
+                .execute(p)
+                .await
+                .map(|_| ())
+        })?;
+        Ok(())
+    }
+
+    pub async fn delete_session(&self, tenant: &TenantId, token_hash: &str) -> StoreResult<()> {
+        on_pool!(&self.pool, p => {
+            sqlx::query("DELETE FROM sessions WHERE tenant_id = $1 AND token_hash = $2")
+                .bind(tenant.as_str())
+                .bind(token_hash)
+                .execute(p)
+                .await
+                .map(|_| ())
+        })?;
+        Ok(())
+    }
+
+    // --- audit ---------------------------------------------------------------------------
+
+    pub async fn audit(&self, e: &AuditEvent<'_>) -> StoreResult<()> {
+        on_pool!(&self.pool, p => {
+            sqlx::query(
+                "INSERT INTO audit_events (id, tenant_id, member_id, event, ip, user_agent, \
+                 detail, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            )
+            .bind(crate::random_token(16))
+            .bind(e.tenant.map(TenantId::as_str))
+            .bind(e.member_id)
+            .bind(e.event)
+            .bind(e.ip)
+            .bind(e.user_agent)
+            .bind(e.detail)
+            .bind(now_unix())
+            .execute(p)
+            .await
+            .map(|_| ())
+        })?;
+        Ok(())
+    }
+
+    /// How many times `event` came from `ip` since `since`, across all tenants.
+    pub async fn events_from_ip(&self, ip: &str, event: &str, since: i64) -> StoreResult<i64> {
+        let n = on_pool!(&self.pool, p => {
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM audit_events WHERE ip = $1 AND event = $2 AND created_at >= $3",
+            )
+            .bind(ip)
+            .bind(event)
+            .bind(since)
+            .fetch_one(p)
+            .await
+        })?;
+        Ok(n)
+    }
+
+    /// The member's audit events, newest first: (event, detail, ip).
+    pub async fn member_events(
+        &self,
+        tenant: &TenantId,
+        member_id: &str,
+    ) -> StoreResult<Vec<(String, String, String)>> {
+        let rows = on_pool!(&self.pool, p => {
+            sqlx::query_as(
+                "SELECT event, detail, ip FROM audit_events \
+                 WHERE tenant_id = $1 AND member_id = $2 ORDER BY created_at DESC, id",
+            )
+            .bind(tenant.as_str())
+            .bind(member_id)
+            .fetch_all(p)
+            .await
+        })?;
+        Ok(rows)
+    }
+}
+
+fn is_unique_violation(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(db) if db.is_unique_violation())
+}
