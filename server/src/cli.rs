@@ -37,6 +37,23 @@ pub enum Command {
     /// Inspect and operate the mail outbox.
     #[command(subcommand)]
     Mail(MailCommand),
+    /// Create members.
+    #[command(subcommand)]
+    Member(MemberCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MemberCommand {
+    /// Create a member with temporary credentials; prints {"user_id": …, "password": …}.
+    Add {
+        slug: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long = "birth-date")]
+        birth_date: String,
+        #[arg(long)]
+        email: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -101,6 +118,39 @@ pub async fn run(cli: Cli, config: Config) -> Result<(), CliError> {
             let store = Store::connect(&config).await?;
             store.migrate().await.context("migrating")?;
             tenant_command(&store, command).await?;
+            store.close().await;
+        }
+        Command::Member(MemberCommand::Add {
+            slug,
+            name,
+            birth_date,
+            email,
+        }) => {
+            let bad =
+                |field: &str, e: &dyn std::fmt::Display| CliError::Input(format!("--{field}: {e}"));
+            let name = crate::member::check_display_name(&name).map_err(|e| bad("name", &e))?;
+            let birth_date =
+                crate::member::check_birth_date(&birth_date).map_err(|e| bad("birth-date", &e))?;
+            let email = EmailAddress::parse(&email).map_err(|e| bad("email", &e))?;
+            let store = Store::connect(&config).await?;
+            store.migrate().await.context("migrating")?;
+            let tenant = store
+                .tenant_by_slug(&slug)
+                .await
+                .map_err(anyhow::Error::from)?
+                .ok_or_else(|| CliError::Input(format!("no tenant '{slug}'")))?;
+            let hasher = crate::auth::password::PasswordHasher::new(&config)?;
+            let details = crate::member::MemberDetails {
+                display_name: name,
+                birth_date,
+                email: &email,
+            };
+            let credentials =
+                crate::member::create_member(&store, &hasher, &tenant, &details).await?;
+            println!(
+                "{}",
+                serde_json::to_string(&credentials).expect("serialisable")
+            );
             store.close().await;
         }
         Command::Mail(command) => {

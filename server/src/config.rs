@@ -76,6 +76,9 @@ pub struct Config {
     pub hash_concurrency: u32,
     /// Password checks that may wait for a free hasher; more get "busy, try again".
     pub hash_queue: u32,
+    /// Mark cookies `Secure`. Default: on, except when the base domain is `localhost`
+    /// (plain http in development and tests).
+    pub secure_cookies: Option<bool>,
 }
 
 impl Default for Config {
@@ -110,6 +113,7 @@ impl Default for Config {
             argon2_parallelism: 1,
             hash_concurrency: 0,
             hash_queue: 256,
+            secure_cookies: None,
         }
     }
 }
@@ -222,6 +226,11 @@ impl Config {
             Some(url) => url.clone(),
             None => format!("sqlite://{}", self.data_dir.join("portal.db").display()),
         }
+    }
+
+    pub fn secure_cookies(&self) -> bool {
+        self.secure_cookies
+            .unwrap_or(self.base_domain != "localhost")
     }
 
     pub fn dkim_dir(&self) -> PathBuf {

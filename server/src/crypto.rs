@@ -19,6 +19,7 @@ const KEY_FILE: &str = "secret.key";
 #[derive(Clone)]
 pub struct SecretBox {
     cipher: Aes256Gcm,
+    key: [u8; 32],
 }
 
 impl std::fmt::Debug for SecretBox {
@@ -35,6 +36,7 @@ impl SecretBox {
     pub fn from_key(key: &[u8; 32]) -> Self {
         Self {
             cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key)),
+            key: *key,
         }
     }
 
@@ -64,6 +66,16 @@ impl SecretBox {
             // Another process of this installation made one first: use theirs.
             Self::load(None, data_dir)
         }
+    }
+
+    /// A key for another purpose (`label`), derived from this one: SHA-256(label ‖ key).
+    pub fn derive_key(&self, label: &str) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut hasher = Sha256::new();
+        hasher.update(label.as_bytes());
+        hasher.update(b"\0");
+        hasher.update(self.key);
+        hasher.finalize().into()
     }
 
     /// Encrypts `plain`, bound to `context` (e.g. the row's id): a sealed value moved to
@@ -102,6 +114,12 @@ impl SecretBox {
             )
             .map_err(|_| OpenError)
     }
+}
+
+/// Compares secrets without leaking through timing where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq;
+    a.ct_eq(b).into()
 }
 
 fn parse_key(text: &str) -> anyhow::Result<[u8; 32]> {

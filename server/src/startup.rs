@@ -10,6 +10,7 @@ use anyhow::Context;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 use poem::Server;
 
+use crate::auth::password::PasswordHasher;
 use crate::config::Config;
 use crate::crypto::SecretBox;
 use crate::mail::worker::Worker;
@@ -39,7 +40,10 @@ impl Application {
         let themes = Themes::new(&config.themes_dir)
             .with_context(|| format!("loading themes from {}", config.themes_dir.display()))?;
         let secrets = SecretBox::load(config.secret_key.as_deref(), &config.data_dir)?;
+        let csrf_key = secrets.derive_key("csrf");
         let mailer = Mailer::new(&config, themes.clone(), secrets);
+        let hasher = PasswordHasher::new(&config)?;
+        create_demo_members(&store, &hasher).await?;
         let metrics = Arc::new(Metrics::new());
         Worker::new(&config, store.clone(), mailer.clone(), Arc::clone(&metrics))?.spawn();
 
@@ -54,6 +58,8 @@ impl Application {
             themes,
             mailer,
             metrics,
+            hasher,
+            csrf_key,
         });
         Ok(Self {
             state,
@@ -149,6 +155,31 @@ pub async fn import_seed_tenants(store: &Store, dir: &Path) -> anyhow::Result<()
             .with_context(|| format!("{}: invalid tenant definition", path.display()))?;
         store.apply_tenant(&file).await?;
         tracing::info!(tenant = %file.slug, file = %path.display(), "tenant imported");
+    }
+    Ok(())
+}
+
+/// Gives every tenant without members one demo member, so that a new installation can
+/// be tried at once. The temporary credentials are printed this once.
+pub async fn create_demo_members(store: &Store, hasher: &PasswordHasher) -> anyhow::Result<()> {
+    let email = crate::mail::EmailAddress::parse("demo.member@example.jp").expect("valid address");
+    for tenant in store.tenants().await? {
+        if store.member_count(&tenant.id).await? > 0 {
+            continue;
+        }
+        let details = crate::member::MemberDetails {
+            display_name: "ダイワ タロウ",
+            birth_date: "1980-04-01",
+            email: &email,
+        };
+        let credentials = crate::member::create_member(store, hasher, &tenant, &details).await?;
+        tracing::info!(
+            "demo member of {}: temporary user ID {} password {} birth date {}",
+            tenant.slug,
+            credentials.user_id,
+            credentials.password,
+            details.birth_date
+        );
     }
     Ok(())
 }

@@ -38,6 +38,7 @@ pub struct Member {
     pub state: MemberState,
     pub user_id_chosen: bool,
     pub email_reviewed: bool,
+    pub email_confirmed: bool,
     pub mfa_method: Option<String>,
     pub failed_logins: i64,
     pub locked_until: Option<i64>,
@@ -63,6 +64,7 @@ struct MemberRow {
     state: String,
     user_id_chosen: bool,
     email_reviewed: bool,
+    email_confirmed: bool,
     mfa_method: Option<String>,
     failed_logins: i64,
     locked_until: Option<i64>,
@@ -83,6 +85,7 @@ impl From<MemberRow> for Member {
             state: MemberState::parse(&r.state),
             user_id_chosen: r.user_id_chosen,
             email_reviewed: r.email_reviewed,
+            email_confirmed: r.email_confirmed,
             mfa_method: r.mfa_method,
             failed_logins: r.failed_logins,
             locked_until: r.locked_until,
@@ -92,7 +95,8 @@ impl From<MemberRow> for Member {
 }
 
 const MEMBER_COLUMNS: &str = "id, tenant_id, user_id, display_name, birth_date, email, \
-    password_hash, password_created_at, state, user_id_chosen, email_reviewed, mfa_method, \
+    password_hash, password_created_at, state, user_id_chosen, email_reviewed, email_confirmed, \
+    mfa_method, \
     failed_logins, locked_until, terms_version";
 
 /// A member to create with temporary credentials.
@@ -312,6 +316,47 @@ impl Store {
         }
     }
 
+    /// Confirms the address a link was sent to, if it is still the member's address.
+    /// Returns false if the token is unknown, used, expired or the address changed since.
+    pub async fn confirm_email_token(
+        &self,
+        tenant: &TenantId,
+        token_hash: &str,
+    ) -> StoreResult<bool> {
+        let now = now_unix();
+        let mut tx = self.begin().await?;
+        let confirmed = super::on_tx!(&mut tx, c => {
+            let row: Option<(String, String)> = sqlx::query_as(
+                "UPDATE one_time_tokens SET used_at = $3 \
+                 WHERE tenant_id = $1 AND token_hash = $2 AND purpose = 'email_confirmation' \
+                 AND used_at IS NULL AND expires_at > $3 RETURNING member_id, payload",
+            )
+            .bind(tenant.as_str())
+            .bind(token_hash)
+            .bind(now)
+            .fetch_optional(&mut *c)
+            .await?;
+            match row {
+                Some((member_id, email)) => {
+                    let updated = sqlx::query(
+                        "UPDATE members SET email_confirmed = TRUE, updated_at = $4 \
+                         WHERE tenant_id = $1 AND id = $2 AND email = $3",
+                    )
+                    .bind(tenant.as_str())
+                    .bind(&member_id)
+                    .bind(&email)
+                    .bind(now)
+                    .execute(&mut *c)
+                    .await?;
+                    Ok::<_, sqlx::Error>(updated.rows_affected() == 1)
+                }
+                None => Ok(false),
+            }
+        })?;
+        tx.commit().await?;
+        Ok(confirmed)
+    }
+
     pub async fn set_email(
         &self,
         tenant: &TenantId,
@@ -319,7 +364,8 @@ impl Store {
         email: &str,
     ) -> StoreResult<()> {
         self.member_update(
-            "UPDATE members SET email = $3, email_reviewed = TRUE, updated_at = $4 \
+            "UPDATE members SET email_confirmed = (email = $3 AND email_confirmed), \
+             email = $3, email_reviewed = TRUE, updated_at = $4 \
              WHERE tenant_id = $1 AND id = $2",
             tenant,
             member_id,
@@ -494,15 +540,30 @@ impl Store {
         member_id: &str,
     ) -> StoreResult<()> {
         let now = now_unix();
+        self.create_session_at(tenant, token_hash, member_id, now, now)
+            .await
+    }
+
+    /// A session that continues another (rotated token): same start, given proof time.
+    pub async fn create_session_at(
+        &self,
+        tenant: &TenantId,
+        token_hash: &str,
+        member_id: &str,
+        created_at: i64,
+        authenticated_at: i64,
+    ) -> StoreResult<()> {
         on_pool!(&self.pool, p => {
             sqlx::query(
                 "INSERT INTO sessions (token_hash, tenant_id, member_id, created_at, \
-                 last_seen_at, authenticated_at) VALUES ($1, $2, $3, $4, $4, $4)",
+                 last_seen_at, authenticated_at) VALUES ($1, $2, $3, $4, $5, $6)",
             )
             .bind(token_hash)
             .bind(tenant.as_str())
             .bind(member_id)
-            .bind(now)
+            .bind(created_at)
+            .bind(now_unix())
+            .bind(authenticated_at)
             .execute(p)
             .await
             .map(|_| ())

@@ -66,6 +66,36 @@ macro_rules! on_tx {
 pub(crate) use on_tx;
 
 impl Tx {
+    /// Stores a one-time token (its hash) for a member.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn insert_token(
+        &mut self,
+        tenant: &crate::tenant::TenantId,
+        member_id: &str,
+        token_hash: &str,
+        purpose: &str,
+        payload: &str,
+        expires_at: i64,
+    ) -> StoreResult<()> {
+        on_tx!(self, c => {
+            sqlx::query(
+                "INSERT INTO one_time_tokens (token_hash, tenant_id, member_id, purpose, payload, \
+                 created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(token_hash)
+            .bind(tenant.as_str())
+            .bind(member_id)
+            .bind(purpose)
+            .bind(payload)
+            .bind(now_unix())
+            .bind(expires_at)
+            .execute(c)
+            .await
+            .map(|_| ())
+        })?;
+        Ok(())
+    }
+
     pub async fn commit(self) -> StoreResult<()> {
         match self {
             Tx::Sqlite(t) => t.commit().await?,

@@ -1,13 +1,11 @@
 //! Rendering pages with the tenant's theme.
 
-use std::sync::Arc;
-
 use poem::http::StatusCode;
-use poem::web::{Data, Html};
-use poem::{handler, IntoResponse, Response};
+use poem::web::Html;
+use poem::{IntoResponse, Response};
 use serde::Serialize;
 
-use super::{AppState, CurrentTenant};
+use super::{AppState, RequestMeta};
 use crate::tenant::Tenant;
 use crate::theme::DEFAULT_THEME;
 
@@ -35,9 +33,29 @@ impl<'a> TenantView<'a> {
     }
 }
 
+/// The signed-in member as the page header shows them.
+#[derive(Serialize)]
+pub struct MemberView {
+    pub name: String,
+    pub user_id: String,
+}
+
+/// Renders a page of the tenant's theme, with the form token every form must carry.
+pub fn render(
+    state: &AppState,
+    tenant: &Tenant,
+    meta: &RequestMeta,
+    template: &str,
+    mut context: tera::Context,
+    status: StatusCode,
+) -> Response {
+    context.insert("csrf_token", &meta.csrf_token);
+    render_page(state, Some(tenant), template, context, status)
+}
+
 /// Renders `template` in the tenant's theme (or the default theme when there is no
 /// tenant), with `tenant` in the context.
-fn render(
+fn render_page(
     state: &AppState,
     tenant: Option<&Tenant>,
     template: &str,
@@ -63,17 +81,6 @@ fn render(
     }
 }
 
-#[handler]
-pub async fn top(state: Data<&Arc<AppState>>, tenant: CurrentTenant) -> Response {
-    render(
-        &state,
-        Some(&tenant.0),
-        "top.html",
-        tera::Context::new(),
-        StatusCode::OK,
-    )
-}
-
 #[derive(Debug, Clone, Copy)]
 pub enum ErrorKind {
     /// The host belongs to no tenant. The page names no tenant.
@@ -81,6 +88,9 @@ pub enum ErrorKind {
     NotFound,
     /// The tenant is disabled.
     Unavailable,
+    /// A form without its CSRF token.
+    Forbidden,
+    TooLarge,
     Internal,
 }
 
@@ -88,14 +98,18 @@ pub fn error_page(state: &AppState, tenant: Option<&Tenant>, kind: ErrorKind) ->
     let (status, key) = match kind {
         ErrorKind::UnknownHost | ErrorKind::NotFound => (StatusCode::NOT_FOUND, "not_found"),
         ErrorKind::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        ErrorKind::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
+        ErrorKind::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
         ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     };
     // A disabled tenant's page does not carry its branding either: only its absence.
     let tenant = match kind {
-        ErrorKind::NotFound | ErrorKind::Internal => tenant,
+        ErrorKind::NotFound | ErrorKind::Internal | ErrorKind::Forbidden | ErrorKind::TooLarge => {
+            tenant
+        }
         ErrorKind::UnknownHost | ErrorKind::Unavailable => None,
     };
     let mut context = tera::Context::new();
     context.insert("error", key);
-    render(state, tenant, "error.html", context, status)
+    render_page(state, tenant, "error.html", context, status)
 }

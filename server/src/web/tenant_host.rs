@@ -52,6 +52,10 @@ pub async fn resolve_tenant<E: Endpoint>(next: Arc<E>, mut req: Request) -> poem
                 .insert(CurrentTenant(Arc::clone(&tenant)));
             match next.call(req).await {
                 Ok(resp) => resp.into_response(),
+                // Pages for members only: sign in first.
+                Err(e) if e.status() == StatusCode::UNAUTHORIZED => {
+                    poem::web::Redirect::see_other("/login").into_response()
+                }
                 Err(e) if e.status() == StatusCode::NOT_FOUND => {
                     error_page(&state, Some(&tenant), ErrorKind::NotFound)
                 }

@@ -1,0 +1,526 @@
+//! Pages of a signed-in member: the top page with the society's services, logout,
+//! profile (user ID) and login methods (password, with step-up).
+
+use std::sync::Arc;
+
+use poem::http::StatusCode;
+use poem::web::cookie::CookieJar;
+use poem::web::{Data, Form, Query, Redirect};
+use poem::{handler, IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use super::pages::render;
+use super::signin::{member_view, new_password_errors};
+use super::{AppState, CurrentTenant, RequestMeta};
+use crate::auth::password::HashError;
+use crate::auth::session::{self, internal, SignedIn, SESSION_COOKIE};
+use crate::member::policy::UserId;
+use crate::store::{now_unix, StoreError};
+use crate::tenant::Tenant;
+
+fn signed_in_context(signed_in: &SignedIn) -> tera::Context {
+    let mut ctx = tera::Context::new();
+    ctx.insert("member", &member_view(&signed_in.member));
+    ctx
+}
+
+#[derive(Serialize)]
+struct ServiceView<'a> {
+    title: &'a str,
+    url: &'a str,
+    image_url: String,
+}
+
+/// The public top page, or the member's top page with the society's services.
+#[handler]
+pub async fn top(
+    state: Data<&Arc<AppState>>,
+    tenant: CurrentTenant,
+    meta: RequestMeta,
+    jar: &CookieJar,
+) -> poem::Result<Response> {
+    let tenant = &tenant.0;
+    let Some(signed_in) = SignedIn::load(&state, &CurrentTenant(Arc::clone(tenant)), jar).await?
+    else {
+        return Ok(render(
+            &state,
+            tenant,
+            &meta,
+            "top.html",
+            tera::Context::new(),
+            StatusCode::OK,
+        ));
+    };
+    let mut ctx = signed_in_context(&signed_in);
+    let services: Vec<ServiceView> = tenant
+        .services
+        .iter()
+        .filter(|s| s.visible)
+        .map(|s| ServiceView {
+            title: &s.title,
+            url: &s.url,
+            image_url: if s.image.starts_with("https://") {
+                s.image.clone()
+            } else {
+                format!("/static/{}", s.image)
+            },
+        })
+        .collect();
+    ctx.insert("services", &services);
+    Ok(render(
+        &state,
+        tenant,
+        &meta,
+        "member_top.html",
+        ctx,
+        StatusCode::OK,
+    ))
+}
+
+#[handler]
+pub async fn logout_page(
+    state: Data<&Arc<AppState>>,
+    tenant: CurrentTenant,
+    meta: RequestMeta,
+    signed_in: SignedIn,
+) -> Response {
+    render(
+        &state,
+        &tenant.0,
+        &meta,
+        "logout.html",
+        signed_in_context(&signed_in),
+        StatusCode::OK,
+    )
+}
+
+#[handler]
+pub async fn logout(
+    state: Data<&Arc<AppState>>,
+    tenant: CurrentTenant,
+    meta: RequestMeta,
+    jar: &CookieJar,
+    signed_in: SignedIn,
+) -> poem::Result<Response> {
+    let tenant = &tenant.0;
+    state
+        .store
+        .delete_session(&tenant.id, &signed_in.token_hash)
+        .await
+        .map_err(internal)?;
+    session::remove_cookie(jar, SESSION_COOKIE, state.config.secure_cookies());
+    meta.audit(
+        &state.store,
+        tenant,
+        Some(&signed_in.member.id),
+        "logout",
+        "",
+    )
+    .await;
+    Ok(Redirect::see_other("/").into_response())
+}
+
+// --- profile: user ID ----------------------------------------------------------------------
+
+#[handler]
+pub async fn profile_page(
+    state: Data<&Arc<AppState>>,
+    tenant: CurrentTenant,
+    meta: RequestMeta,
+    signed_in: SignedIn,
+) -> Response {
+    let mut ctx = signed_in_context(&signed_in);
+    ctx.insert("user_id", &signed_in.member.user_id);
+    ctx.insert("email", &signed_in.member.email);
+    render(
+        &state,
+        &tenant.0,
+        &meta,
+        "profile.html",
+        ctx,
+        StatusCode::OK,
+    )
+}
+
+#[derive(Deserialize)]
+pub struct UserIdForm {
+    #[serde(default)]
+    user_id: String,
+}
+
+#[handler]
+pub async fn change_user_id(
+    state: Data<&Arc<AppState>>,
+    tenant: CurrentTenant,
+    meta: RequestMeta,
+    signed_in: SignedIn,
+    Form(form): Form<UserIdForm>,
+) -> poem::Result<Response> {
+    let tenant = &tenant.0;
+    let member = &signed_in.member;
+    let mut ctx = signed_in_context(&signed_in);
+    ctx.insert("user_id", &form.user_id);
+    ctx.insert("email", &member.email);
+    let user_id = match UserId::parse(&tenant.settings.user_id, &form.user_id) {
+        Ok(user_id) => user_id,
+        Err(rules) => {
+            let errors: Vec<String> = rules.iter().map(|r| r.message()).collect();
+            ctx.insert("user_id_errors", &errors);
+            return Ok(render(
+                &state,
+                tenant,
+                &meta,
+                "profile.html",
+                ctx,
+                StatusCode::OK,
+            ));
+        }
+    };
+    if user_id.as_str() != member.user_id {
+        match state
+            .store
+            .choose_user_id(&tenant.id, &member.id, user_id.as_str(), None)
+            .await
+        {
+            Ok(()) => {}
+            Err(StoreError::Conflict(_)) => {
+                let text = state
+                    .themes
+                    .get(&tenant.slug)
+                    .map_err(internal)?
+                    .text("login.user_id_taken")
+                    .to_owned();
+                ctx.insert("user_id_errors", &[text]);
+                return Ok(render(
+                    &state,
+                    tenant,
+                    &meta,
+                    "profile.html",
+                    ctx,
+                    StatusCode::OK,
+                ));
+            }
+            Err(e) => return Err(internal(e)),
+        }
+        let detail = format!("{} -> {}", member.user_id, user_id);
+        meta.audit(
+            &state.store,
+            tenant,
+            Some(&member.id),
+            "user_id_changed",
+            &detail,
+        )
+        .await;
+    }
+    ctx.insert("user_id", user_id.as_str());
+    ctx.insert("notice", "user_id_changed");
+    Ok(render(
+        &state,
+        tenant,
+        &meta,
+        "profile.html",
+        ctx,
+        StatusCode::OK,
+    ))
+}
+
+// --- login methods: password ---------------------------------------------------------------
+
+fn date(unix: i64) -> String {
+    let format = time::macros::format_description!("[year]/[month]/[day]");
+    // Shown in Japan time.
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .map(|t| t.to_offset(time::macros::offset!(+9)))
+        .ok()
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_default()
+}
+
+#[handler]
+pub async fn login_methods(
+    state: Data<&Arc<AppState>>,
+    tenant: CurrentTenant,
+    meta: RequestMeta,
+    signed_in: SignedIn,
+    query: Query<NoticeQuery>,
+) -> Response {
+    let mut ctx = signed_in_context(&signed_in);
+    ctx.insert(
+        "password_created",
+        &date(signed_in.member.password_created_at),
+    );
+    if query.updated.is_some() {
+        ctx.insert("notice", "password_changed");
+    }
+    render(
+        &state,
+        &tenant.0,
+        &meta,
+        "login_methods.html",
+        ctx,
+        StatusCode::OK,
+    )
+}
+
+#[derive(Deserialize)]
+pub struct NoticeQuery {
+    updated: Option<String>,
+}
+
+/// Whether the member proved who they are recently enough for a sensitive change.
+fn recent_enough(tenant: &Tenant, signed_in: &SignedIn) -> bool {
+    let max_age = i64::from(tenant.settings.session.step_up_max_age_minutes) * 60;
+    now_unix() - signed_in.session.authenticated_at <= max_age
+}
+
+fn step_up(return_to: &str) -> Response {
+    Redirect::see_other(format!("/reauth?return_to={return_to}")).into_response()
+}
+
+#[handler]
+pub async fn password_page(
+    state: Data<&Arc<AppState>>,
+    tenant: CurrentTenant,
+    meta: RequestMeta,
+    signed_in: SignedIn,
+) -> Response {
+    if !recent_enough(&tenant.0, &signed_in) {
+        return step_up("/login-methods/password");
+    }
+    let mut ctx = signed_in_context(&signed_in);
+    ctx.insert("password_policy", &tenant.0.settings.password);
+    render(
+        &state,
+        &tenant.0,
+        &meta,
+        "change_password.html",
+        ctx,
+        StatusCode::OK,
+    )
+}
+
+#[derive(Deserialize)]
+pub struct NewPasswordForm {
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    password_confirm: String,
+}
+
+#[handler]
+pub async fn change_password(
+    state: Data<&Arc<AppState>>,
+    tenant: CurrentTenant,
+    meta: RequestMeta,
+    jar: &CookieJar,
+    signed_in: SignedIn,
+    Form(form): Form<NewPasswordForm>,
+) -> poem::Result<Response> {
+    let tenant = &tenant.0;
+    if !recent_enough(tenant, &signed_in) {
+        return Ok(step_up("/login-methods/password"));
+    }
+    let member = &signed_in.member;
+    let errors = new_password_errors(
+        &state,
+        tenant,
+        member,
+        &form.password,
+        &form.password_confirm,
+    )
+    .await?;
+    if !errors.is_empty() {
+        let mut ctx = signed_in_context(&signed_in);
+        ctx.insert("password_policy", &tenant.settings.password);
+        ctx.insert("password_errors", &errors);
+        return Ok(render(
+            &state,
+            tenant,
+            &meta,
+            "change_password.html",
+            ctx,
+            StatusCode::OK,
+        ));
+    }
+    let hash = state.hasher.hash(&form.password).await.map_err(internal)?;
+    let store = &state.store;
+    store
+        .set_password_hash(&tenant.id, &member.id, &hash, false)
+        .await
+        .map_err(internal)?;
+    meta.audit(store, tenant, Some(&member.id), "password_changed", "")
+        .await;
+    rotate_session(
+        &state,
+        tenant,
+        jar,
+        &signed_in,
+        signed_in.session.authenticated_at,
+    )
+    .await?;
+    Ok(Redirect::see_other("/login-methods?updated=1").into_response())
+}
+
+/// A privilege change gets a new session token; the old one stops working at once.
+async fn rotate_session(
+    state: &AppState,
+    tenant: &Tenant,
+    jar: &CookieJar,
+    signed_in: &SignedIn,
+    authenticated_at: i64,
+) -> poem::Result<()> {
+    let store = &state.store;
+    store
+        .delete_session(&tenant.id, &signed_in.token_hash)
+        .await
+        .map_err(internal)?;
+    let (token, token_hash) = session::new_token();
+    store
+        .create_session_at(
+            &tenant.id,
+            &token_hash,
+            &signed_in.member.id,
+            signed_in.session.created_at,
+            authenticated_at,
+        )
+        .await
+        .map_err(internal)?;
+    jar.add(session::cookie(
+        SESSION_COOKIE,
+        &token,
+        state.config.secure_cookies(),
+        None,
+    ));
+    Ok(())
+}
+
+// --- step-up -------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+pub struct ReauthQuery {
+    #[serde(default)]
+    return_to: String,
+}
+
+/// Only paths of this site: never another host.
+fn safe_return(path: &str) -> &str {
+    if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') {
+        path
+    } else {
+        "/"
+    }
+}
+
+#[handler]
+pub async fn reauth_page(
+    state: Data<&Arc<AppState>>,
+    tenant: CurrentTenant,
+    meta: RequestMeta,
+    signed_in: SignedIn,
+    query: Query<ReauthQuery>,
+) -> Response {
+    let mut ctx = signed_in_context(&signed_in);
+    ctx.insert("return_to", safe_return(&query.return_to));
+    render(&state, &tenant.0, &meta, "reauth.html", ctx, StatusCode::OK)
+}
+
+#[derive(Deserialize)]
+pub struct ReauthForm {
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    return_to: String,
+}
+
+#[handler]
+pub async fn reauth(
+    state: Data<&Arc<AppState>>,
+    tenant: CurrentTenant,
+    meta: RequestMeta,
+    jar: &CookieJar,
+    signed_in: SignedIn,
+    Form(form): Form<ReauthForm>,
+) -> poem::Result<Response> {
+    let tenant = &tenant.0;
+    let member = &signed_in.member;
+    let return_to = safe_return(&form.return_to).to_owned();
+    let too_long = form.password.chars().count() > tenant.settings.password.max_length as usize;
+    let verification = if too_long || form.password.is_empty() {
+        None
+    } else {
+        match state
+            .hasher
+            .verify(&form.password, Some(&member.password_hash))
+            .await
+        {
+            Ok(v) => Some(v),
+            Err(HashError::Busy) => {
+                let mut ctx = signed_in_context(&signed_in);
+                ctx.insert("return_to", &return_to);
+                ctx.insert("error", "busy");
+                return Ok(render(
+                    &state,
+                    tenant,
+                    &meta,
+                    "reauth.html",
+                    ctx,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                ));
+            }
+            Err(HashError::Internal(e)) => return Err(internal(e)),
+        }
+    };
+    if !verification.is_some_and(|v| v.ok) {
+        let policy = &tenant.settings.lockout;
+        let until = match policy.mode {
+            crate::tenant::settings::LockMode::Temporary => {
+                now_unix() + i64::from(policy.duration_minutes) * 60
+            }
+            crate::tenant::settings::LockMode::UntilUnlocked => i64::MAX,
+        };
+        let locked = state
+            .store
+            .record_login_failure(&tenant.id, &member.id, policy.max_failures.into(), until)
+            .await
+            .map_err(internal)?;
+        meta.audit(&state.store, tenant, Some(&member.id), "step_up_failed", "")
+            .await;
+        if locked {
+            meta.audit(
+                &state.store,
+                tenant,
+                Some(&member.id),
+                "account_locked",
+                "step-up",
+            )
+            .await;
+            return Ok(Redirect::see_other("/").into_response());
+        }
+        let mut ctx = signed_in_context(&signed_in);
+        ctx.insert("return_to", &return_to);
+        ctx.insert("error", "invalid_credentials");
+        return Ok(render(
+            &state,
+            tenant,
+            &meta,
+            "reauth.html",
+            ctx,
+            StatusCode::OK,
+        ));
+    }
+    state
+        .store
+        .record_login_success(&tenant.id, &member.id)
+        .await
+        .map_err(internal)?;
+    meta.audit(
+        &state.store,
+        tenant,
+        Some(&member.id),
+        "step_up_succeeded",
+        "",
+    )
+    .await;
+    rotate_session(&state, tenant, jar, &signed_in, now_unix()).await?;
+    Ok(Redirect::see_other(return_to).into_response())
+}

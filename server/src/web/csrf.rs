@@ -1,0 +1,49 @@
+//! Every state-changing request must carry the CSRF token of its form: a missing or
+//! wrong token gets the 403 page and changes nothing. Checked here, before any handler,
+//! so no handler can forget it.
+
+use std::sync::Arc;
+
+use poem::http::{Method, StatusCode};
+use poem::web::CsrfVerifier;
+use poem::{Body, Endpoint, IntoResponse, Request, Response};
+
+use super::pages::{error_page, ErrorKind};
+use super::{AppState, CurrentTenant};
+
+/// Largest form body read to find the token; longer bodies are refused.
+const MAX_FORM_BYTES: usize = 64 * 1024;
+
+pub async fn verify<E: Endpoint>(next: Arc<E>, mut req: Request) -> poem::Result<Response> {
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return next.call(req).await.map(IntoResponse::into_response);
+    }
+    let state = req.data::<Arc<AppState>>().cloned().expect("AppState");
+    let tenant = req.extensions().get::<CurrentTenant>().cloned();
+    let forbidden = |state: &AppState| {
+        error_page(
+            state,
+            tenant.as_ref().map(|t| t.0.as_ref()),
+            ErrorKind::Forbidden,
+        )
+    };
+    let body = match req.take_body().into_bytes_limit(MAX_FORM_BYTES).await {
+        Ok(body) => body,
+        Err(_) => return Ok(error_page(&state, None, ErrorKind::TooLarge)),
+    };
+    let token = form_urlencoded::parse(&body)
+        .find(|(key, _)| key == "csrf_token")
+        .map(|(_, value)| value.into_owned());
+    let valid = match (token, req.extensions().get::<CsrfVerifier>()) {
+        (Some(token), Some(verifier)) => verifier.is_valid(&token),
+        _ => false,
+    };
+    if !valid {
+        tracing::warn!(path = %req.uri().path(), "request without a valid CSRF token refused");
+        return Ok(forbidden(&state)
+            .with_status(StatusCode::FORBIDDEN)
+            .into_response());
+    }
+    req.set_body(Body::from(body));
+    next.call(req).await.map(IntoResponse::into_response)
+}

@@ -1,0 +1,928 @@
+//! Sign-in as one state machine (SPEC §6.1): a password login opens a flow bound to a
+//! pre-session cookie; the actions still owed are computed from the member and the
+//! tenant's policy; each page handles exactly one action and any other page of the flow
+//! redirects to the action owed now. A session is issued only when nothing is owed.
+
+use std::sync::Arc;
+
+use poem::http::StatusCode;
+use poem::web::cookie::CookieJar;
+use poem::web::{Data, Form, Redirect};
+use poem::{handler, IntoResponse, Response};
+use serde::Deserialize;
+
+use super::pages::{render, MemberView};
+use super::{AppState, CurrentTenant, RequestMeta};
+use crate::auth::password::HashError;
+use crate::auth::session::{self, internal, FLOW_COOKIE, SESSION_COOKIE};
+use crate::mail::EmailAddress;
+use crate::member::policy::{check_password, forbidden_user_id_characters, PasswordRule, UserId};
+use crate::store::{now_unix, LoginFlow, Member, MemberState, StoreError};
+use crate::tenant::{MfaMethod, Tenant};
+
+/// How long a sign-in may take from password to the last step.
+const FLOW_SECS: i64 = 30 * 60;
+/// Failed logins one address may make in `THROTTLE_WINDOW_SECS`, over all tenants.
+const THROTTLE_FAILURES: i64 = 30;
+const THROTTLE_WINDOW_SECS: i64 = 15 * 60;
+/// Longest user ID anyone may type; longer input is refused without a look-up.
+const MAX_USER_ID_INPUT: usize = 64;
+
+/// One step of a sign-in, in the order of the manuals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    VerifyBirthDate,
+    AcceptTerms,
+    ChooseUserId,
+    UpdatePassword,
+    ReviewEmail,
+    ConfirmEmail,
+}
+
+impl Action {
+    pub fn path(self) -> &'static str {
+        match self {
+            Action::VerifyBirthDate => "/login/birth-date",
+            Action::AcceptTerms => "/login/terms",
+            Action::ChooseUserId => "/login/user-id",
+            Action::UpdatePassword => "/login/password",
+            Action::ReviewEmail => "/login/email",
+            Action::ConfirmEmail => "/login/email/confirm",
+        }
+    }
+}
+
+/// What `member` still owes in this flow before a session may be issued.
+pub fn owed(member: &Member, tenant: &Tenant, flow: &LoginFlow) -> Vec<Action> {
+    let temporary = member.state == MemberState::Temporary;
+    let mut actions = Vec::new();
+    if temporary && !flow.birth_date_verified {
+        actions.push(Action::VerifyBirthDate);
+    }
+    let current = &tenant.terms.current;
+    if !current.is_empty() && member.terms_version.as_deref() != Some(current.as_str()) {
+        actions.push(Action::AcceptTerms);
+    }
+    if !member.user_id_chosen {
+        actions.push(Action::ChooseUserId);
+    }
+    if temporary {
+        actions.push(Action::UpdatePassword);
+    }
+    if !member.email_reviewed {
+        actions.push(Action::ReviewEmail);
+    }
+    if tenant.settings.first_login.confirm_email_by_link && !member.email_confirmed {
+        actions.push(Action::ConfirmEmail);
+    }
+    actions
+}
+
+/// The flow of this request with its member, or a redirect to the login page.
+pub(super) struct Flow {
+    pub token_hash: String,
+    pub flow: LoginFlow,
+    pub member: Member,
+}
+
+impl Flow {
+    async fn load(
+        state: &AppState,
+        tenant: &Tenant,
+        jar: &CookieJar,
+    ) -> poem::Result<Option<Self>> {
+        let Some(token_hash) = session::cookie_token_hash(jar, FLOW_COOKIE) else {
+            return Ok(None);
+        };
+        let Some(flow) = state
+            .store
+            .flow(&tenant.id, &token_hash)
+            .await
+            .map_err(internal)?
+        else {
+            return Ok(None);
+        };
+        let Some(member) = state
+            .store
+            .member(&tenant.id, &flow.member_id)
+            .await
+            .map_err(internal)?
+        else {
+            return Ok(None);
+        };
+        if member.is_locked(now_unix()) || member.state == MemberState::Disabled {
+            state
+                .store
+                .delete_flow(&tenant.id, &token_hash)
+                .await
+                .map_err(internal)?;
+            return Ok(None);
+        }
+        Ok(Some(Self {
+            token_hash,
+            flow,
+            member,
+        }))
+    }
+
+    fn owed(&self, tenant: &Tenant) -> Vec<Action> {
+        owed(&self.member, tenant, &self.flow)
+    }
+}
+
+/// Loads the flow and checks that `action` is the one owed now; otherwise answers with
+/// the redirect to where the member has to be.
+pub(super) async fn step(
+    state: &AppState,
+    tenant: &Tenant,
+    jar: &CookieJar,
+    action: Action,
+) -> poem::Result<Result<Flow, Response>> {
+    let Some(flow) = Flow::load(state, tenant, jar).await? else {
+        return Ok(Err(Redirect::see_other("/login?expired=1").into_response()));
+    };
+    match flow.owed(tenant).first() {
+        Some(&owed) if owed == action => Ok(Ok(flow)),
+        Some(&owed) => Ok(Err(Redirect::see_other(owed.path()).into_response())),
+        None => Ok(Err(Redirect::see_other("/login/next").into_response())),
+    }
+}
+
+fn secure(state: &AppState) -> bool {
+    state.config.secure_cookies()
+}
+
+// --- login -------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+pub struct LoginQuery {
+    expired: Option<String>,
+}
+
+#[handler]
+pub async fn login_page(
+    state: Data<&Arc<AppState>>,
+    tenant: CurrentTenant,
+    meta: RequestMeta,
+    query: poem::web::Query<LoginQuery>,
+) -> Response {
+    let mut ctx = tera::Context::new();
+    if query.expired.is_some() {
+        ctx.insert("notice", "expired");
+    }
+    render(&state, &tenant.0, &meta, "login.html", ctx, StatusCode::OK)
+}
+
+#[derive(Deserialize)]
+pub struct LoginForm {
+    #[serde(default)]
+    user_id: String,
+    #[serde(default)]
+    password: String,
+}
+
+#[handler]
+pub async fn login(
+    state: Data<&Arc<AppState>>,
+    tenant: CurrentTenant,
+    meta: RequestMeta,
+    jar: &CookieJar,
+    Form(form): Form<LoginForm>,
+) -> poem::Result<Response> {
+    let tenant = &tenant.0;
+    let store = &state.store;
+    let now = now_unix();
+    let failed = |status| {
+        let mut ctx = tera::Context::new();
+        ctx.insert("error", "invalid_credentials");
+        ctx.insert("user_id", &form.user_id);
+        render(&state, tenant, &meta, "login.html", ctx, status)
+    };
+
+    // One address trying many user IDs is slowed down before any hashing.
+    let recent = store
+        .events_from_ip(&meta.ip, "login_failed", now - THROTTLE_WINDOW_SECS)
+        .await
+        .map_err(internal)?;
+    if recent >= THROTTLE_FAILURES {
+        let mut ctx = tera::Context::new();
+        ctx.insert("error", "throttled");
+        return Ok(render(
+            &state,
+            tenant,
+            &meta,
+            "login.html",
+            ctx,
+            StatusCode::TOO_MANY_REQUESTS,
+        ));
+    }
+
+    let user_id = form.user_id.trim().to_ascii_lowercase();
+    let plausible = !user_id.is_empty()
+        && user_id.chars().count() <= MAX_USER_ID_INPUT
+        && !user_id.chars().any(char::is_control)
+        && !form.password.is_empty()
+        && form.password.chars().count() <= tenant.settings.password.max_length as usize
+        && !form.password.chars().any(char::is_control);
+    if !plausible {
+        meta.audit(store, tenant, None, "login_failed", "malformed input")
+            .await;
+        return Ok(failed(StatusCode::OK));
+    }
+
+    let member = store
+        .member_by_user_id(&tenant.id, &user_id)
+        .await
+        .map_err(internal)?;
+    let usable = member.as_ref().filter(|m| m.state != MemberState::Disabled);
+    // Unknown, disabled or locked: the same hash work runs, so timing tells nothing.
+    let verification = match state
+        .hasher
+        .verify(&form.password, usable.map(|m| m.password_hash.as_str()))
+        .await
+    {
+        Ok(v) => v,
+        Err(HashError::Busy) => {
+            let mut ctx = tera::Context::new();
+            ctx.insert("error", "busy");
+            return Ok(render(
+                &state,
+                tenant,
+                &meta,
+                "login.html",
+                ctx,
+                StatusCode::SERVICE_UNAVAILABLE,
+            ));
+        }
+        Err(HashError::Internal(e)) => return Err(internal(e)),
+    };
+
+    let Some(member) = usable else {
+        meta.audit(
+            store,
+            tenant,
+            None,
+            "login_failed",
+            "unknown or disabled user ID",
+        )
+        .await;
+        return Ok(failed(StatusCode::OK));
+    };
+    if member.is_locked(now) {
+        // Only someone who knows the password learns that the account is locked.
+        if verification.ok {
+            meta.audit(store, tenant, Some(&member.id), "login_refused_locked", "")
+                .await;
+            let mut ctx = tera::Context::new();
+            ctx.insert("error", "locked");
+            return Ok(render(
+                &state,
+                tenant,
+                &meta,
+                "login.html",
+                ctx,
+                StatusCode::FORBIDDEN,
+            ));
+        }
+        meta.audit(store, tenant, Some(&member.id), "login_failed", "locked")
+            .await;
+        return Ok(failed(StatusCode::OK));
+    }
+    if !verification.ok {
+        lockout_failure(&state, tenant, &meta, member, "wrong password").await?;
+        return Ok(failed(StatusCode::OK));
+    }
+    if verification.needs_rehash {
+        if let Ok(hash) = state.hasher.hash(&form.password).await {
+            store
+                .rehash_password(&tenant.id, &member.id, &hash)
+                .await
+                .map_err(internal)?;
+        }
+    }
+
+    let (token, token_hash) = session::new_token();
+    store
+        .create_flow(
+            &tenant.id,
+            &token_hash,
+            &member.id,
+            "login",
+            "/",
+            now + FLOW_SECS,
+        )
+        .await
+        .map_err(internal)?;
+    meta.audit(store, tenant, Some(&member.id), "login_password_ok", "")
+        .await;
+    jar.add(session::cookie(
+        FLOW_COOKIE,
+        &token,
+        secure(&state),
+        Some(FLOW_SECS),
+    ));
+    Ok(Redirect::see_other("/login/next").into_response())
+}
+
+/// Counts a failure against the member and locks the account at the tenant's limit.
+async fn lockout_failure(
+    state: &AppState,
+    tenant: &Tenant,
+    meta: &RequestMeta,
+    member: &Member,
+    what: &str,
+) -> poem::Result<()> {
+    let policy = &tenant.settings.lockout;
+    let until = match policy.mode {
+        crate::tenant::settings::LockMode::Temporary => {
+            now_unix() + i64::from(policy.duration_minutes) * 60
+        }
+        crate::tenant::settings::LockMode::UntilUnlocked => i64::MAX,
+    };
+    let locked = state
+        .store
+        .record_login_failure(&tenant.id, &member.id, policy.max_failures.into(), until)
+        .await
+        .map_err(internal)?;
+    meta.audit(&state.store, tenant, Some(&member.id), "login_failed", what)
+        .await;
+    if locked {
+        meta.audit(
+            &state.store,
+            tenant,
+            Some(&member.id),
+            "account_locked",
+            what,
+        )
+        .await;
+    }
+    Ok(())
+}
+
+/// Sends the member to the action owed now, or finishes the sign-in.
+#[handler]
+pub async fn next(
+    state: Data<&Arc<AppState>>,
+    tenant: CurrentTenant,
+    meta: RequestMeta,
+    jar: &CookieJar,
+) -> poem::Result<Response> {
+    let tenant = &tenant.0;
+    let Some(flow) = Flow::load(&state, tenant, jar).await? else {
+        return Ok(Redirect::see_other("/login?expired=1").into_response());
+    };
+    if let Some(action) = flow.owed(tenant).first() {
+        return Ok(Redirect::see_other(action.path()).into_response());
+    }
+    // Nothing owed: the session starts with a fresh token; the flow is spent.
+    let store = &state.store;
+    store
+        .delete_flow(&tenant.id, &flow.token_hash)
+        .await
+        .map_err(internal)?;
+    store
+        .record_login_success(&tenant.id, &flow.member.id)
+        .await
+        .map_err(internal)?;
+    if let Some(old) = session::cookie_token_hash(jar, SESSION_COOKIE) {
+        store
+            .delete_session(&tenant.id, &old)
+            .await
+            .map_err(internal)?;
+    }
+    let (token, token_hash) = session::new_token();
+    store
+        .create_session(&tenant.id, &token_hash, &flow.member.id)
+        .await
+        .map_err(internal)?;
+    meta.audit(
+        store,
+        tenant,
+        Some(&flow.member.id),
+        "login_succeeded",
+        &flow.flow.purpose,
+    )
+    .await;
+    session::remove_cookie(jar, FLOW_COOKIE, secure(&state));
+    jar.add(session::cookie(
+        SESSION_COOKIE,
+        &token,
+        secure(&state),
+        None,
+    ));
+    let to = if flow.flow.return_to.starts_with('/') {
+        flow.flow.return_to.as_str()
+    } else {
+        "/"
+    };
+    Ok(Redirect::see_other(to).into_response())
+}
+
+// --- birth date --------------------------------------------------------------------------
+
+#[handler]
+pub async fn birth_date_page(
+    state: Data<&Arc<AppState>>,
+    tenant: CurrentTenant,
+    meta: RequestMeta,
+    jar: &CookieJar,
+) -> poem::Result<Response> {
+    if let Err(redirect) = step(&state, &tenant.0, jar, Action::VerifyBirthDate).await? {
+        return Ok(redirect);
+    }
+    Ok(render(
+        &state,
+        &tenant.0,
+        &meta,
+        "login_birth_date.html",
+        tera::Context::new(),
+        StatusCode::OK,
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct BirthDateForm {
+    #[serde(default)]
+    birth_date: String,
+}
+
+#[handler]
+pub async fn birth_date(
+    state: Data<&Arc<AppState>>,
+    tenant: CurrentTenant,
+    meta: RequestMeta,
+    jar: &CookieJar,
+    Form(form): Form<BirthDateForm>,
+) -> poem::Result<Response> {
+    let tenant = &tenant.0;
+    let flow = match step(&state, tenant, jar, Action::VerifyBirthDate).await? {
+        Ok(flow) => flow,
+        Err(redirect) => return Ok(redirect),
+    };
+    let given = form.birth_date.trim();
+    let valid_date = given.len() == 10 && is_date(given);
+    if valid_date
+        && crate::crypto::constant_time_eq(given.as_bytes(), flow.member.birth_date.as_bytes())
+    {
+        state
+            .store
+            .flow_birth_date_verified(&tenant.id, &flow.token_hash)
+            .await
+            .map_err(internal)?;
+        meta.audit(
+            &state.store,
+            tenant,
+            Some(&flow.member.id),
+            "birth_date_verified",
+            "",
+        )
+        .await;
+        return Ok(Redirect::see_other("/login/next").into_response());
+    }
+    let mut ctx = tera::Context::new();
+    if valid_date {
+        lockout_failure(&state, tenant, &meta, &flow.member, "wrong birth date").await?;
+        ctx.insert("error", "birth_date_wrong");
+    } else {
+        ctx.insert("error", "birth_date_format");
+    }
+    // A lock ends the flow: the next page load sends the member back to the login page.
+    Ok(render(
+        &state,
+        tenant,
+        &meta,
+        "login_birth_date.html",
+        ctx,
+        StatusCode::OK,
+    ))
+}
+
+fn is_date(s: &str) -> bool {
+    let format = time::macros::format_description!("[year]-[month]-[day]");
+    time::Date::parse(s, &format).is_ok()
+}
+
+// --- terms -------------------------------------------------------------------------------
+
+#[handler]
+pub async fn terms_page(
+    state: Data<&Arc<AppState>>,
+    tenant: CurrentTenant,
+    meta: RequestMeta,
+    jar: &CookieJar,
+) -> poem::Result<Response> {
+    if let Err(redirect) = step(&state, &tenant.0, jar, Action::AcceptTerms).await? {
+        return Ok(redirect);
+    }
+    let mut ctx = tera::Context::new();
+    let terms = &tenant.0.terms;
+    if let Some(current) = terms.versions.iter().find(|v| v.version == terms.current) {
+        ctx.insert("terms", current);
+    }
+    Ok(render(
+        &state,
+        &tenant.0,
+        &meta,
+        "login_terms.html",
+        ctx,
+        StatusCode::OK,
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct TermsForm {
+    #[serde(default)]
+    version: String,
+}
+
+#[handler]
+pub async fn accept_terms(
+    state: Data<&Arc<AppState>>,
+    tenant: CurrentTenant,
+    meta: RequestMeta,
+    jar: &CookieJar,
+    Form(form): Form<TermsForm>,
+) -> poem::Result<Response> {
+    let tenant = &tenant.0;
+    let flow = match step(&state, tenant, jar, Action::AcceptTerms).await? {
+        Ok(flow) => flow,
+        Err(redirect) => return Ok(redirect),
+    };
+    // The version shown is the version accepted; if it changed meanwhile, show the new one.
+    if form.version != tenant.terms.current {
+        return Ok(Redirect::see_other(Action::AcceptTerms.path()).into_response());
+    }
+    state
+        .store
+        .accept_terms(&tenant.id, &flow.member.id, &tenant.terms.current)
+        .await
+        .map_err(internal)?;
+    meta.audit(
+        &state.store,
+        tenant,
+        Some(&flow.member.id),
+        "terms_accepted",
+        &tenant.terms.current,
+    )
+    .await;
+    Ok(Redirect::see_other("/login/next").into_response())
+}
+
+// --- user ID and second factor -------------------------------------------------------------
+
+fn user_id_context(tenant: &Tenant) -> tera::Context {
+    let mut ctx = tera::Context::new();
+    let methods: Vec<&str> = tenant
+        .settings
+        .mfa
+        .methods
+        .iter()
+        .map(|m| m.as_str())
+        .collect();
+    ctx.insert("methods", &methods);
+    ctx.insert("mfa_required", &tenant.settings.mfa.required);
+    ctx.insert(
+        "forbidden",
+        &forbidden_user_id_characters(&tenant.settings.user_id),
+    );
+    ctx.insert("policy", &tenant.settings.user_id);
+    ctx
+}
+
+#[handler]
+pub async fn user_id_page(
+    state: Data<&Arc<AppState>>,
+    tenant: CurrentTenant,
+    meta: RequestMeta,
+    jar: &CookieJar,
+) -> poem::Result<Response> {
+    if let Err(redirect) = step(&state, &tenant.0, jar, Action::ChooseUserId).await? {
+        return Ok(redirect);
+    }
+    Ok(render(
+        &state,
+        &tenant.0,
+        &meta,
+        "login_user_id.html",
+        user_id_context(&tenant.0),
+        StatusCode::OK,
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct UserIdForm {
+    #[serde(default)]
+    user_id: String,
+    #[serde(default)]
+    method: String,
+}
+
+#[handler]
+pub async fn choose_user_id(
+    state: Data<&Arc<AppState>>,
+    tenant: CurrentTenant,
+    meta: RequestMeta,
+    jar: &CookieJar,
+    Form(form): Form<UserIdForm>,
+) -> poem::Result<Response> {
+    let tenant = &tenant.0;
+    let flow = match step(&state, tenant, jar, Action::ChooseUserId).await? {
+        Ok(flow) => flow,
+        Err(redirect) => return Ok(redirect),
+    };
+    let mut ctx = user_id_context(tenant);
+    ctx.insert("user_id", &form.user_id);
+    ctx.insert("method", &form.method);
+
+    // Only the tenant's methods, checked here and not only by what the page offers.
+    let method = tenant
+        .settings
+        .mfa
+        .methods
+        .iter()
+        .copied()
+        .find(|m| m.as_str() == form.method);
+    let method_error = match method {
+        None if tenant.settings.mfa.required || !form.method.is_empty() => Some("method_required"),
+        _ => None,
+    };
+    let user_id = UserId::parse(&tenant.settings.user_id, &form.user_id);
+    let user_id_errors: Vec<String> = match &user_id {
+        Ok(_) => Vec::new(),
+        Err(rules) => rules.iter().map(|r| r.message()).collect(),
+    };
+    if method_error.is_some() || !user_id_errors.is_empty() {
+        ctx.insert("user_id_errors", &user_id_errors);
+        ctx.insert("method_error", &method_error);
+        return Ok(render(
+            &state,
+            tenant,
+            &meta,
+            "login_user_id.html",
+            ctx,
+            StatusCode::OK,
+        ));
+    }
+    let user_id = user_id.expect("checked above");
+    match state
+        .store
+        .choose_user_id(
+            &tenant.id,
+            &flow.member.id,
+            user_id.as_str(),
+            method.map(MfaMethod::as_str),
+        )
+        .await
+    {
+        Ok(()) => {}
+        Err(StoreError::Conflict(_)) => {
+            ctx.insert(
+                "user_id_errors",
+                &[state
+                    .themes
+                    .get(&tenant.slug)
+                    .map_err(internal)?
+                    .text("login.user_id_taken")],
+            );
+            return Ok(render(
+                &state,
+                tenant,
+                &meta,
+                "login_user_id.html",
+                ctx,
+                StatusCode::OK,
+            ));
+        }
+        Err(e) => return Err(internal(e)),
+    }
+    let detail = format!("{} -> {}", flow.member.user_id, user_id);
+    meta.audit(
+        &state.store,
+        tenant,
+        Some(&flow.member.id),
+        "user_id_changed",
+        &detail,
+    )
+    .await;
+    Ok(Redirect::see_other("/login/next").into_response())
+}
+
+// --- new password --------------------------------------------------------------------------
+
+#[handler]
+pub async fn password_page(
+    state: Data<&Arc<AppState>>,
+    tenant: CurrentTenant,
+    meta: RequestMeta,
+    jar: &CookieJar,
+) -> poem::Result<Response> {
+    if let Err(redirect) = step(&state, &tenant.0, jar, Action::UpdatePassword).await? {
+        return Ok(redirect);
+    }
+    let mut ctx = tera::Context::new();
+    ctx.insert("password_policy", &tenant.0.settings.password);
+    Ok(render(
+        &state,
+        &tenant.0,
+        &meta,
+        "login_password.html",
+        ctx,
+        StatusCode::OK,
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct NewPasswordForm {
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    password_confirm: String,
+}
+
+/// Checks a new password against the policy, its confirmation and the current one.
+/// Returns the Japanese messages of every broken rule.
+pub async fn new_password_errors(
+    state: &AppState,
+    tenant: &Tenant,
+    member: &Member,
+    password: &str,
+    confirm: &str,
+) -> poem::Result<Vec<String>> {
+    let policy = &tenant.settings.password;
+    let mut errors: Vec<String> = match check_password(policy, password, Some(&member.user_id)) {
+        Ok(()) => Vec::new(),
+        Err(rules) => rules.iter().map(|r| r.message()).collect(),
+    };
+    if password != confirm {
+        errors.push(
+            state
+                .themes
+                .get(&tenant.slug)
+                .map_err(internal)?
+                .text("password.mismatch")
+                .to_owned(),
+        );
+    }
+    if errors.is_empty() && policy.differ_from_current {
+        let same = state
+            .hasher
+            .verify(password, Some(&member.password_hash))
+            .await
+            .map_err(internal)?;
+        if same.ok {
+            errors.push(PasswordRule::SameAsCurrent.message());
+        }
+    }
+    Ok(errors)
+}
+
+#[handler]
+pub async fn update_password(
+    state: Data<&Arc<AppState>>,
+    tenant: CurrentTenant,
+    meta: RequestMeta,
+    jar: &CookieJar,
+    Form(form): Form<NewPasswordForm>,
+) -> poem::Result<Response> {
+    let tenant = &tenant.0;
+    let flow = match step(&state, tenant, jar, Action::UpdatePassword).await? {
+        Ok(flow) => flow,
+        Err(redirect) => return Ok(redirect),
+    };
+    let errors = new_password_errors(
+        &state,
+        tenant,
+        &flow.member,
+        &form.password,
+        &form.password_confirm,
+    )
+    .await?;
+    if !errors.is_empty() {
+        let mut ctx = tera::Context::new();
+        ctx.insert("password_policy", &tenant.settings.password);
+        ctx.insert("password_errors", &errors);
+        return Ok(render(
+            &state,
+            tenant,
+            &meta,
+            "login_password.html",
+            ctx,
+            StatusCode::OK,
+        ));
+    }
+    let hash = state.hasher.hash(&form.password).await.map_err(internal)?;
+    state
+        .store
+        .set_password_hash(&tenant.id, &flow.member.id, &hash, true)
+        .await
+        .map_err(internal)?;
+    meta.audit(
+        &state.store,
+        tenant,
+        Some(&flow.member.id),
+        "password_changed",
+        "first login",
+    )
+    .await;
+    Ok(Redirect::see_other("/login/next").into_response())
+}
+
+// --- e-mail --------------------------------------------------------------------------------
+
+#[handler]
+pub async fn email_page(
+    state: Data<&Arc<AppState>>,
+    tenant: CurrentTenant,
+    meta: RequestMeta,
+    jar: &CookieJar,
+) -> poem::Result<Response> {
+    let flow = match step(&state, &tenant.0, jar, Action::ReviewEmail).await? {
+        Ok(flow) => flow,
+        Err(redirect) => return Ok(redirect),
+    };
+    let mut ctx = tera::Context::new();
+    ctx.insert("email", &flow.member.email);
+    Ok(render(
+        &state,
+        &tenant.0,
+        &meta,
+        "login_email.html",
+        ctx,
+        StatusCode::OK,
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct EmailForm {
+    #[serde(default)]
+    email: String,
+}
+
+#[handler]
+pub async fn review_email(
+    state: Data<&Arc<AppState>>,
+    tenant: CurrentTenant,
+    meta: RequestMeta,
+    jar: &CookieJar,
+    Form(form): Form<EmailForm>,
+) -> poem::Result<Response> {
+    let tenant = &tenant.0;
+    let flow = match step(&state, tenant, jar, Action::ReviewEmail).await? {
+        Ok(flow) => flow,
+        Err(redirect) => return Ok(redirect),
+    };
+    let email = match EmailAddress::parse(&form.email) {
+        Ok(email) => email,
+        Err(e) => {
+            let mut ctx = tera::Context::new();
+            ctx.insert("email", &form.email);
+            ctx.insert(
+                "email_error",
+                e.text_key().rsplit('.').next().unwrap_or("invalid"),
+            );
+            return Ok(render(
+                &state,
+                tenant,
+                &meta,
+                "login_email.html",
+                ctx,
+                StatusCode::OK,
+            ));
+        }
+    };
+    state
+        .store
+        .set_email(&tenant.id, &flow.member.id, email.as_str())
+        .await
+        .map_err(internal)?;
+    if email.as_str() != flow.member.email {
+        meta.audit(
+            &state.store,
+            tenant,
+            Some(&flow.member.id),
+            "email_changed",
+            "first login",
+        )
+        .await;
+    }
+    let needs_link = tenant.settings.first_login.confirm_email_by_link
+        && !(flow.member.email_confirmed && email.as_str() == flow.member.email);
+    if needs_link {
+        // Whether or not the mail could be queued, the next page offers 「再送信」.
+        if let Err(e) =
+            super::email_confirm::send_confirmation(&state, tenant, &meta, &flow.member.id, &email)
+                .await
+        {
+            tracing::warn!(error = %e, "queueing the confirmation mail failed");
+        }
+    }
+    Ok(Redirect::see_other("/login/next").into_response())
+}
+
+/// The member header shown on signed-in pages.
+pub fn member_view(member: &Member) -> MemberView {
+    MemberView {
+        name: member.display_name.clone(),
+        user_id: member.user_id.clone(),
+    }
+}

@@ -1,0 +1,29 @@
+// Members for browser tests, created the way an operator does: `portal member add`.
+
+import { execFile } from 'node:child_process';
+import path from 'node:path';
+import { promisify } from 'node:util';
+
+import { repoRoot } from './paths.mjs';
+import { portalBinary } from './server.mjs';
+
+const run = promisify(execFile);
+
+/**
+ * Creates a member of `slug` in the running portal's database; resolves to
+ * {user_id, password, birthDate, name, email}.
+ */
+export async function addMember(portal, slug, { name = 'ダイワ タロウ', birthDate = '1985-06-15', email = 'taro@example.jp' } = {}) {
+  const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('PORTAL_')));
+  Object.assign(env, {
+    PORTAL_DATA_DIR: portal.dataDir,
+    PORTAL_THEMES_DIR: path.join(repoRoot, 'themes'),
+    PORTAL_TENANTS_DIR: path.join(repoRoot, 'tenants'),
+  });
+  const { stdout } = await run(
+    portalBinary,
+    ['member', 'add', slug, '--name', name, '--birth-date', birthDate, '--email', email],
+    { env, cwd: portal.dataDir },
+  );
+  return { ...JSON.parse(stdout), birthDate, name, email };
+}
