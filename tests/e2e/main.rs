@@ -1,6 +1,7 @@
 //! End-to-end tests: the real `portal` executable, a real database (SQLite and
 //! PostgreSQL), real HTTP. One test binary; see `harness` for how servers are started.
 
+mod browser_like;
 mod harness;
 
 mod cli;
@@ -8,3 +9,4 @@ mod config;
 mod mail;
 mod migrations;
 mod routing;
+mod signin;

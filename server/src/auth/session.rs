@@ -140,3 +140,14 @@ pub fn internal(e: impl std::fmt::Display) -> poem::Error {
     tracing::error!(error = %e, "request failed");
     poem::Error::from_status(poem::http::StatusCode::INTERNAL_SERVER_ERROR)
 }
+
+/// A hashing error as an HTTP error: "busy" becomes 503, which the member listener shows as
+/// 「ただいま混み合っています」; anything else is an internal error.
+pub fn hash_error(e: crate::auth::password::HashError) -> poem::Error {
+    match e {
+        crate::auth::password::HashError::Busy => {
+            poem::Error::from_status(poem::http::StatusCode::SERVICE_UNAVAILABLE)
+        }
+        crate::auth::password::HashError::Internal(e) => internal(e),
+    }
+}

@@ -209,20 +209,26 @@ impl Store {
         max_failures: i64,
         lock_until: i64,
     ) -> StoreResult<bool> {
-        let (failures, locked): (i64, Option<i64>) = on_pool!(&self.pool, p => {
+        // A lock that has run out starts a fresh count.
+        let (_failures, locked): (i64, Option<i64>) = on_pool!(&self.pool, p => {
             sqlx::query_as(
-                "UPDATE members SET failed_logins = failed_logins + 1, \
-                 locked_until = CASE WHEN failed_logins + 1 >= $3 THEN $4 ELSE locked_until END \
+                "UPDATE members SET \
+                   failed_logins = CASE WHEN locked_until <= $5 THEN 1 ELSE failed_logins + 1 END, \
+                   locked_until = CASE \
+                     WHEN (CASE WHEN locked_until <= $5 THEN 1 ELSE failed_logins + 1 END) >= $3 THEN $4 \
+                     WHEN locked_until <= $5 THEN NULL \
+                     ELSE locked_until END \
                  WHERE tenant_id = $1 AND id = $2 RETURNING failed_logins, locked_until",
             )
             .bind(tenant.as_str())
             .bind(member_id)
             .bind(max_failures)
             .bind(lock_until)
+            .bind(now_unix())
             .fetch_one(p)
             .await
         })?;
-        Ok(failures == max_failures && locked == Some(lock_until))
+        Ok(locked == Some(lock_until))
     }
 
     /// A successful sign-in: the failure count starts again; an expired lock is lifted.

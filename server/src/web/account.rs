@@ -342,7 +342,11 @@ pub async fn change_password(
             StatusCode::OK,
         ));
     }
-    let hash = state.hasher.hash(&form.password).await.map_err(internal)?;
+    let hash = state
+        .hasher
+        .hash(&form.password)
+        .await
+        .map_err(session::hash_error)?;
     let store = &state.store;
     store
         .set_password_hash(&tenant.id, &member.id, &hash, false)

@@ -91,6 +91,8 @@ pub enum ErrorKind {
     /// A form without its CSRF token.
     Forbidden,
     TooLarge,
+    /// Every password hasher is busy: try again shortly.
+    Busy,
     Internal,
 }
 
@@ -100,13 +102,16 @@ pub fn error_page(state: &AppState, tenant: Option<&Tenant>, kind: ErrorKind) ->
         ErrorKind::Unavailable => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
         ErrorKind::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
         ErrorKind::TooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+        ErrorKind::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
         ErrorKind::Internal => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
     };
     // A disabled tenant's page does not carry its branding either: only its absence.
     let tenant = match kind {
-        ErrorKind::NotFound | ErrorKind::Internal | ErrorKind::Forbidden | ErrorKind::TooLarge => {
-            tenant
-        }
+        ErrorKind::NotFound
+        | ErrorKind::Internal
+        | ErrorKind::Forbidden
+        | ErrorKind::TooLarge
+        | ErrorKind::Busy => tenant,
         ErrorKind::UnknownHost | ErrorKind::Unavailable => None,
     };
     let mut context = tera::Context::new();

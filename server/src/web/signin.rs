@@ -85,14 +85,18 @@ pub(super) struct Flow {
     pub member: Member,
 }
 
+/// Where a member goes when their flow is gone.
+const EXPIRED: &str = "/login?expired=1";
+const LOCKED: &str = "/login?locked=1";
+
 impl Flow {
     async fn load(
         state: &AppState,
         tenant: &Tenant,
         jar: &CookieJar,
-    ) -> poem::Result<Option<Self>> {
+    ) -> poem::Result<Result<Self, &'static str>> {
         let Some(token_hash) = session::cookie_token_hash(jar, FLOW_COOKIE) else {
-            return Ok(None);
+            return Ok(Err(EXPIRED));
         };
         let Some(flow) = state
             .store
@@ -100,7 +104,7 @@ impl Flow {
             .await
             .map_err(internal)?
         else {
-            return Ok(None);
+            return Ok(Err(EXPIRED));
         };
         let Some(member) = state
             .store
@@ -108,7 +112,7 @@ impl Flow {
             .await
             .map_err(internal)?
         else {
-            return Ok(None);
+            return Ok(Err(EXPIRED));
         };
         if member.is_locked(now_unix()) || member.state == MemberState::Disabled {
             state
@@ -116,9 +120,10 @@ impl Flow {
                 .delete_flow(&tenant.id, &token_hash)
                 .await
                 .map_err(internal)?;
-            return Ok(None);
+            // The member proved the password in this flow: they may know why it ended.
+            return Ok(Err(LOCKED));
         }
-        Ok(Some(Self {
+        Ok(Ok(Self {
             token_hash,
             flow,
             member,
@@ -138,8 +143,9 @@ pub(super) async fn step(
     jar: &CookieJar,
     action: Action,
 ) -> poem::Result<Result<Flow, Response>> {
-    let Some(flow) = Flow::load(state, tenant, jar).await? else {
-        return Ok(Err(Redirect::see_other("/login?expired=1").into_response()));
+    let flow = match Flow::load(state, tenant, jar).await? {
+        Ok(flow) => flow,
+        Err(to) => return Ok(Err(Redirect::see_other(to).into_response())),
     };
     match flow.owed(tenant).first() {
         Some(&owed) if owed == action => Ok(Ok(flow)),
@@ -157,6 +163,7 @@ fn secure(state: &AppState) -> bool {
 #[derive(Deserialize)]
 pub struct LoginQuery {
     expired: Option<String>,
+    locked: Option<String>,
 }
 
 #[handler]
@@ -169,6 +176,9 @@ pub async fn login_page(
     let mut ctx = tera::Context::new();
     if query.expired.is_some() {
         ctx.insert("notice", "expired");
+    }
+    if query.locked.is_some() {
+        ctx.insert("error", "locked");
     }
     render(&state, &tenant.0, &meta, "login.html", ctx, StatusCode::OK)
 }
@@ -368,8 +378,9 @@ pub async fn next(
     jar: &CookieJar,
 ) -> poem::Result<Response> {
     let tenant = &tenant.0;
-    let Some(flow) = Flow::load(&state, tenant, jar).await? else {
-        return Ok(Redirect::see_other("/login?expired=1").into_response());
+    let flow = match Flow::load(&state, tenant, jar).await? {
+        Ok(flow) => flow,
+        Err(to) => return Ok(Redirect::see_other(to).into_response()),
     };
     if let Some(action) = flow.owed(tenant).first() {
         return Ok(Redirect::see_other(action.path()).into_response());
@@ -768,7 +779,7 @@ pub async fn new_password_errors(
             .hasher
             .verify(password, Some(&member.password_hash))
             .await
-            .map_err(internal)?;
+            .map_err(session::hash_error)?;
         if same.ok {
             errors.push(PasswordRule::SameAsCurrent.message());
         }
@@ -810,7 +821,11 @@ pub async fn update_password(
             StatusCode::OK,
         ));
     }
-    let hash = state.hasher.hash(&form.password).await.map_err(internal)?;
+    let hash = state
+        .hasher
+        .hash(&form.password)
+        .await
+        .map_err(session::hash_error)?;
     state
         .store
         .set_password_hash(&tenant.id, &flow.member.id, &hash, true)

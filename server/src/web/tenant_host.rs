@@ -56,6 +56,9 @@ pub async fn resolve_tenant<E: Endpoint>(next: Arc<E>, mut req: Request) -> poem
                 Err(e) if e.status() == StatusCode::UNAUTHORIZED => {
                     poem::web::Redirect::see_other("/login").into_response()
                 }
+                Err(e) if e.status() == StatusCode::SERVICE_UNAVAILABLE => {
+                    error_page(&state, Some(&tenant), ErrorKind::Busy)
+                }
                 Err(e) if e.status() == StatusCode::NOT_FOUND => {
                     error_page(&state, Some(&tenant), ErrorKind::NotFound)
                 }
