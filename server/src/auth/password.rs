@@ -4,9 +4,10 @@
 //! the configuration), rehash when the parameters change, and the hashing runs off the async
 //! executor with bounded concurrency so that a login flood never stalls page serving.
 //!
-//! - Every argon2 computation runs in [`tokio::task::spawn_blocking`], at most `concurrency`
-//!   at once (a semaphore permit is moved into the blocking closure, so a caller that gives up
-//!   does not free the slot while its hash is still running).
+//! - Every argon2 computation runs on one of `concurrency` dedicated threads at the lowest
+//!   scheduling priority (nice 19 on Linux): the threads that serve pages always win the CPU
+//!   from hashing, and hashing still gets every cycle they leave. A semaphore permit moves
+//!   with the job, so a caller that gives up does not free the slot while its hash runs.
 //! - At most `concurrency + queue` calls are in flight; beyond that a call fails at once with
 //!   [`HashError::Busy`] (answer HTTP 503) instead of queueing without bound.
 //! - An unknown user (`stored == None`), or a stored hash that cannot be used, is checked
@@ -71,6 +72,8 @@ struct Inner {
     dummy: String,
     /// Permits to run argon2 (`concurrency`).
     workers: Arc<Semaphore>,
+    /// Feeds the dedicated hashing threads.
+    jobs: Mutex<std::sync::mpsc::Sender<Job>>,
     /// Permits to be in flight at all, running or waiting (`concurrency + queue`).
     admission: Arc<Semaphore>,
     concurrency: usize,
@@ -134,9 +137,11 @@ impl PasswordHasher {
             "hash_concurrency + hash_queue is too large"
         );
 
+        let jobs = spawn_hashing_threads(concurrency)?;
         let mut inner = Inner {
             params,
             dummy: String::new(),
+            jobs: Mutex::new(jobs),
             workers: Arc::new(Semaphore::new(concurrency)),
             admission: Arc::new(Semaphore::new(in_flight)),
             concurrency,
@@ -176,7 +181,7 @@ impl PasswordHasher {
             .await
     }
 
-    /// Runs `job` on the blocking pool once admitted (else [`HashError::Busy`]) and once a
+    /// Runs `job` on a hashing thread once admitted (else [`HashError::Busy`]) and once a
     /// worker permit is free. Both permits live until `job` returns, even if the caller's
     /// future is dropped meanwhile.
     async fn run<T, F>(&self, job: F) -> Result<T, HashError>
@@ -194,20 +199,57 @@ impl PasswordHasher {
             .await
             .map_err(|_| closed())?;
         let inner = Arc::clone(&self.inner);
-        tokio::task::spawn_blocking(move || {
-            let _permits = (admitted, worker);
-            job(&inner)
-        })
-        .await
-        .map_err(|e| {
-            // Not `e` itself: a panic message is not ours to pass on.
-            HashError::Internal(if e.is_panic() {
-                "password hashing task panicked".into()
-            } else {
-                "password hashing task was cancelled".into()
-            })
-        })
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let result = job(&inner);
+            // Free the slot before answering: the caller may start its next call at once.
+            drop((admitted, worker));
+            let _ = reply.send(result);
+        });
+        self.inner
+            .jobs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .send(job)
+            .map_err(|_| closed())?;
+        // Dropped without an answer: the job panicked (the panic is not ours to pass on).
+        answer
+            .await
+            .map_err(|_| HashError::Internal("password hashing job failed".into()))
     }
+}
+
+/// A unit of hashing work for the dedicated threads.
+type Job = Box<dyn FnOnce() + Send + 'static>;
+
+/// Starts `n` hashing threads at the lowest priority, sharing one job queue. They end
+/// when the hasher (the sender) is dropped.
+fn spawn_hashing_threads(n: usize) -> anyhow::Result<std::sync::mpsc::Sender<Job>> {
+    let (sender, receiver) = std::sync::mpsc::channel::<Job>();
+    let receiver = Arc::new(Mutex::new(receiver));
+    for i in 0..n {
+        let receiver = Arc::clone(&receiver);
+        std::thread::Builder::new()
+            .name(format!("argon2-{i}"))
+            .spawn(move || {
+                if let Err(e) = thread_priority::set_current_thread_priority(
+                    thread_priority::ThreadPriority::Min,
+                ) {
+                    tracing::warn!(error = ?e, "cannot lower the priority of a hashing thread");
+                }
+                loop {
+                    let next = receiver
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .recv();
+                    let Ok(job) = next else { return };
+                    // A panicking job drops its reply; the thread lives on.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(job));
+                }
+            })
+            .map_err(|e| anyhow::anyhow!("starting a hashing thread: {e}"))?;
+    }
+    Ok(sender)
 }
 
 fn closed() -> HashError {
@@ -551,7 +593,7 @@ mod tests {
         assert_eq!(real, 19_456 * 2);
     }
 
-    /// The hash runs on the blocking pool: while it holds its worker permit, this (single
+    /// The hash runs on a hashing thread: while it holds its worker permit, this (single
     /// threaded) executor keeps running other tasks.
     #[tokio::test]
     async fn hashing_runs_off_the_executor() {

@@ -9,8 +9,9 @@ use poem::web::{Data, Form, Query, Redirect};
 use poem::{handler, IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
+use super::first_login::new_password_errors;
 use super::pages::render;
-use super::signin::{member_view, new_password_errors};
+use super::signin::member_view;
 use super::{AppState, CurrentTenant, RequestMeta};
 use crate::auth::password::HashError;
 use crate::auth::session::{self, internal, SignedIn, SESSION_COOKIE};

@@ -4,6 +4,7 @@ mod account;
 mod assets;
 mod csrf;
 mod email_confirm;
+mod first_login;
 mod ops;
 mod pages;
 mod signin;
@@ -55,23 +56,23 @@ pub fn member_app(state: Arc<AppState>) -> impl poem::Endpoint {
         .at("/login/next", get(signin::next))
         .at(
             "/login/birth-date",
-            get(signin::birth_date_page).post(signin::birth_date),
+            get(first_login::birth_date_page).post(first_login::birth_date),
         )
         .at(
             "/login/terms",
-            get(signin::terms_page).post(signin::accept_terms),
+            get(first_login::terms_page).post(first_login::accept_terms),
         )
         .at(
             "/login/user-id",
-            get(signin::user_id_page).post(signin::choose_user_id),
+            get(first_login::user_id_page).post(first_login::choose_user_id),
         )
         .at(
             "/login/password",
-            get(signin::password_page).post(signin::update_password),
+            get(first_login::password_page).post(first_login::update_password),
         )
         .at(
             "/login/email",
-            get(signin::email_page).post(signin::review_email),
+            get(first_login::email_page).post(first_login::review_email),
         )
         .at(
             "/login/email/confirm",
