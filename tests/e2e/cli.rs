@@ -181,3 +181,115 @@ async fn new_tenant_is_onboarded_from_a_file(backend: Backend) {
     );
     assert_eq!(export(&db, "testkenpo"), text);
 }
+
+on_both_backends!(member_add_prints_temporary_credentials_or_refuses_bad_input);
+
+async fn member_add_prints_temporary_credentials_or_refuses_bad_input(backend: Backend) {
+    let db = seeded(backend).await;
+    let add = |args: &[&str]| {
+        let mut all = vec!["member", "add"];
+        all.extend_from_slice(args);
+        db.run(&all)
+    };
+    let out = add(&[
+        "daiwakenpo",
+        "--name",
+        "ダイワ ハナコ",
+        "--birth-date",
+        "1990-02-03",
+        "--email",
+        "hanako@example.jp",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // Exactly one JSON object on stdout: what an operator prints on the letter.
+    let printed: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    let object = printed.as_object().unwrap();
+    assert_eq!(object.len(), 2);
+    let user_id = object["user_id"].as_str().unwrap();
+    let password = object["password"].as_str().unwrap();
+    assert!(user_id.len() >= 8 && password.len() >= 12);
+    assert!(
+        !stderr(&out).contains(password),
+        "the password is not logged"
+    );
+
+    for (args, says) in [
+        (
+            vec![
+                "nobody",
+                "--name",
+                "x",
+                "--birth-date",
+                "1990-01-01",
+                "--email",
+                "a@example.jp",
+            ],
+            "nobody",
+        ),
+        (
+            vec![
+                "daiwakenpo",
+                "--name",
+                "x",
+                "--birth-date",
+                "1990-13-01",
+                "--email",
+                "a@example.jp",
+            ],
+            "--birth-date",
+        ),
+        (
+            vec![
+                "daiwakenpo",
+                "--name",
+                "x",
+                "--birth-date",
+                "2999-01-01",
+                "--email",
+                "a@example.jp",
+            ],
+            "--birth-date",
+        ),
+        (
+            vec![
+                "daiwakenpo",
+                "--name",
+                "x",
+                "--birth-date",
+                "1990-01-01",
+                "--email",
+                "a@b\r\nc",
+            ],
+            "--email",
+        ),
+        (
+            vec![
+                "daiwakenpo",
+                "--name",
+                "",
+                "--birth-date",
+                "1990-01-01",
+                "--email",
+                "a@example.jp",
+            ],
+            "--name",
+        ),
+        (
+            vec![
+                "daiwakenpo",
+                "--name",
+                "a\u{7}b",
+                "--birth-date",
+                "1990-01-01",
+                "--email",
+                "a@example.jp",
+            ],
+            "--name",
+        ),
+    ] {
+        let out = add(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+        assert!(stdout(&out).is_empty());
+    }
+}
