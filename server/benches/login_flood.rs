@@ -16,7 +16,9 @@ use portal::store::Store;
 
 const FLOOD_CLIENTS: usize = 16;
 const FLOOD_SECS: u64 = 10;
-const PAGE_REQUESTS: usize = 400;
+const PAGE_REQUESTS: usize = 1000;
+/// How often the measured member loads the top page (a busy reader, not a load generator).
+const PAGE_INTERVAL: Duration = Duration::from_millis(10);
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -107,7 +109,9 @@ async fn main() -> anyhow::Result<()> {
         top(page_client.clone(), base.clone(), token.clone()).await;
     }
     let mut quiet = Vec::new();
+    let mut tick = tokio::time::interval(PAGE_INTERVAL);
     for _ in 0..PAGE_REQUESTS {
+        tick.tick().await;
         quiet.push(top(page_client.clone(), base.clone(), token.clone()).await);
     }
 
@@ -161,14 +165,21 @@ async fn main() -> anyhow::Result<()> {
         }));
     }
     tokio::time::sleep(Duration::from_secs(1)).await; // let the flood build up
+
+    // Phase 1: the flood alone, for logins/s.
     let counted_from = done.load(Ordering::Relaxed);
     let start = Instant::now();
-    let mut loaded = Vec::new();
-    while start.elapsed() < Duration::from_secs(FLOOD_SECS) {
-        loaded.push(top(page_client.clone(), base.clone(), token.clone()).await);
-    }
+    tokio::time::sleep(Duration::from_secs(FLOOD_SECS)).await;
     let logins_per_sec =
         (done.load(Ordering::Relaxed) - counted_from) as f64 / start.elapsed().as_secs_f64();
+
+    // Phase 2: a member reads the top page every PAGE_INTERVAL during the flood.
+    let mut loaded = Vec::new();
+    let mut tick = tokio::time::interval(PAGE_INTERVAL);
+    for _ in 0..PAGE_REQUESTS {
+        tick.tick().await;
+        loaded.push(top(page_client.clone(), base.clone(), token.clone()).await);
+    }
     stop.store(true, Ordering::Relaxed);
     for task in flood {
         task.await?;
