@@ -7,6 +7,7 @@ pub mod crypto;
 pub mod mail;
 pub mod member;
 pub mod metrics;
+pub mod mfa;
 pub mod startup;
 pub mod store;
 pub mod tenant;

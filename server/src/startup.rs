@@ -41,7 +41,7 @@ impl Application {
             .with_context(|| format!("loading themes from {}", config.themes_dir.display()))?;
         let secrets = SecretBox::load(config.secret_key.as_deref(), &config.data_dir)?;
         let csrf_key = secrets.derive_key("csrf");
-        let mailer = Mailer::new(&config, themes.clone(), secrets);
+        let mailer = Mailer::new(&config, themes.clone(), secrets.clone());
         let hasher = PasswordHasher::new(&config)?;
         create_demo_members(&store, &hasher).await?;
         let metrics = Arc::new(Metrics::new());
@@ -59,6 +59,7 @@ impl Application {
             mailer,
             metrics,
             hasher,
+            secrets,
             csrf_key,
         });
         Ok(Self {

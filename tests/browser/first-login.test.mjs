@@ -1,7 +1,7 @@
 // Journeys 1 and 2 of SPEC §3 as a member follows the manuals: first login with the
 // letter's temporary ID (生年月日 → 利用規約 → ユーザ ID and method → パスワード →
-// メールアドレス → top page with the name and the service icons), then logout, then a
-// daily login with the new credentials. Both tenants, phone and desktop. Screenshots:
+// メールアドレス → the authenticator app → top page with the name and the service icons),
+// then logout, then a daily login with the new credentials and a one-time password. Both tenants, phone and desktop. Screenshots:
 // target/screenshots/first-login-<slug>-<viewport>-<step>.png
 
 import assert from 'node:assert/strict';
@@ -9,6 +9,7 @@ import { after, before, test } from 'node:test';
 
 import { waitForMail } from './lib/mailbox.mjs';
 import { addMember } from './lib/members.mjs';
+import { registerApp, totpCode } from './lib/totp.mjs';
 import { launchBrowser, newPage, screenshot, startPortal } from './lib/server.mjs';
 
 const TENANTS = [
@@ -113,6 +114,9 @@ for (const [viewportName, viewport] of Object.entries(VIEWPORTS)) {
           await page.getByRole('link', { name: '更新' }).click();
         }
 
+        // The method chosen at ⑦ is set up next: the authenticator app (2-4).
+        const { key } = await registerApp(page, { shot });
+
         // ⑩ top page: the member's name top right, the society's services
         const name = page.getByRole('link', { name: member.name });
         await name.waitFor();
@@ -142,6 +146,8 @@ for (const [viewportName, viewport] of Object.entries(VIEWPORTS)) {
         await page.getByLabel('ユーザ ID', { exact: true }).fill(newUserId);
         await page.getByLabel('パスワード', { exact: true }).fill(newPassword);
         await page.getByRole('button', { name: 'ログイン', exact: true }).click();
+        await page.getByLabel('ワンタイムパスワード', { exact: true }).fill(await totpCode(key, 30));
+        await page.getByRole('button', { name: 'トップページへ' }).click();
         await page.getByRole('link', { name: member.name }).waitFor();
         await shot('9-daily-login');
       } finally {

@@ -420,7 +420,9 @@ pub async fn walk_first_login(
     let next = first_login_step(
         b,
         "/login/user-id",
-        &[("user_id", user_id), ("method", "totp")],
+        // Passkeys are registered in the browser tests; over plain HTTP the member picks
+        // them so that no authenticator app is set up here.
+        &[("user_id", user_id), ("method", "passkey")],
     )
     .await;
     assert!(next.is_see_other("/login/password"), "{}", next.summary());

@@ -317,7 +317,7 @@ async fn first_login_walks_in_order_and_no_step_can_be_skipped(backend: Backend)
         ("/login/terms", vec![("version", "2025-04")]),
         (
             "/login/user-id",
-            vec![("user_id", skipped_id.as_str()), ("method", "totp")],
+            vec![("user_id", skipped_id.as_str()), ("method", "passkey")],
         ),
         (
             "/login/password",
@@ -350,7 +350,7 @@ async fn first_login_walks_in_order_and_no_step_can_be_skipped(backend: Backend)
     let r = b
         .submit(
             "/login/user-id",
-            &[("user_id", &skipped_id), ("method", "totp")],
+            &[("user_id", &skipped_id), ("method", "passkey")],
         )
         .await;
     assert!(r.is_see_other("/login/terms"), "{}", r.summary());
@@ -384,7 +384,7 @@ async fn first_login_walks_in_order_and_no_step_can_be_skipped(backend: Backend)
     let r = b
         .fill(
             "/login/user-id",
-            &[("user_id", &chosen), ("method", "totp")],
+            &[("user_id", &chosen), ("method", "passkey")],
         )
         .await;
     assert!(b.follow(r).await.is_see_other("/login/password"));
@@ -403,7 +403,7 @@ async fn first_login_walks_in_order_and_no_step_can_be_skipped(backend: Backend)
     let r = b
         .submit(
             "/login/user-id",
-            &[("user_id", &skipped_id), ("method", "totp")],
+            &[("user_id", &skipped_id), ("method", "passkey")],
         )
         .await;
     assert!(r.is_see_other("/login/email"), "{}", r.summary());
@@ -738,7 +738,7 @@ async fn bad_input_gets_a_message_and_changes_nothing(backend: Backend) {
         ("' OR '1'='1", "「'」"),
     ] {
         let r = b
-            .fill("/login/user-id", &[("user_id", bad), ("method", "totp")])
+            .fill("/login/user-id", &[("user_id", bad), ("method", "passkey")])
             .await;
         never_500(&r, bad);
         assert_says(&r, 200, USER_ID_FORBIDDEN);
@@ -757,7 +757,7 @@ async fn bad_input_gets_a_message_and_changes_nothing(backend: Backend) {
     let r = b
         .fill(
             "/login/user-id",
-            &[("user_id", &chosen), ("method", "totp")],
+            &[("user_id", &chosen), ("method", "passkey")],
         )
         .await;
     assert!(b.follow(r).await.is_see_other("/login/password"));
@@ -869,7 +869,7 @@ async fn double_submit_of_the_first_login_password_keeps_one_password(backend: B
     let r = b
         .fill(
             "/login/user-id",
-            &[("user_id", &chosen), ("method", "totp")],
+            &[("user_id", &chosen), ("method", "passkey")],
         )
         .await;
     assert!(b.follow(r).await.is_see_other("/login/password"));
@@ -1431,7 +1431,7 @@ async fn a_busy_hasher_is_no_server_error_on_the_password_forms(backend: Backend
     let r = b
         .fill(
             "/login/user-id",
-            &[("user_id", &chosen), ("method", "totp")],
+            &[("user_id", &chosen), ("method", "passkey")],
         )
         .await;
     assert!(b.follow(r).await.is_see_other("/login/password"));

@@ -114,6 +114,10 @@ pub struct LoginFlow {
     pub member_id: String,
     pub purpose: String,
     pub birth_date_verified: bool,
+    /// A second factor was proven in this flow.
+    pub factor_verified: bool,
+    /// A TOTP secret being set up, sealed with the flow's token hash as context.
+    pub pending_secret: Option<String>,
     pub return_to: String,
     pub expires_at: i64,
 }
@@ -494,7 +498,8 @@ impl Store {
     ) -> StoreResult<Option<LoginFlow>> {
         let flow = on_pool!(&self.pool, p => {
             sqlx::query_as(
-                "SELECT member_id, purpose, birth_date_verified, return_to, expires_at \
+                "SELECT member_id, purpose, birth_date_verified, factor_verified, pending_secret, \
+                 return_to, expires_at \
                  FROM login_flows WHERE tenant_id = $1 AND token_hash = $2 AND expires_at > $3",
             )
             .bind(tenant.as_str())
@@ -518,6 +523,45 @@ impl Store {
             )
             .bind(tenant.as_str())
             .bind(token_hash)
+            .execute(p)
+            .await
+            .map(|_| ())
+        })?;
+        Ok(())
+    }
+
+    pub async fn flow_factor_verified(
+        &self,
+        tenant: &TenantId,
+        token_hash: &str,
+    ) -> StoreResult<()> {
+        on_pool!(&self.pool, p => {
+            sqlx::query(
+                "UPDATE login_flows SET factor_verified = TRUE, pending_secret = NULL \
+                 WHERE tenant_id = $1 AND token_hash = $2",
+            )
+            .bind(tenant.as_str())
+            .bind(token_hash)
+            .execute(p)
+            .await
+            .map(|_| ())
+        })?;
+        Ok(())
+    }
+
+    pub async fn set_flow_pending_secret(
+        &self,
+        tenant: &TenantId,
+        token_hash: &str,
+        sealed: &str,
+    ) -> StoreResult<()> {
+        on_pool!(&self.pool, p => {
+            sqlx::query(
+                "UPDATE login_flows SET pending_secret = $3 WHERE tenant_id = $1 AND token_hash = $2",
+            )
+            .bind(tenant.as_str())
+            .bind(token_hash)
+            .bind(sealed)
             .execute(p)
             .await
             .map(|_| ())

@@ -5,6 +5,7 @@
 //! the same code against whichever pool is configured, so each statement is type-checked
 //! for both backends. SQL that has to differ per backend is matched on [`Pool`] here.
 
+mod devices;
 mod mail;
 mod members;
 mod tenants;
@@ -16,6 +17,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::{PgPool, SqlitePool};
 
+pub use devices::Device;
 pub use mail::{MailCounts, NewMail, OutboxMail};
 pub use members::{AuditEvent, LoginFlow, Member, MemberState, NewMember, Session};
 pub use tenants::ApplyOutcome;

@@ -9,6 +9,7 @@ mod ops;
 mod pages;
 mod signin;
 mod tenant_host;
+mod totp;
 
 use std::sync::Arc;
 
@@ -39,6 +40,8 @@ pub struct AppState {
     pub mailer: Mailer,
     pub metrics: Arc<Metrics>,
     pub hasher: PasswordHasher,
+    /// Seals secrets at rest (TOTP keys, pending set-ups).
+    pub secrets: crate::crypto::SecretBox,
     /// Keys the CSRF tokens; derived from the installation's secret key.
     pub csrf_key: [u8; 32],
 }
@@ -83,6 +86,9 @@ pub fn member_app(state: Arc<AppState>) -> impl poem::Endpoint {
             poem::post(email_confirm::resend_confirmation),
         )
         .at("/email/confirm", get(email_confirm::open_confirmation_link))
+        .at("/login/otp", get(totp::otp_page).post(totp::verify_otp))
+        .at("/login/totp", get(totp::setup_page).post(totp::setup))
+        .at("/login/totp/qr.png", get(totp::setup_qr))
         .at("/logout", get(account::logout_page).post(account::logout))
         .at(
             "/profile",

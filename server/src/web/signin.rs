@@ -16,7 +16,7 @@ use super::{AppState, CurrentTenant, RequestMeta};
 use crate::auth::password::HashError;
 use crate::auth::session::{self, internal, FLOW_COOKIE, SESSION_COOKIE};
 use crate::store::{now_unix, LoginFlow, Member, MemberState};
-use crate::tenant::Tenant;
+use crate::tenant::{MfaMethod, Tenant};
 
 /// How long a sign-in may take from password to the last step.
 const FLOW_SECS: i64 = 30 * 60;
@@ -35,6 +35,10 @@ pub enum Action {
     UpdatePassword,
     ReviewEmail,
     ConfirmEmail,
+    /// A code from one of the member's authenticator apps.
+    SecondFactor,
+    /// First login chose an authenticator app: register one now.
+    SetupTotp,
 }
 
 impl Action {
@@ -46,16 +50,22 @@ impl Action {
             Action::UpdatePassword => "/login/password",
             Action::ReviewEmail => "/login/email",
             Action::ConfirmEmail => "/login/email/confirm",
+            Action::SecondFactor => "/login/otp",
+            Action::SetupTotp => "/login/totp",
         }
     }
 }
 
 /// What `member` still owes in this flow before a session may be issued.
-pub fn owed(member: &Member, tenant: &Tenant, flow: &LoginFlow) -> Vec<Action> {
+pub fn owed(member: &Member, tenant: &Tenant, flow: &LoginFlow, has_totp: bool) -> Vec<Action> {
     let temporary = member.state == MemberState::Temporary;
+    let totp_allowed = tenant.settings.mfa.methods.contains(&MfaMethod::Totp);
     let mut actions = Vec::new();
     if temporary && !flow.birth_date_verified {
         actions.push(Action::VerifyBirthDate);
+    }
+    if has_totp && totp_allowed && !flow.factor_verified {
+        actions.push(Action::SecondFactor);
     }
     let current = &tenant.terms.current;
     if !current.is_empty() && member.terms_version.as_deref() != Some(current.as_str()) {
@@ -73,6 +83,9 @@ pub fn owed(member: &Member, tenant: &Tenant, flow: &LoginFlow) -> Vec<Action> {
     if tenant.settings.first_login.confirm_email_by_link && !member.email_confirmed {
         actions.push(Action::ConfirmEmail);
     }
+    if member.mfa_method.as_deref() == Some(MfaMethod::Totp.as_str()) && totp_allowed && !has_totp {
+        actions.push(Action::SetupTotp);
+    }
     actions
 }
 
@@ -81,6 +94,8 @@ pub(super) struct Flow {
     pub token_hash: String,
     pub flow: LoginFlow,
     pub member: Member,
+    /// The member's authenticator apps.
+    pub totp_devices: Vec<crate::store::Device>,
 }
 
 /// Where a member goes when their flow is gone.
@@ -121,15 +136,29 @@ impl Flow {
             // The member proved the password in this flow: they may know why it ended.
             return Ok(Err(LOCKED));
         }
+        let totp_devices = state
+            .store
+            .devices(&tenant.id, &member.id)
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .filter(|d| d.kind == "totp")
+            .collect();
         Ok(Ok(Self {
             token_hash,
             flow,
             member,
+            totp_devices,
         }))
     }
 
     fn owed(&self, tenant: &Tenant) -> Vec<Action> {
-        owed(&self.member, tenant, &self.flow)
+        owed(
+            &self.member,
+            tenant,
+            &self.flow,
+            !self.totp_devices.is_empty(),
+        )
     }
 }
 

@@ -1,0 +1,166 @@
+//! Members' second-factor devices (TOTP apps, later passkeys). Every query names the tenant
+//! and the member: a device is reachable only through the member who owns it.
+
+use sqlx::FromRow;
+
+use super::{on_pool, Store, StoreError, StoreResult};
+use crate::tenant::TenantId;
+
+/// One registered device.
+#[derive(Debug, Clone, FromRow)]
+pub struct Device {
+    pub id: String,
+    pub member_id: String,
+    /// `totp` | `passkey`
+    pub kind: String,
+    /// The member's name for it (「デバイス名」), unique per member.
+    pub name: String,
+    /// totp: the sealed secret (open with the device id as context); passkey: its JSON.
+    pub secret: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+}
+
+const DEVICE_COLUMNS: &str = "id, member_id, kind, name, secret, created_at, last_used_at";
+
+impl Store {
+    /// The member's devices, oldest first.
+    pub async fn devices(&self, tenant: &TenantId, member_id: &str) -> StoreResult<Vec<Device>> {
+        let sql = format!(
+            "SELECT {DEVICE_COLUMNS} FROM mfa_devices WHERE tenant_id = $1 AND member_id = $2 \
+             ORDER BY created_at, name"
+        );
+        let rows: Vec<Device> = on_pool!(&self.pool, p => {
+            sqlx::query_as(&sql).bind(tenant.as_str()).bind(member_id).fetch_all(p).await
+        })?;
+        Ok(rows)
+    }
+
+    pub async fn device(
+        &self,
+        tenant: &TenantId,
+        member_id: &str,
+        device_id: &str,
+    ) -> StoreResult<Option<Device>> {
+        let sql = format!(
+            "SELECT {DEVICE_COLUMNS} FROM mfa_devices \
+             WHERE tenant_id = $1 AND member_id = $2 AND id = $3"
+        );
+        let row: Option<Device> = on_pool!(&self.pool, p => {
+            sqlx::query_as(&sql)
+                .bind(tenant.as_str())
+                .bind(member_id)
+                .bind(device_id)
+                .fetch_optional(p)
+                .await
+        })?;
+        Ok(row)
+    }
+
+    /// Registers a device under an id the caller chose (the id seals the secret). A name the
+    /// member already uses is a conflict.
+    pub async fn add_device(
+        &self,
+        tenant: &TenantId,
+        member_id: &str,
+        id: &str,
+        kind: &str,
+        name: &str,
+        sealed_secret: &str,
+    ) -> StoreResult<()> {
+        let result = on_pool!(&self.pool, p => {
+            sqlx::query(
+                "INSERT INTO mfa_devices (id, tenant_id, member_id, kind, name, secret, created_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(id)
+            .bind(tenant.as_str())
+            .bind(member_id)
+            .bind(kind)
+            .bind(name)
+            .bind(sealed_secret)
+            .bind(super::now_unix())
+            .execute(p)
+            .await
+            .map(|_| ())
+        });
+        match result {
+            Ok(()) => Ok(()),
+            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => Err(
+                StoreError::Conflict("a device of this member already has that name".into()),
+            ),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Removes one device; false if the member has no such device.
+    pub async fn delete_device(
+        &self,
+        tenant: &TenantId,
+        member_id: &str,
+        device_id: &str,
+    ) -> StoreResult<bool> {
+        let n = on_pool!(&self.pool, p => {
+            sqlx::query("DELETE FROM mfa_devices WHERE tenant_id = $1 AND member_id = $2 AND id = $3")
+                .bind(tenant.as_str())
+                .bind(member_id)
+                .bind(device_id)
+                .execute(p)
+                .await
+                .map(|r| r.rows_affected())
+        })?;
+        Ok(n > 0)
+    }
+
+    /// Removes all the member's devices of one kind (e.g. TOTP on a password reset);
+    /// returns how many went.
+    pub async fn delete_devices_of_kind(
+        &self,
+        tenant: &TenantId,
+        member_id: &str,
+        kind: &str,
+    ) -> StoreResult<u64> {
+        let n = on_pool!(&self.pool, p => {
+            sqlx::query(
+                "DELETE FROM mfa_devices WHERE tenant_id = $1 AND member_id = $2 AND kind = $3",
+            )
+            .bind(tenant.as_str())
+            .bind(member_id)
+            .bind(kind)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        Ok(n)
+    }
+
+    /// The single-use guard for TOTP codes: records `step` as the device's last accepted
+    /// time step if it is later than the one recorded. One atomic UPDATE, so of any number
+    /// of concurrent submissions of a code (on any number of nodes) exactly one gets true;
+    /// a code of the same or an earlier step than one already accepted gets false.
+    pub async fn use_totp_step(
+        &self,
+        tenant: &TenantId,
+        member_id: &str,
+        device_id: &str,
+        step: i64,
+        now: i64,
+    ) -> StoreResult<bool> {
+        let n = on_pool!(&self.pool, p => {
+            sqlx::query(
+                "UPDATE mfa_devices SET last_step = $4, last_used_at = $5 \
+                 WHERE tenant_id = $1 AND member_id = $2 AND id = $3 AND kind = 'totp' \
+                 AND (last_step IS NULL OR last_step < $4)",
+            )
+            .bind(tenant.as_str())
+            .bind(member_id)
+            .bind(device_id)
+            .bind(step)
+            .bind(now)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        Ok(n == 1)
+    }
+}

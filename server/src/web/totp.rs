@@ -1,0 +1,350 @@
+//! Authenticator apps in the sign-in flow: registering one at first login (QR code,
+//! 「スキャンできませんか？」, 「デバイス名」 + code, 「実行」) and the one-time password step
+//! of every later login (pick the device by name, code, 「トップページへ」).
+
+use std::sync::Arc;
+
+use poem::http::StatusCode;
+use poem::web::cookie::CookieJar;
+use poem::web::{Data, Form, Redirect};
+use poem::{handler, IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use super::pages::render;
+use super::signin::{lockout_failure, step, Action, Flow};
+use super::{AppState, CurrentTenant, RequestMeta};
+use crate::auth::session::internal;
+use crate::mfa::totp::{self, Check};
+use crate::store::{now_unix, StoreError};
+use crate::tenant::Tenant;
+
+const DEVICE_NAME_MAX: usize = 30;
+
+#[derive(Serialize)]
+struct DeviceChoice<'a> {
+    id: &'a str,
+    name: &'a str,
+}
+
+fn otp_context(flow: &Flow) -> tera::Context {
+    let mut ctx = tera::Context::new();
+    let devices: Vec<DeviceChoice> = flow
+        .totp_devices
+        .iter()
+        .map(|d| DeviceChoice {
+            id: &d.id,
+            name: &d.name,
+        })
+        .collect();
+    ctx.insert("devices", &devices);
+    ctx
+}
+
+#[handler]
+pub async fn otp_page(
+    state: Data<&Arc<AppState>>,
+    tenant: CurrentTenant,
+    meta: RequestMeta,
+    jar: &CookieJar,
+) -> poem::Result<Response> {
+    let flow = match step(&state, &tenant.0, jar, Action::SecondFactor).await? {
+        Ok(flow) => flow,
+        Err(redirect) => return Ok(redirect),
+    };
+    let ctx = otp_context(&flow);
+    Ok(render(
+        &state,
+        &tenant.0,
+        &meta,
+        "login_otp.html",
+        ctx,
+        StatusCode::OK,
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct OtpForm {
+    #[serde(default)]
+    device: String,
+    #[serde(default)]
+    code: String,
+}
+
+#[handler]
+pub async fn verify_otp(
+    state: Data<&Arc<AppState>>,
+    tenant: CurrentTenant,
+    meta: RequestMeta,
+    jar: &CookieJar,
+    Form(form): Form<OtpForm>,
+) -> poem::Result<Response> {
+    let tenant = &tenant.0;
+    let flow = match step(&state, tenant, jar, Action::SecondFactor).await? {
+        Ok(flow) => flow,
+        Err(redirect) => return Ok(redirect),
+    };
+    let mut ctx = otp_context(&flow);
+    ctx.insert("device", &form.device);
+    // With one device there is nothing to pick.
+    let device = match flow.totp_devices.as_slice() {
+        [only] => Some(only),
+        many => many.iter().find(|d| d.id == form.device),
+    };
+    let Some(device) = device else {
+        ctx.insert("error", "device_required");
+        return Ok(render(
+            &state,
+            tenant,
+            &meta,
+            "login_otp.html",
+            ctx,
+            StatusCode::OK,
+        ));
+    };
+    let policy = &tenant.settings.totp;
+    let secret = state
+        .secrets
+        .open(&device.secret, &device.id)
+        .map_err(internal)?;
+    let code = totp::normalize_code(&form.code);
+    let now = now_unix();
+    let error = match totp::check(policy, &secret, &code, now) {
+        Check::Valid { step: time_step } => {
+            let first_use = state
+                .store
+                .use_totp_step(&tenant.id, &flow.member.id, &device.id, time_step, now)
+                .await
+                .map_err(internal)?;
+            if first_use {
+                state
+                    .store
+                    .flow_factor_verified(&tenant.id, &flow.token_hash)
+                    .await
+                    .map_err(internal)?;
+                meta.audit(
+                    &state.store,
+                    tenant,
+                    Some(&flow.member.id),
+                    "totp_used",
+                    &device.name,
+                )
+                .await;
+                return Ok(Redirect::see_other("/login/next").into_response());
+            }
+            meta.audit(
+                &state.store,
+                tenant,
+                Some(&flow.member.id),
+                "totp_replay_refused",
+                &device.name,
+            )
+            .await;
+            "otp_wrong".to_owned()
+        }
+        Check::ClockDrift { seconds } => {
+            ctx.insert("drift_seconds", &seconds.abs());
+            ctx.insert("drift_ahead", &(seconds > 0));
+            "clock_drift".to_owned()
+        }
+        Check::Wrong => "otp_wrong".to_owned(),
+    };
+    lockout_failure(
+        &state,
+        tenant,
+        &meta,
+        &flow.member,
+        "wrong one-time password",
+    )
+    .await?;
+    ctx.insert("error", &error);
+    Ok(render(
+        &state,
+        tenant,
+        &meta,
+        "login_otp.html",
+        ctx,
+        StatusCode::OK,
+    ))
+}
+
+// --- set-up at first login -----------------------------------------------------------------
+
+/// The secret being registered in this flow; made on first view and kept (sealed) in the
+/// flow, so reloading the page shows the same QR code.
+async fn pending_secret(state: &AppState, tenant: &Tenant, flow: &Flow) -> poem::Result<Vec<u8>> {
+    let secrets = &state.secrets;
+    if let Some(sealed) = &flow.flow.pending_secret {
+        if let Ok(secret) = secrets.open(sealed, &flow.token_hash) {
+            return Ok(secret);
+        }
+    }
+    let secret = totp::new_secret();
+    let sealed = secrets.seal(&secret, &flow.token_hash);
+    state
+        .store
+        .set_flow_pending_secret(&tenant.id, &flow.token_hash, &sealed)
+        .await
+        .map_err(internal)?;
+    Ok(secret)
+}
+
+fn setup_context(tenant: &Tenant, flow: &Flow, secret: &[u8]) -> tera::Context {
+    let mut ctx = tera::Context::new();
+    ctx.insert("key", &totp::base32(secret));
+    ctx.insert(
+        "uri",
+        &totp::otpauth_uri(&tenant.settings.totp, &flow.member.user_id, secret),
+    );
+    ctx.insert("issuer", &tenant.settings.totp.issuer);
+    ctx.insert("account", &flow.member.user_id);
+    ctx
+}
+
+#[handler]
+pub async fn setup_page(
+    state: Data<&Arc<AppState>>,
+    tenant: CurrentTenant,
+    meta: RequestMeta,
+    jar: &CookieJar,
+) -> poem::Result<Response> {
+    let tenant = &tenant.0;
+    let flow = match step(&state, tenant, jar, Action::SetupTotp).await? {
+        Ok(flow) => flow,
+        Err(redirect) => return Ok(redirect),
+    };
+    let secret = pending_secret(&state, tenant, &flow).await?;
+    let ctx = setup_context(tenant, &flow, &secret);
+    Ok(render(
+        &state,
+        tenant,
+        &meta,
+        "login_totp.html",
+        ctx,
+        StatusCode::OK,
+    ))
+}
+
+/// The QR code of the pending secret, as a PNG. Never cached.
+#[handler]
+pub async fn setup_qr(
+    state: Data<&Arc<AppState>>,
+    tenant: CurrentTenant,
+    jar: &CookieJar,
+) -> poem::Result<Response> {
+    let tenant = &tenant.0;
+    let flow = match step(&state, tenant, jar, Action::SetupTotp).await? {
+        Ok(flow) => flow,
+        Err(_) => return Err(poem::error::NotFoundError.into()),
+    };
+    let secret = pending_secret(&state, tenant, &flow).await?;
+    let uri = totp::otpauth_uri(&tenant.settings.totp, &flow.member.user_id, &secret);
+    Ok(totp::qr_png(&uri)
+        .with_content_type("image/png")
+        .with_header("Cache-Control", "no-store")
+        .into_response())
+}
+
+#[derive(Deserialize)]
+pub struct SetupForm {
+    #[serde(default)]
+    device_name: String,
+    #[serde(default)]
+    code: String,
+}
+
+#[handler]
+pub async fn setup(
+    state: Data<&Arc<AppState>>,
+    tenant: CurrentTenant,
+    meta: RequestMeta,
+    jar: &CookieJar,
+    Form(form): Form<SetupForm>,
+) -> poem::Result<Response> {
+    let tenant = &tenant.0;
+    let flow = match step(&state, tenant, jar, Action::SetupTotp).await? {
+        Ok(flow) => flow,
+        Err(redirect) => return Ok(redirect),
+    };
+    let secret = pending_secret(&state, tenant, &flow).await?;
+    let mut ctx = setup_context(tenant, &flow, &secret);
+    ctx.insert("device_name", &form.device_name);
+
+    let name = form.device_name.trim();
+    let name_error = if name.is_empty() {
+        Some("device_name_required")
+    } else if name.chars().count() > DEVICE_NAME_MAX || name.chars().any(char::is_control) {
+        Some("device_name_invalid")
+    } else {
+        None
+    };
+    let code = totp::normalize_code(&form.code);
+    let now = now_unix();
+    let step = match totp::check(&tenant.settings.totp, &secret, &code, now) {
+        Check::Valid { step } => Some(step),
+        Check::ClockDrift { seconds } => {
+            ctx.insert("drift_seconds", &seconds.abs());
+            ctx.insert("drift_ahead", &(seconds > 0));
+            ctx.insert("code_error", "clock_drift");
+            None
+        }
+        Check::Wrong => {
+            ctx.insert("code_error", "code_wrong");
+            None
+        }
+    };
+    if let Some(error) = name_error {
+        ctx.insert("name_error", error);
+    }
+    let (Some(step), None) = (step, name_error) else {
+        return Ok(render(
+            &state,
+            tenant,
+            &meta,
+            "login_totp.html",
+            ctx,
+            StatusCode::OK,
+        ));
+    };
+
+    let id = crate::random_token(16);
+    let sealed = state.secrets.seal(&secret, &id);
+    match state
+        .store
+        .add_device(&tenant.id, &flow.member.id, &id, "totp", name, &sealed)
+        .await
+    {
+        Ok(()) => {}
+        Err(StoreError::Conflict(_)) => {
+            ctx.insert("name_error", "device_name_taken");
+            return Ok(render(
+                &state,
+                tenant,
+                &meta,
+                "login_totp.html",
+                ctx,
+                StatusCode::OK,
+            ));
+        }
+        Err(e) => return Err(internal(e)),
+    }
+    // The code that proved the set-up is spent, and proves the second factor of this flow.
+    state
+        .store
+        .use_totp_step(&tenant.id, &flow.member.id, &id, step, now)
+        .await
+        .map_err(internal)?;
+    state
+        .store
+        .flow_factor_verified(&tenant.id, &flow.token_hash)
+        .await
+        .map_err(internal)?;
+    meta.audit(
+        &state.store,
+        tenant,
+        Some(&flow.member.id),
+        "totp_registered",
+        name,
+    )
+    .await;
+    Ok(Redirect::see_other("/login/next").into_response())
+}
