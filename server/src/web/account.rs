@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::first_login::new_password_errors;
 use super::pages::render;
-use super::signin::member_view;
+use super::signin::{lockout_failure, member_view};
 use super::{AppState, CurrentTenant, RequestMeta};
 use crate::auth::password::HashError;
 use crate::auth::session::{self, internal, SignedIn, SESSION_COOKIE};
@@ -476,29 +476,9 @@ pub async fn reauth(
         }
     };
     if !verification.is_some_and(|v| v.ok) {
-        let policy = &tenant.settings.lockout;
-        let until = match policy.mode {
-            crate::tenant::settings::LockMode::Temporary => {
-                now_unix() + i64::from(policy.duration_minutes) * 60
-            }
-            crate::tenant::settings::LockMode::UntilUnlocked => i64::MAX,
-        };
-        let locked = state
-            .store
-            .record_login_failure(&tenant.id, &member.id, policy.max_failures.into(), until)
-            .await
-            .map_err(internal)?;
-        meta.audit(&state.store, tenant, Some(&member.id), "step_up_failed", "")
-            .await;
+        let locked =
+            lockout_failure(&state, tenant, &meta, member, "step_up_failed", "step-up").await?;
         if locked {
-            meta.audit(
-                &state.store,
-                tenant,
-                Some(&member.id),
-                "account_locked",
-                "step-up",
-            )
-            .await;
             return Ok(Redirect::see_other("/").into_response());
         }
         let mut ctx = signed_in_context(&signed_in);

@@ -82,7 +82,15 @@ pub async fn birth_date(
     }
     let mut ctx = tera::Context::new();
     if valid_date {
-        lockout_failure(&state, tenant, &meta, &flow.member, "wrong birth date").await?;
+        lockout_failure(
+            &state,
+            tenant,
+            &meta,
+            &flow.member,
+            "login_failed",
+            "wrong birth date",
+        )
+        .await?;
         ctx.insert("error", "birth_date_wrong");
     } else {
         ctx.insert("error", "birth_date_format");

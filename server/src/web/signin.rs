@@ -326,7 +326,15 @@ pub async fn login(
         return Ok(failed(StatusCode::OK));
     }
     if !verification.ok {
-        lockout_failure(&state, tenant, &meta, member, "wrong password").await?;
+        lockout_failure(
+            &state,
+            tenant,
+            &meta,
+            member,
+            "login_failed",
+            "wrong password",
+        )
+        .await?;
         return Ok(failed(StatusCode::OK));
     }
     if verification.needs_rehash {
@@ -362,13 +370,16 @@ pub async fn login(
 }
 
 /// Counts a failure against the member and locks the account at the tenant's limit.
+/// Counts a failed proof (`event`, e.g. `login_failed`) against the member and locks the
+/// account at the tenant's limit. Returns true if this failure locked it.
 pub(super) async fn lockout_failure(
     state: &AppState,
     tenant: &Tenant,
     meta: &RequestMeta,
     member: &Member,
+    event: &str,
     what: &str,
-) -> poem::Result<()> {
+) -> poem::Result<bool> {
     let policy = &tenant.settings.lockout;
     let until = match policy.mode {
         crate::tenant::settings::LockMode::Temporary => {
@@ -381,7 +392,7 @@ pub(super) async fn lockout_failure(
         .record_login_failure(&tenant.id, &member.id, policy.max_failures.into(), until)
         .await
         .map_err(internal)?;
-    meta.audit(&state.store, tenant, Some(&member.id), "login_failed", what)
+    meta.audit(&state.store, tenant, Some(&member.id), event, what)
         .await;
     if locked {
         meta.audit(
@@ -393,7 +404,7 @@ pub(super) async fn lockout_failure(
         )
         .await;
     }
-    Ok(())
+    Ok(locked)
 }
 
 /// Sends the member to the action owed now, or finishes the sign-in.

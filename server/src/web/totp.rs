@@ -153,6 +153,7 @@ pub async fn verify_otp(
         tenant,
         &meta,
         &flow.member,
+        "totp_failed",
         "wrong one-time password",
     )
     .await?;
