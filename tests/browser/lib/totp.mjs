@@ -48,6 +48,33 @@ export async function registerApp(page, { deviceName = 'iPhone', shot = async ()
   await page.getByRole('alert').filter({ hasText: '認証コードが異なります' }).waitFor();
   // Apps accept the key in lower case too (manual 2-4-1 ⑥).
   await page.getByLabel('ワンタイムパスワード（6桁）').fill(await totpCode(key.toLowerCase()));
+  markUsed(key);
   await page.getByRole('button', { name: '実行' }).click();
   return { key, uri };
+}
+
+// The last time step each key's code was used for; the portal accepts every step once.
+const lastStep = new Map();
+
+/**
+ * A code for `key` that the portal has not seen yet: the current step, or the next one
+ * (accepted within ±1 step), waiting for the clock when both were used already.
+ */
+export async function freshCode(key) {
+  const period = 30;
+  for (;;) {
+    const now = Date.now() / 1000;
+    const current = Math.floor(now / period);
+    const candidate = Math.max(current, (lastStep.get(key) ?? -1) + 1);
+    if (candidate <= current + 1) {
+      lastStep.set(key, candidate);
+      return totpCode(key, (candidate - current) * period);
+    }
+    await new Promise((r) => setTimeout(r, ((current + 1) * period - now) * 1000 + 200));
+  }
+}
+
+/** Records that the code of the current step was used (e.g. by the set-up). */
+export function markUsed(key) {
+  lastStep.set(key, Math.max(lastStep.get(key) ?? -1, Math.floor(Date.now() / 1000 / 30)));
 }
