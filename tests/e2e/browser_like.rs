@@ -396,13 +396,15 @@ pub async fn first_login_step(b: &Browser, path: &str, fields: &[(&str, &str)]) 
     b.follow(reply).await
 }
 
-/// Walks the whole first login of `letter` in `b`, choosing `user_id` and `password`;
-/// returns the member's top page.
-pub async fn walk_first_login(
+/// Walks the first login of `letter` in `b` up to and including the e-mail step,
+/// choosing `user_id`, `password` and second-factor `method`; returns the reply of
+/// `/login/next` after the e-mail step.
+pub async fn walk_first_login_to(
     b: &Browser,
     letter: &Letter,
     user_id: &str,
     password: &str,
+    method: &str,
 ) -> Reply {
     let next = login_ok(b, &letter.user_id, &letter.password).await;
     assert!(next.is_see_other("/login/birth-date"), "{}", next.summary());
@@ -420,9 +422,7 @@ pub async fn walk_first_login(
     let next = first_login_step(
         b,
         "/login/user-id",
-        // Passkeys are registered in the browser tests; over plain HTTP the member picks
-        // them so that no authenticator app is set up here.
-        &[("user_id", user_id), ("method", "passkey")],
+        &[("user_id", user_id), ("method", method)],
     )
     .await;
     assert!(next.is_see_other("/login/password"), "{}", next.summary());
@@ -439,7 +439,20 @@ pub async fn walk_first_login(
         "{}",
         email_page.summary()
     );
-    let next = first_login_step(b, "/login/email", &[("email", &letter.email)]).await;
+    first_login_step(b, "/login/email", &[("email", &letter.email)]).await
+}
+
+/// Walks the whole first login of `letter` in `b`, choosing `user_id` and `password`;
+/// returns the member's top page.
+pub async fn walk_first_login(
+    b: &Browser,
+    letter: &Letter,
+    user_id: &str,
+    password: &str,
+) -> Reply {
+    // Passkeys are registered in the browser tests; over plain HTTP the member picks them
+    // so that no authenticator app is set up here.
+    let next = walk_first_login_to(b, letter, user_id, password, "passkey").await;
     assert!(next.is_see_other("/"), "{}", next.summary());
     assert!(
         b.cookie("portal_session").is_some(),

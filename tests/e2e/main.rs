@@ -10,3 +10,4 @@ mod mail;
 mod migrations;
 mod routing;
 mod signin;
+mod totp;

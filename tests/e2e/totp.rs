@@ -1,0 +1,189 @@
+//! Authenticator apps over HTTP, with codes from the real `oathtool`: set-up at first
+//! login, single use of every code (also when two logins submit one code at once), the
+//! accepted window, the clock-drift hint, lockout, and tenant isolation.
+
+use crate::browser_like::{
+    add_some_member, fresh_password, fresh_user_id, host_of, login_ok, walk_first_login_to,
+    Browser, Letter,
+};
+use crate::harness::{on_both_backends, Backend, TestApp};
+
+on_both_backends!(
+    app_is_set_up_at_first_login_and_codes_work_once,
+    one_code_submitted_by_two_logins_at_once_lets_one_through,
+);
+
+const WRONG: &str = "ワンタイムパスワードが正しくありません";
+
+/// The code `oathtool` shows for `key`, `offset` seconds from now.
+fn oathtool(key: &str, offset: i64) -> String {
+    let mut cmd = std::process::Command::new("oathtool");
+    cmd.args(["--totp", "-b", key]);
+    if offset != 0 {
+        let sign = if offset > 0 { '+' } else { '-' };
+        cmd.args(["-N", &format!("now {sign} {} seconds", offset.abs())]);
+    }
+    let out = cmd
+        .output()
+        .expect("oathtool is needed: apt-get install oathtool (tests/run does)");
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+struct AppMember {
+    letter: Letter,
+    user_id: String,
+    password: String,
+    key: String,
+    /// The code that confirmed the set-up (spent).
+    setup_code: String,
+}
+
+/// A daiwakenpo member whose first login registered an authenticator app.
+async fn member_with_app(app: &TestApp) -> AppMember {
+    let letter = add_some_member(&app.db, "daiwakenpo");
+    let b = Browser::new(app, &host_of("daiwakenpo"));
+    let (user_id, password) = (fresh_user_id(), fresh_password());
+    let next = walk_first_login_to(&b, &letter, &user_id, &password, "totp").await;
+    assert!(next.is_see_other("/login/totp"), "{}", next.summary());
+    let page = b.get("/login/totp").await;
+    assert!(
+        page.body.contains("スキャンできませんか？"),
+        "{}",
+        page.summary()
+    );
+    assert!(page
+        .body
+        .contains("2.アプリケーションを開き、キーを入力します"));
+    let key = page
+        .body
+        .split("id=\"totp-key\" class=\"key\">")
+        .nth(1)
+        .and_then(|s| s.split('<').next())
+        .expect("the key is shown")
+        .to_owned();
+
+    // A wrong code keeps the member on the form.
+    let wrong = b
+        .fill(
+            "/login/totp",
+            &[("device_name", "iPhone"), ("code", "12345")],
+        )
+        .await;
+    assert_eq!(wrong.status, 200);
+    assert!(
+        wrong.body.contains("認証コードが異なります"),
+        "{}",
+        wrong.summary()
+    );
+    // Apps accept the key in lower case too.
+    let code = oathtool(&key.to_lowercase(), 0);
+    let done = b
+        .fill("/login/totp", &[("device_name", "iPhone"), ("code", &code)])
+        .await;
+    assert!(done.is_see_other("/login/next"), "{}", done.summary());
+    let top = b.follow(b.follow(done).await).await;
+    assert!(top.body.contains(&letter.name), "{}", top.summary());
+    AppMember {
+        letter,
+        user_id: user_id.to_lowercase(),
+        password,
+        key,
+        setup_code: code,
+    }
+}
+
+async fn app_is_set_up_at_first_login_and_codes_work_once(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let m = member_with_app(&app).await;
+    let b = Browser::new(&app, &host_of("daiwakenpo"));
+    let next = login_ok(&b, &m.user_id, &m.password).await;
+    assert!(next.is_see_other("/login/otp"), "{}", next.summary());
+    let page = b.get("/login/otp").await;
+    assert!(page.body.contains("autocomplete=\"one-time-code\""));
+    assert!(page.body.contains("inputmode=\"numeric\""));
+
+    // The code of the set-up is spent; one from two steps ago is refused.
+    for code in [m.setup_code.clone(), oathtool(&m.key, -60)] {
+        let r = b.fill("/login/otp", &[("code", &code)]).await;
+        assert_eq!(r.status, 200, "{}", r.summary());
+        assert!(r.body.contains(WRONG), "{}", r.summary());
+    }
+    // Three minutes off: refused, with a hint about the device's clock.
+    let r = b
+        .fill("/login/otp", &[("code", &oathtool(&m.key, 180))])
+        .await;
+    assert!(
+        r.body.contains(WRONG) && r.body.contains("時刻が約"),
+        "{}",
+        r.summary()
+    );
+    // The next step's code (within ±1 step) works, once, spaces and all.
+    let next_code = oathtool(&m.key, 30);
+    let spaced = format!("{} {}", &next_code[..3], &next_code[3..]);
+    let r = b.fill("/login/otp", &[("code", &spaced)]).await;
+    assert!(r.is_see_other("/login/next"), "{}", r.summary());
+    let top = b.follow(b.follow(r).await).await;
+    assert!(top.body.contains(&m.letter.name));
+
+    // A new login cannot reuse it.
+    let c = Browser::new(&app, &host_of("daiwakenpo"));
+    login_ok(&c, &m.user_id, &m.password).await;
+    let r = c.fill("/login/otp", &[("code", &next_code)]).await;
+    assert!(r.body.contains(WRONG), "{}", r.summary());
+
+    // Wrong codes count toward the lockout (the successful login above started a fresh
+    // count: the reused code and four more make the tenant's five).
+    for _ in 0..4 {
+        let r = c.fill("/login/otp", &[("code", "000000")]).await;
+        assert!(r.body.contains(WRONG), "{}", r.summary());
+    }
+    let d = Browser::new(&app, &host_of("daiwakenpo"));
+    let r = d
+        .fill(
+            "/login",
+            &[("user_id", &m.user_id), ("password", &m.password)],
+        )
+        .await;
+    assert_eq!(r.status, 403, "{}", r.summary());
+    assert!(r.body.contains("アカウントがロックされています。"));
+
+    // The member's app is theirs and the tenant's: the same flow on the other tenant's
+    // host knows no such member.
+    let k = Browser::new(&app, &host_of("kanekakenpo"));
+    let r = k
+        .fill(
+            "/login",
+            &[("user_id", &m.user_id), ("password", &m.password)],
+        )
+        .await;
+    assert!(
+        r.body.contains("無効なユーザ ID またはパスワードです。"),
+        "{}",
+        r.summary()
+    );
+}
+
+async fn one_code_submitted_by_two_logins_at_once_lets_one_through(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let m = member_with_app(&app).await;
+    let (a, b) = (
+        Browser::new(&app, &host_of("daiwakenpo")),
+        Browser::new(&app, &host_of("daiwakenpo")),
+    );
+    login_ok(&a, &m.user_id, &m.password).await;
+    login_ok(&b, &m.user_id, &m.password).await;
+    let (page_a, page_b) = (a.get("/login/otp").await, b.get("/login/otp").await);
+    let code = oathtool(&m.key, 30);
+    let (ta, tb) = (page_a.csrf_token(), page_b.csrf_token());
+    let form_a = [("code", code.as_str()), ("csrf_token", ta.as_str())];
+    let form_b = [("code", code.as_str()), ("csrf_token", tb.as_str())];
+    let (ra, rb) = tokio::join!(a.post("/login/otp", &form_a), b.post("/login/otp", &form_b));
+    let through = [&ra, &rb]
+        .iter()
+        .filter(|r| r.is_see_other("/login/next"))
+        .count();
+    assert_eq!(through, 1, "{}\n{}", ra.summary(), rb.summary());
+    let refused = if ra.status == 303 { &rb } else { &ra };
+    assert!(refused.body.contains(WRONG), "{}", refused.summary());
+}
