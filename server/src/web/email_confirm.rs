@@ -11,7 +11,7 @@ use poem::{handler, Response};
 use serde::Deserialize;
 
 use super::pages::render;
-use super::signin::{step, Action};
+use super::signin::{flow_at, Action};
 use super::{AppState, CurrentTenant, RequestMeta};
 use crate::auth::session::{self, internal};
 use crate::mail::{EmailAddress, MailError};
@@ -75,10 +75,7 @@ pub async fn confirm_email_page(
     meta: RequestMeta,
     jar: &CookieJar,
 ) -> poem::Result<Response> {
-    let flow = match step(&state, &tenant.0, jar, Action::ConfirmEmail).await? {
-        Ok(flow) => flow,
-        Err(redirect) => return Ok(redirect),
-    };
+    let flow = flow_at!(&state, &tenant.0, jar, Action::ConfirmEmail);
     let mut ctx = tera::Context::new();
     ctx.insert("email", &flow.member.email);
     Ok(render(
@@ -100,10 +97,7 @@ pub async fn resend_confirmation(
     jar: &CookieJar,
 ) -> poem::Result<Response> {
     let tenant = &tenant.0;
-    let flow = match step(&state, tenant, jar, Action::ConfirmEmail).await? {
-        Ok(flow) => flow,
-        Err(redirect) => return Ok(redirect),
-    };
+    let flow = flow_at!(&state, tenant, jar, Action::ConfirmEmail);
     let sent = match EmailAddress::parse(&flow.member.email) {
         Ok(email) => send_confirmation(&state, tenant, &meta, &flow.member.id, &email)
             .await

@@ -11,7 +11,7 @@ use poem::{handler, IntoResponse, Response};
 use serde::Deserialize;
 
 use super::pages::render;
-use super::signin::{lockout_failure, step, Action};
+use super::signin::{flow_at, lockout_failure, step, Action};
 use super::{AppState, CurrentTenant, RequestMeta};
 use crate::auth::session::{self, internal};
 use crate::mail::EmailAddress;
@@ -56,10 +56,7 @@ pub async fn birth_date(
     Form(form): Form<BirthDateForm>,
 ) -> poem::Result<Response> {
     let tenant = &tenant.0;
-    let flow = match step(&state, tenant, jar, Action::VerifyBirthDate).await? {
-        Ok(flow) => flow,
-        Err(redirect) => return Ok(redirect),
-    };
+    let flow = flow_at!(&state, tenant, jar, Action::VerifyBirthDate);
     let given = form.birth_date.trim();
     let valid_date = given.len() == 10 && is_date(given);
     if valid_date
@@ -153,10 +150,7 @@ pub async fn accept_terms(
     Form(form): Form<TermsForm>,
 ) -> poem::Result<Response> {
     let tenant = &tenant.0;
-    let flow = match step(&state, tenant, jar, Action::AcceptTerms).await? {
-        Ok(flow) => flow,
-        Err(redirect) => return Ok(redirect),
-    };
+    let flow = flow_at!(&state, tenant, jar, Action::AcceptTerms);
     // The version shown is the version accepted; if it changed meanwhile, show the new one.
     if form.version != tenant.terms.current {
         return Ok(Redirect::see_other(Action::AcceptTerms.path()).into_response());
@@ -235,10 +229,7 @@ pub async fn choose_user_id(
     Form(form): Form<UserIdForm>,
 ) -> poem::Result<Response> {
     let tenant = &tenant.0;
-    let flow = match step(&state, tenant, jar, Action::ChooseUserId).await? {
-        Ok(flow) => flow,
-        Err(redirect) => return Ok(redirect),
-    };
+    let flow = flow_at!(&state, tenant, jar, Action::ChooseUserId);
     let mut ctx = user_id_context(tenant);
     ctx.insert("user_id", &form.user_id);
     ctx.insert("method", &form.method);
@@ -394,10 +385,7 @@ pub async fn update_password(
     Form(form): Form<NewPasswordForm>,
 ) -> poem::Result<Response> {
     let tenant = &tenant.0;
-    let flow = match step(&state, tenant, jar, Action::UpdatePassword).await? {
-        Ok(flow) => flow,
-        Err(redirect) => return Ok(redirect),
-    };
+    let flow = flow_at!(&state, tenant, jar, Action::UpdatePassword);
     let errors = new_password_errors(
         &state,
         tenant,
@@ -449,10 +437,7 @@ pub async fn email_page(
     meta: RequestMeta,
     jar: &CookieJar,
 ) -> poem::Result<Response> {
-    let flow = match step(&state, &tenant.0, jar, Action::ReviewEmail).await? {
-        Ok(flow) => flow,
-        Err(redirect) => return Ok(redirect),
-    };
+    let flow = flow_at!(&state, &tenant.0, jar, Action::ReviewEmail);
     let mut ctx = tera::Context::new();
     ctx.insert("email", &flow.member.email);
     Ok(render(
@@ -480,10 +465,7 @@ pub async fn review_email(
     Form(form): Form<EmailForm>,
 ) -> poem::Result<Response> {
     let tenant = &tenant.0;
-    let flow = match step(&state, tenant, jar, Action::ReviewEmail).await? {
-        Ok(flow) => flow,
-        Err(redirect) => return Ok(redirect),
-    };
+    let flow = flow_at!(&state, tenant, jar, Action::ReviewEmail);
     let email = match EmailAddress::parse(&form.email) {
         Ok(email) => email,
         Err(e) => {

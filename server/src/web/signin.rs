@@ -162,6 +162,18 @@ impl Flow {
     }
 }
 
+/// The flow of this request at `$action`; otherwise the handler returns the redirect to
+/// where the member has to be (see [`step`]).
+macro_rules! flow_at {
+    ($state:expr, $tenant:expr, $jar:expr, $action:expr) => {
+        match $crate::web::signin::step($state, $tenant, $jar, $action).await? {
+            Ok(flow) => flow,
+            Err(redirect) => return Ok(redirect),
+        }
+    };
+}
+pub(super) use flow_at;
+
 /// Loads the flow and checks that `action` is the one owed now; otherwise answers with
 /// the redirect to where the member has to be.
 pub(super) async fn step(

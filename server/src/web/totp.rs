@@ -11,7 +11,7 @@ use poem::{handler, IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::pages::render;
-use super::signin::{lockout_failure, step, Action, Flow};
+use super::signin::{flow_at, lockout_failure, step, Action, Flow};
 use super::{AppState, CurrentTenant, RequestMeta};
 use crate::auth::session::internal;
 use crate::mfa::totp::{self, Check};
@@ -47,10 +47,7 @@ pub async fn otp_page(
     meta: RequestMeta,
     jar: &CookieJar,
 ) -> poem::Result<Response> {
-    let flow = match step(&state, &tenant.0, jar, Action::SecondFactor).await? {
-        Ok(flow) => flow,
-        Err(redirect) => return Ok(redirect),
-    };
+    let flow = flow_at!(&state, &tenant.0, jar, Action::SecondFactor);
     let ctx = otp_context(&flow);
     Ok(render(
         &state,
@@ -79,10 +76,7 @@ pub async fn verify_otp(
     Form(form): Form<OtpForm>,
 ) -> poem::Result<Response> {
     let tenant = &tenant.0;
-    let flow = match step(&state, tenant, jar, Action::SecondFactor).await? {
-        Ok(flow) => flow,
-        Err(redirect) => return Ok(redirect),
-    };
+    let flow = flow_at!(&state, tenant, jar, Action::SecondFactor);
     let mut ctx = otp_context(&flow);
     ctx.insert("device", &form.device);
     // With one device there is nothing to pick.
@@ -209,10 +203,7 @@ pub async fn setup_page(
     jar: &CookieJar,
 ) -> poem::Result<Response> {
     let tenant = &tenant.0;
-    let flow = match step(&state, tenant, jar, Action::SetupTotp).await? {
-        Ok(flow) => flow,
-        Err(redirect) => return Ok(redirect),
-    };
+    let flow = flow_at!(&state, tenant, jar, Action::SetupTotp);
     let secret = pending_secret(&state, tenant, &flow).await?;
     let ctx = setup_context(tenant, &flow, &secret);
     Ok(render(
@@ -262,10 +253,7 @@ pub async fn setup(
     Form(form): Form<SetupForm>,
 ) -> poem::Result<Response> {
     let tenant = &tenant.0;
-    let flow = match step(&state, tenant, jar, Action::SetupTotp).await? {
-        Ok(flow) => flow,
-        Err(redirect) => return Ok(redirect),
-    };
+    let flow = flow_at!(&state, tenant, jar, Action::SetupTotp);
     let secret = pending_secret(&state, tenant, &flow).await?;
     let mut ctx = setup_context(tenant, &flow, &secret);
     ctx.insert("device_name", &form.device_name);
