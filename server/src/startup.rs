@@ -41,6 +41,7 @@ impl Application {
             .with_context(|| format!("loading themes from {}", config.themes_dir.display()))?;
         let secrets = SecretBox::load(config.secret_key.as_deref(), &config.data_dir)?;
         let csrf_key = secrets.derive_key("csrf");
+        let passkeys = crate::mfa::passkey::RelyingParties::new(config.secure_cookies());
         let mailer = Mailer::new(&config, themes.clone(), secrets.clone());
         let hasher = PasswordHasher::new(&config)?;
         create_demo_members(&store, &hasher).await?;
@@ -61,6 +62,7 @@ impl Application {
             hasher,
             secrets,
             csrf_key,
+            passkeys,
         });
         Ok(Self {
             state,

@@ -2,4 +2,5 @@
 //! its pure logic; devices are stored by [`crate::store::Store`] (`mfa_devices`), secrets
 //! sealed with [`crate::crypto::SecretBox`] under the device id.
 
+pub mod passkey;
 pub mod totp;

@@ -1,4 +1,4 @@
-//! Members' second-factor devices (TOTP apps, later passkeys). Every query names the tenant
+//! Members' second-factor devices (TOTP apps and passkeys). Every query names the tenant
 //! and the member: a device is reachable only through the member who owns it.
 
 use sqlx::FromRow;
@@ -19,9 +19,12 @@ pub struct Device {
     pub secret: String,
     pub created_at: i64,
     pub last_used_at: Option<i64>,
+    /// passkey: its credential id (base64url), unique within the tenant.
+    pub credential_id: Option<String>,
 }
 
-const DEVICE_COLUMNS: &str = "id, member_id, kind, name, secret, created_at, last_used_at";
+const DEVICE_COLUMNS: &str =
+    "id, member_id, kind, name, secret, created_at, last_used_at, credential_id";
 
 impl Store {
     /// The member's devices, oldest first.
@@ -91,6 +94,87 @@ impl Store {
             ),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// Registers a passkey. A name the member already uses, or a credential already
+    /// registered in this tenant (to anyone), is a conflict.
+    pub async fn add_passkey(
+        &self,
+        tenant: &TenantId,
+        member_id: &str,
+        id: &str,
+        name: &str,
+        credential_id: &str,
+        passkey_json: &str,
+    ) -> StoreResult<()> {
+        let result = on_pool!(&self.pool, p => {
+            sqlx::query(
+                "INSERT INTO mfa_devices (id, tenant_id, member_id, kind, name, secret, created_at, \
+                 credential_id) VALUES ($1, $2, $3, 'passkey', $4, $5, $6, $7)",
+            )
+            .bind(id)
+            .bind(tenant.as_str())
+            .bind(member_id)
+            .bind(name)
+            .bind(passkey_json)
+            .bind(super::now_unix())
+            .bind(credential_id)
+            .execute(p)
+            .await
+            .map(|_| ())
+        });
+        match result {
+            Ok(()) => Ok(()),
+            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => Err(
+                StoreError::Conflict("name or credential already registered".into()),
+            ),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Who holds a credential in this tenant, if anyone: refusing another member's passkey
+    /// is audited with it.
+    pub async fn passkey_owner(
+        &self,
+        tenant: &TenantId,
+        credential_id: &str,
+    ) -> StoreResult<Option<String>> {
+        let owner: Option<(String,)> = on_pool!(&self.pool, p => {
+            sqlx::query_as(
+                "SELECT member_id FROM mfa_devices WHERE tenant_id = $1 AND credential_id = $2",
+            )
+            .bind(tenant.as_str())
+            .bind(credential_id)
+            .fetch_optional(p)
+            .await
+        })?;
+        Ok(owner.map(|(m,)| m))
+    }
+
+    /// Stores a passkey's new state (sign counter) after a use.
+    pub async fn passkey_used(
+        &self,
+        tenant: &TenantId,
+        member_id: &str,
+        device_id: &str,
+        passkey_json: &str,
+        now: i64,
+    ) -> StoreResult<()> {
+        on_pool!(&self.pool, p => {
+            sqlx::query(
+                "UPDATE mfa_devices SET secret = $4, last_used_at = $5 \
+                 WHERE tenant_id = $1 AND member_id = $2 AND id = $3 AND kind = 'passkey'",
+            )
+            .bind(tenant.as_str())
+            .bind(member_id)
+            .bind(device_id)
+            .bind(passkey_json)
+            .bind(now)
+            .execute(p)
+            .await
+            .map(|_| ())
+        })?;
+        Ok(())
     }
 
     /// Removes one device; false if the member has no such device.

@@ -40,6 +40,8 @@ pub struct Member {
     pub email_reviewed: bool,
     pub email_confirmed: bool,
     pub mfa_method: Option<String>,
+    /// A mailed code proved the address: e-mail one-time passwords are a factor.
+    pub email_otp_enabled: bool,
     pub failed_logins: i64,
     pub locked_until: Option<i64>,
     pub terms_version: Option<String>,
@@ -66,6 +68,7 @@ struct MemberRow {
     email_reviewed: bool,
     email_confirmed: bool,
     mfa_method: Option<String>,
+    email_otp_enabled: bool,
     failed_logins: i64,
     locked_until: Option<i64>,
     terms_version: Option<String>,
@@ -87,6 +90,7 @@ impl From<MemberRow> for Member {
             email_reviewed: r.email_reviewed,
             email_confirmed: r.email_confirmed,
             mfa_method: r.mfa_method,
+            email_otp_enabled: r.email_otp_enabled,
             failed_logins: r.failed_logins,
             locked_until: r.locked_until,
             terms_version: r.terms_version,
@@ -96,7 +100,7 @@ impl From<MemberRow> for Member {
 
 const MEMBER_COLUMNS: &str = "id, tenant_id, user_id, display_name, birth_date, email, \
     password_hash, password_created_at, state, user_id_chosen, email_reviewed, email_confirmed, \
-    mfa_method, \
+    mfa_method, email_otp_enabled, \
     failed_logins, locked_until, terms_version";
 
 /// A member to create with temporary credentials.
@@ -120,6 +124,18 @@ pub struct LoginFlow {
     pub pending_secret: Option<String>,
     pub return_to: String,
     pub expires_at: i64,
+    /// The second factor proven: `totp` | `passkey` | `email_otp`.
+    pub factor_method: Option<String>,
+    /// An `add_*` flow registered its device.
+    pub setup_done: bool,
+    /// A WebAuthn ceremony in progress (JSON) and when it expires.
+    pub ceremony: Option<String>,
+    pub ceremony_expires_at: Option<i64>,
+    /// The e-mail code of this flow: keyed hash, when sent, until when, failed tries.
+    pub email_code_hash: Option<String>,
+    pub email_code_sent_at: Option<i64>,
+    pub email_code_expires_at: Option<i64>,
+    pub email_code_attempts: i64,
 }
 
 #[derive(Debug, Clone, FromRow)]
@@ -128,6 +144,8 @@ pub struct Session {
     pub created_at: i64,
     pub last_seen_at: i64,
     pub authenticated_at: i64,
+    /// How the last authentication was made: `password` | `totp` | `passkey` | `email_otp`.
+    pub auth_method: String,
 }
 
 /// Who did what, from where: one line of the audit log.
@@ -499,7 +517,8 @@ impl Store {
         let flow = on_pool!(&self.pool, p => {
             sqlx::query_as(
                 "SELECT member_id, purpose, birth_date_verified, factor_verified, pending_secret, \
-                 return_to, expires_at \
+                 return_to, expires_at, factor_method, setup_done, ceremony, ceremony_expires_at, \
+                 email_code_hash, email_code_sent_at, email_code_expires_at, email_code_attempts \
                  FROM login_flows WHERE tenant_id = $1 AND token_hash = $2 AND expires_at > $3",
             )
             .bind(tenant.as_str())
@@ -530,18 +549,23 @@ impl Store {
         Ok(())
     }
 
+    /// Records the second factor this flow proved; a pending set-up secret is dropped.
     pub async fn flow_factor_verified(
         &self,
         tenant: &TenantId,
         token_hash: &str,
+        method: &str,
     ) -> StoreResult<()> {
         on_pool!(&self.pool, p => {
             sqlx::query(
-                "UPDATE login_flows SET factor_verified = TRUE, pending_secret = NULL \
+                "UPDATE login_flows SET factor_verified = TRUE, factor_method = $3, \
+                 pending_secret = NULL, ceremony = NULL, ceremony_expires_at = NULL, \
+                 email_code_hash = NULL \
                  WHERE tenant_id = $1 AND token_hash = $2",
             )
             .bind(tenant.as_str())
             .bind(token_hash)
+            .bind(method)
             .execute(p)
             .await
             .map(|_| ())
@@ -588,9 +612,10 @@ impl Store {
         tenant: &TenantId,
         token_hash: &str,
         member_id: &str,
+        auth_method: &str,
     ) -> StoreResult<()> {
         let now = now_unix();
-        self.create_session_at(tenant, token_hash, member_id, now, now)
+        self.create_session_at(tenant, token_hash, member_id, now, now, auth_method)
             .await
     }
 
@@ -602,11 +627,12 @@ impl Store {
         member_id: &str,
         created_at: i64,
         authenticated_at: i64,
+        auth_method: &str,
     ) -> StoreResult<()> {
         on_pool!(&self.pool, p => {
             sqlx::query(
                 "INSERT INTO sessions (token_hash, tenant_id, member_id, created_at, \
-                 last_seen_at, authenticated_at) VALUES ($1, $2, $3, $4, $5, $6)",
+                 last_seen_at, authenticated_at, auth_method) VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
             .bind(token_hash)
             .bind(tenant.as_str())
@@ -614,6 +640,7 @@ impl Store {
             .bind(created_at)
             .bind(now_unix())
             .bind(authenticated_at)
+            .bind(auth_method)
             .execute(p)
             .await
             .map(|_| ())
@@ -628,7 +655,7 @@ impl Store {
     ) -> StoreResult<Option<Session>> {
         let session = on_pool!(&self.pool, p => {
             sqlx::query_as(
-                "SELECT member_id, created_at, last_seen_at, authenticated_at FROM sessions \
+                "SELECT member_id, created_at, last_seen_at, authenticated_at, auth_method FROM sessions \
                  WHERE tenant_id = $1 AND token_hash = $2",
             )
             .bind(tenant.as_str())

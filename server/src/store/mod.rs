@@ -6,6 +6,7 @@
 //! for both backends. SQL that has to differ per backend is matched on [`Pool`] here.
 
 mod devices;
+mod flows;
 mod mail;
 mod members;
 mod tenants;

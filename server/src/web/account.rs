@@ -11,15 +11,15 @@ use serde::{Deserialize, Serialize};
 
 use super::first_login::new_password_errors;
 use super::pages::render;
-use super::signin::{lockout_failure, member_view};
+use super::signin::{lockout_failure, member_view, Factors, Purpose};
 use super::{AppState, CurrentTenant, RequestMeta};
 use crate::auth::password::HashError;
-use crate::auth::session::{self, internal, SignedIn, SESSION_COOKIE};
+use crate::auth::session::{self, internal, SignedIn, FLOW_COOKIE, SESSION_COOKIE};
 use crate::member::policy::UserId;
 use crate::store::{now_unix, StoreError};
 use crate::tenant::Tenant;
 
-fn signed_in_context(signed_in: &SignedIn) -> tera::Context {
+pub(super) fn signed_in_context(signed_in: &SignedIn) -> tera::Context {
     let mut ctx = tera::Context::new();
     ctx.insert("member", &member_view(&signed_in.member));
     ctx
@@ -227,7 +227,17 @@ pub async fn change_user_id(
 
 // --- login methods: password ---------------------------------------------------------------
 
-fn date(unix: i64) -> String {
+/// A time in Japan, for notices: `2026/11/21 09:30`.
+pub fn date_time(unix: i64) -> String {
+    let format = time::macros::format_description!("[year]/[month]/[day] [hour]:[minute]");
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .map(|t| t.to_offset(time::macros::offset!(+9)))
+        .ok()
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_default()
+}
+
+pub fn date(unix: i64) -> String {
     let format = time::macros::format_description!("[year]/[month]/[day]");
     // Shown in Japan time.
     time::OffsetDateTime::from_unix_timestamp(unix)
@@ -237,44 +247,13 @@ fn date(unix: i64) -> String {
         .unwrap_or_default()
 }
 
-#[handler]
-pub async fn login_methods(
-    state: Data<&Arc<AppState>>,
-    tenant: CurrentTenant,
-    meta: RequestMeta,
-    signed_in: SignedIn,
-    query: Query<NoticeQuery>,
-) -> Response {
-    let mut ctx = signed_in_context(&signed_in);
-    ctx.insert(
-        "password_created",
-        &date(signed_in.member.password_created_at),
-    );
-    if query.updated.is_some() {
-        ctx.insert("notice", "password_changed");
-    }
-    render(
-        &state,
-        &tenant.0,
-        &meta,
-        "login_methods.html",
-        ctx,
-        StatusCode::OK,
-    )
-}
-
-#[derive(Deserialize)]
-pub struct NoticeQuery {
-    updated: Option<String>,
-}
-
 /// Whether the member proved who they are recently enough for a sensitive change.
-fn recent_enough(tenant: &Tenant, signed_in: &SignedIn) -> bool {
+pub(super) fn recent_enough(tenant: &Tenant, signed_in: &SignedIn) -> bool {
     let max_age = i64::from(tenant.settings.session.step_up_max_age_minutes) * 60;
     now_unix() - signed_in.session.authenticated_at <= max_age
 }
 
-fn step_up(return_to: &str) -> Response {
+pub(super) fn step_up(return_to: &str) -> Response {
     Redirect::see_other(format!("/reauth?return_to={return_to}")).into_response()
 }
 
@@ -361,6 +340,7 @@ pub async fn change_password(
         jar,
         &signed_in,
         signed_in.session.authenticated_at,
+        &signed_in.session.auth_method,
     )
     .await?;
     Ok(Redirect::see_other("/login-methods?updated=1").into_response())
@@ -373,6 +353,7 @@ async fn rotate_session(
     jar: &CookieJar,
     signed_in: &SignedIn,
     authenticated_at: i64,
+    auth_method: &str,
 ) -> poem::Result<()> {
     let store = &state.store;
     store
@@ -387,6 +368,7 @@ async fn rotate_session(
             &signed_in.member.id,
             signed_in.session.created_at,
             authenticated_at,
+            auth_method,
         )
         .await
         .map_err(internal)?;
@@ -408,7 +390,7 @@ pub struct ReauthQuery {
 }
 
 /// Only paths of this site: never another host.
-fn safe_return(path: &str) -> &str {
+pub(super) fn safe_return(path: &str) -> &str {
     if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') {
         path
     } else {
@@ -498,14 +480,60 @@ pub async fn reauth(
         .record_login_success(&tenant.id, &member.id)
         .await
         .map_err(internal)?;
+    // The password is proven. A member with a second factor proves it too, unless this
+    // session was opened with a passkey (which already verified the member).
+    let devices = state
+        .store
+        .devices(&tenant.id, &member.id)
+        .await
+        .map_err(internal)?;
+    let factors = Factors::of(tenant, member, devices);
+    if factors.count() > 0 && signed_in.session.auth_method != "passkey" {
+        meta.audit(
+            &state.store,
+            tenant,
+            Some(&member.id),
+            "step_up_password_ok",
+            "",
+        )
+        .await;
+        let (token, token_hash) = session::new_token();
+        state
+            .store
+            .create_flow(
+                &tenant.id,
+                &token_hash,
+                &member.id,
+                Purpose::StepUp.as_str(),
+                &return_to,
+                now_unix() + 10 * 60,
+            )
+            .await
+            .map_err(internal)?;
+        jar.add(session::cookie(
+            FLOW_COOKIE,
+            &token,
+            state.config.secure_cookies(),
+            Some(10 * 60),
+        ));
+        return Ok(Redirect::see_other("/login/next").into_response());
+    }
     meta.audit(
         &state.store,
         tenant,
         Some(&member.id),
         "step_up_succeeded",
-        "",
+        "password",
     )
     .await;
-    rotate_session(&state, tenant, jar, &signed_in, now_unix()).await?;
+    rotate_session(
+        &state,
+        tenant,
+        jar,
+        &signed_in,
+        now_unix(),
+        &signed_in.session.auth_method,
+    )
+    .await?;
     Ok(Redirect::see_other(return_to).into_response())
 }

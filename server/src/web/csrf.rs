@@ -31,9 +31,17 @@ pub async fn verify<E: Endpoint>(next: Arc<E>, mut req: Request) -> poem::Result
         Ok(body) => body,
         Err(_) => return Ok(error_page(&state, None, ErrorKind::TooLarge)),
     };
-    let token = form_urlencoded::parse(&body)
-        .find(|(key, _)| key == "csrf_token")
-        .map(|(_, value)| value.into_owned());
+    // Scripts posting JSON (passkey ceremonies) send the token in a header.
+    let header = req
+        .headers()
+        .get("x-csrf-token")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let token = header.or_else(|| {
+        form_urlencoded::parse(&body)
+            .find(|(key, _)| key == "csrf_token")
+            .map(|(_, value)| value.into_owned())
+    });
     let valid = match (token, req.extensions().get::<CsrfVerifier>()) {
         (Some(token), Some(verifier)) => verifier.is_valid(&token),
         _ => false,

@@ -28,7 +28,7 @@ pub async fn birth_date_page(
     meta: RequestMeta,
     jar: &CookieJar,
 ) -> poem::Result<Response> {
-    if let Err(redirect) = step(&state, &tenant.0, jar, Action::VerifyBirthDate).await? {
+    if let Err(redirect) = step(&state, &tenant.0, jar, &[Action::VerifyBirthDate]).await? {
         return Ok(redirect);
     }
     Ok(render(
@@ -117,7 +117,7 @@ pub async fn terms_page(
     meta: RequestMeta,
     jar: &CookieJar,
 ) -> poem::Result<Response> {
-    if let Err(redirect) = step(&state, &tenant.0, jar, Action::AcceptTerms).await? {
+    if let Err(redirect) = step(&state, &tenant.0, jar, &[Action::AcceptTerms]).await? {
         return Ok(redirect);
     }
     let mut ctx = tera::Context::new();
@@ -199,7 +199,7 @@ pub async fn user_id_page(
     meta: RequestMeta,
     jar: &CookieJar,
 ) -> poem::Result<Response> {
-    if let Err(redirect) = step(&state, &tenant.0, jar, Action::ChooseUserId).await? {
+    if let Err(redirect) = step(&state, &tenant.0, jar, &[Action::ChooseUserId]).await? {
         return Ok(redirect);
     }
     Ok(render(
@@ -316,7 +316,7 @@ pub async fn password_page(
     meta: RequestMeta,
     jar: &CookieJar,
 ) -> poem::Result<Response> {
-    if let Err(redirect) = step(&state, &tenant.0, jar, Action::UpdatePassword).await? {
+    if let Err(redirect) = step(&state, &tenant.0, jar, &[Action::UpdatePassword]).await? {
         return Ok(redirect);
     }
     let mut ctx = tera::Context::new();

@@ -4,9 +4,13 @@ mod account;
 mod assets;
 mod csrf;
 mod email_confirm;
+mod email_otp;
+mod factor;
 mod first_login;
+mod methods;
 mod ops;
 mod pages;
+mod passkey;
 mod signin;
 mod tenant_host;
 mod totp;
@@ -44,6 +48,8 @@ pub struct AppState {
     pub secrets: crate::crypto::SecretBox,
     /// Keys the CSRF tokens; derived from the installation's secret key.
     pub csrf_key: [u8; 32],
+    /// The WebAuthn relying party of each tenant host.
+    pub passkeys: crate::mfa::passkey::RelyingParties,
 }
 
 /// The listener that tenant hosts reach. Every route runs with its tenant resolved.
@@ -86,7 +92,29 @@ pub fn member_app(state: Arc<AppState>) -> impl poem::Endpoint {
             poem::post(email_confirm::resend_confirmation),
         )
         .at("/email/confirm", get(email_confirm::open_confirmation_link))
+        .at("/login/factor", get(factor::factor_page))
         .at("/login/otp", get(totp::otp_page).post(totp::verify_otp))
+        .at("/login/passkey", get(passkey::login_page))
+        .at("/login/passkey/options", poem::post(passkey::login_options))
+        .at("/login/passkey/finish", poem::post(passkey::login_finish))
+        .at("/login/passkey/setup", get(passkey::setup_page))
+        .at(
+            "/login/passkey/setup/options",
+            poem::post(passkey::setup_options),
+        )
+        .at(
+            "/login/passkey/setup/finish",
+            poem::post(passkey::setup_finish),
+        )
+        .at(
+            "/login/passkey/name",
+            get(passkey::name_page).post(passkey::save_name),
+        )
+        .at(
+            "/login/email-otp",
+            get(email_otp::page).post(email_otp::verify),
+        )
+        .at("/login/email-otp/resend", poem::post(email_otp::resend))
         .at("/login/totp", get(totp::setup_page).post(totp::setup))
         .at("/login/totp/qr.png", get(totp::setup_qr))
         .at("/logout", get(account::logout_page).post(account::logout))
@@ -94,7 +122,12 @@ pub fn member_app(state: Arc<AppState>) -> impl poem::Endpoint {
             "/profile",
             get(account::profile_page).post(account::change_user_id),
         )
-        .at("/login-methods", get(account::login_methods))
+        .at("/login-methods", get(methods::page))
+        .at("/login-methods/add/:kind", get(methods::add))
+        .at(
+            "/login-methods/devices/:id/delete",
+            get(methods::delete_page).post(methods::delete),
+        )
         .at(
             "/login-methods/password",
             get(account::password_page).post(account::change_password),

@@ -15,7 +15,7 @@ use super::pages::{render, MemberView};
 use super::{AppState, CurrentTenant, RequestMeta};
 use crate::auth::password::HashError;
 use crate::auth::session::{self, internal, FLOW_COOKIE, SESSION_COOKIE};
-use crate::store::{now_unix, LoginFlow, Member, MemberState};
+use crate::store::{now_unix, Device, LoginFlow, Member, MemberState};
 use crate::tenant::{MfaMethod, Tenant};
 
 /// How long a sign-in may take from password to the last step.
@@ -35,10 +35,15 @@ pub enum Action {
     UpdatePassword,
     ReviewEmail,
     ConfirmEmail,
-    /// A code from one of the member's authenticator apps.
+    /// A second factor the member holds: a passkey, an authenticator app code or a mailed
+    /// code, whichever they choose.
     SecondFactor,
-    /// First login chose an authenticator app: register one now.
+    /// Register an authenticator app (chosen at first login, or added later).
     SetupTotp,
+    /// Register a passkey.
+    SetupPasskey,
+    /// Prove the e-mail address with a mailed code, making it a factor.
+    SetupEmailOtp,
 }
 
 impl Action {
@@ -50,21 +55,127 @@ impl Action {
             Action::UpdatePassword => "/login/password",
             Action::ReviewEmail => "/login/email",
             Action::ConfirmEmail => "/login/email/confirm",
-            Action::SecondFactor => "/login/otp",
+            Action::SecondFactor => "/login/factor",
             Action::SetupTotp => "/login/totp",
+            Action::SetupPasskey => "/login/passkey/setup",
+            Action::SetupEmailOtp => "/login/email-otp",
+        }
+    }
+
+    fn setup(method: MfaMethod) -> Self {
+        match method {
+            MfaMethod::Passkey => Action::SetupPasskey,
+            MfaMethod::Totp => Action::SetupTotp,
+            MfaMethod::EmailOtp => Action::SetupEmailOtp,
         }
     }
 }
 
+/// Why a flow exists; `add_*` flows register one more factor from 「ログイン方法変更」.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Login,
+    StepUp,
+    Add(MfaMethod),
+}
+
+impl Purpose {
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "step_up" => Purpose::StepUp,
+            "add_totp" => Purpose::Add(MfaMethod::Totp),
+            "add_passkey" => Purpose::Add(MfaMethod::Passkey),
+            "add_email_otp" => Purpose::Add(MfaMethod::EmailOtp),
+            _ => Purpose::Login,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Login => "login",
+            Purpose::StepUp => "step_up",
+            Purpose::Add(MfaMethod::Totp) => "add_totp",
+            Purpose::Add(MfaMethod::Passkey) => "add_passkey",
+            Purpose::Add(MfaMethod::EmailOtp) => "add_email_otp",
+        }
+    }
+}
+
+/// The second factors a member holds, counting only the kinds the tenant allows now.
+#[derive(Debug, Clone, Default)]
+pub struct Factors {
+    pub totp: Vec<Device>,
+    pub passkeys: Vec<Device>,
+    pub email: bool,
+}
+
+impl Factors {
+    pub fn of(tenant: &Tenant, member: &Member, devices: Vec<Device>) -> Self {
+        let allowed = |m: MfaMethod| tenant.settings.mfa.methods.contains(&m);
+        let (mut totp, mut passkeys) = (Vec::new(), Vec::new());
+        for d in devices {
+            match d.kind.as_str() {
+                "totp" if allowed(MfaMethod::Totp) => totp.push(d),
+                "passkey" if allowed(MfaMethod::Passkey) => passkeys.push(d),
+                _ => {}
+            }
+        }
+        Self {
+            totp,
+            passkeys,
+            email: member.email_otp_enabled && allowed(MfaMethod::EmailOtp),
+        }
+    }
+
+    pub fn has(&self, method: MfaMethod) -> bool {
+        match method {
+            MfaMethod::Passkey => !self.passkeys.is_empty(),
+            MfaMethod::Totp => !self.totp.is_empty(),
+            MfaMethod::EmailOtp => self.email,
+        }
+    }
+
+    /// The kinds held, passkeys first.
+    pub fn methods(&self) -> Vec<MfaMethod> {
+        [MfaMethod::Passkey, MfaMethod::Totp, MfaMethod::EmailOtp]
+            .into_iter()
+            .filter(|m| self.has(*m))
+            .collect()
+    }
+
+    pub fn count(&self) -> usize {
+        self.totp.len() + self.passkeys.len() + usize::from(self.email)
+    }
+}
+
 /// What `member` still owes in this flow before a session may be issued.
-pub fn owed(member: &Member, tenant: &Tenant, flow: &LoginFlow, has_totp: bool) -> Vec<Action> {
-    let temporary = member.state == MemberState::Temporary;
-    let totp_allowed = tenant.settings.mfa.methods.contains(&MfaMethod::Totp);
+pub fn owed(member: &Member, tenant: &Tenant, flow: &LoginFlow, factors: &Factors) -> Vec<Action> {
     let mut actions = Vec::new();
+    let purpose = Purpose::parse(&flow.purpose);
+    let second_factor = factors.count() > 0 && !flow.factor_verified;
+    match purpose {
+        Purpose::StepUp => {
+            if second_factor {
+                actions.push(Action::SecondFactor);
+            }
+            return actions;
+        }
+        Purpose::Add(method) => {
+            if second_factor {
+                actions.push(Action::SecondFactor);
+            }
+            if !flow.setup_done {
+                actions.push(Action::setup(method));
+            }
+            return actions;
+        }
+        Purpose::Login => {}
+    }
+    let temporary = member.state == MemberState::Temporary;
     if temporary && !flow.birth_date_verified {
         actions.push(Action::VerifyBirthDate);
     }
-    if has_totp && totp_allowed && !flow.factor_verified {
+    if second_factor {
         actions.push(Action::SecondFactor);
     }
     let current = &tenant.terms.current;
@@ -83,8 +194,22 @@ pub fn owed(member: &Member, tenant: &Tenant, flow: &LoginFlow, has_totp: bool) 
     if tenant.settings.first_login.confirm_email_by_link && !member.email_confirmed {
         actions.push(Action::ConfirmEmail);
     }
-    if member.mfa_method.as_deref() == Some(MfaMethod::Totp.as_str()) && totp_allowed && !has_totp {
-        actions.push(Action::SetupTotp);
+    // A member without any factor sets up the one chosen at first login; where the society
+    // requires a second factor and none was chosen, its first method.
+    if factors.count() == 0 && member.user_id_chosen {
+        let allowed = &tenant.settings.mfa.methods;
+        let chosen = allowed
+            .iter()
+            .copied()
+            .find(|m| member.mfa_method.as_deref() == Some(m.as_str()));
+        let method = match chosen {
+            Some(m) => Some(m),
+            None if tenant.settings.mfa.required => allowed.first().copied(),
+            None => None,
+        };
+        if let Some(method) = method {
+            actions.push(Action::setup(method));
+        }
     }
     actions
 }
@@ -94,8 +219,8 @@ pub(super) struct Flow {
     pub token_hash: String,
     pub flow: LoginFlow,
     pub member: Member,
-    /// The member's authenticator apps.
-    pub totp_devices: Vec<crate::store::Device>,
+    /// The second factors the member holds.
+    pub factors: Factors,
 }
 
 /// Where a member goes when their flow is gone.
@@ -136,37 +261,56 @@ impl Flow {
             // The member proved the password in this flow: they may know why it ended.
             return Ok(Err(LOCKED));
         }
-        let totp_devices = state
+        let devices = state
             .store
             .devices(&tenant.id, &member.id)
             .await
-            .map_err(internal)?
-            .into_iter()
-            .filter(|d| d.kind == "totp")
-            .collect();
+            .map_err(internal)?;
+        let factors = Factors::of(tenant, &member, devices);
         Ok(Ok(Self {
             token_hash,
             flow,
             member,
-            totp_devices,
+            factors,
         }))
     }
 
-    fn owed(&self, tenant: &Tenant) -> Vec<Action> {
-        owed(
-            &self.member,
-            tenant,
-            &self.flow,
-            !self.totp_devices.is_empty(),
-        )
+    pub fn owed(&self, tenant: &Tenant) -> Vec<Action> {
+        owed(&self.member, tenant, &self.flow, &self.factors)
+    }
+
+    pub fn purpose(&self) -> Purpose {
+        Purpose::parse(&self.flow.purpose)
+    }
+
+    /// Records that this flow proved `method` and, if it registered a device, that too.
+    pub async fn factor_proven(
+        &self,
+        state: &AppState,
+        tenant: &Tenant,
+        method: MfaMethod,
+        registered: bool,
+    ) -> poem::Result<()> {
+        let store = &state.store;
+        store
+            .flow_factor_verified(&tenant.id, &self.token_hash, method.as_str())
+            .await
+            .map_err(internal)?;
+        if registered {
+            store
+                .flow_setup_done(&tenant.id, &self.token_hash)
+                .await
+                .map_err(internal)?;
+        }
+        Ok(())
     }
 }
 
-/// The flow of this request at `$action`; otherwise the handler returns the redirect to
-/// where the member has to be (see [`step`]).
+/// The flow of this request at one of `$action`s; otherwise the handler returns the
+/// redirect to where the member has to be (see [`step`]).
 macro_rules! flow_at {
-    ($state:expr, $tenant:expr, $jar:expr, $action:expr) => {
-        match $crate::web::signin::step($state, $tenant, $jar, $action).await? {
+    ($state:expr, $tenant:expr, $jar:expr, $($action:expr),+) => {
+        match $crate::web::signin::step($state, $tenant, $jar, &[$($action),+]).await? {
             Ok(flow) => flow,
             Err(redirect) => return Ok(redirect),
         }
@@ -174,20 +318,20 @@ macro_rules! flow_at {
 }
 pub(super) use flow_at;
 
-/// Loads the flow and checks that `action` is the one owed now; otherwise answers with
-/// the redirect to where the member has to be.
+/// Loads the flow and checks that the action owed now is one of `actions`; otherwise
+/// answers with the redirect to where the member has to be.
 pub(super) async fn step(
     state: &AppState,
     tenant: &Tenant,
     jar: &CookieJar,
-    action: Action,
+    actions: &[Action],
 ) -> poem::Result<Result<Flow, Response>> {
     let flow = match Flow::load(state, tenant, jar).await? {
         Ok(flow) => flow,
         Err(to) => return Ok(Err(Redirect::see_other(to).into_response())),
     };
     match flow.owed(tenant).first() {
-        Some(&owed) if owed == action => Ok(Ok(flow)),
+        Some(owed) if actions.contains(owed) => Ok(Ok(flow)),
         Some(&owed) => Ok(Err(Redirect::see_other(owed.path()).into_response())),
         None => Ok(Err(Redirect::see_other("/login/next").into_response())),
     }
@@ -452,18 +596,18 @@ pub async fn next(
             .map_err(internal)?;
     }
     let (token, token_hash) = session::new_token();
+    let auth_method = flow.flow.factor_method.as_deref().unwrap_or("password");
     store
-        .create_session(&tenant.id, &token_hash, &flow.member.id)
+        .create_session(&tenant.id, &token_hash, &flow.member.id, auth_method)
         .await
         .map_err(internal)?;
-    meta.audit(
-        store,
-        tenant,
-        Some(&flow.member.id),
-        "login_succeeded",
-        &flow.flow.purpose,
-    )
-    .await;
+    let event = match flow.purpose() {
+        Purpose::Login => "login_succeeded",
+        Purpose::StepUp => "step_up_succeeded",
+        Purpose::Add(_) => "factor_add_finished",
+    };
+    meta.audit(store, tenant, Some(&flow.member.id), event, auth_method)
+        .await;
     session::remove_cookie(jar, FLOW_COOKIE, secure(&state));
     jar.add(session::cookie(
         SESSION_COOKIE,

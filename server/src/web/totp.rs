@@ -10,13 +10,14 @@ use poem::web::{Data, Form, Redirect};
 use poem::{handler, IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
+use super::factor;
 use super::pages::render;
 use super::signin::{flow_at, lockout_failure, step, Action, Flow};
 use super::{AppState, CurrentTenant, RequestMeta};
 use crate::auth::session::internal;
 use crate::mfa::totp::{self, Check};
 use crate::store::{now_unix, StoreError};
-use crate::tenant::Tenant;
+use crate::tenant::{MfaMethod, Tenant};
 
 const DEVICE_NAME_MAX: usize = 30;
 
@@ -27,9 +28,10 @@ struct DeviceChoice<'a> {
 }
 
 fn otp_context(flow: &Flow) -> tera::Context {
-    let mut ctx = tera::Context::new();
+    let mut ctx = factor::context(flow, MfaMethod::Totp);
     let devices: Vec<DeviceChoice> = flow
-        .totp_devices
+        .factors
+        .totp
         .iter()
         .map(|d| DeviceChoice {
             id: &d.id,
@@ -48,6 +50,9 @@ pub async fn otp_page(
     jar: &CookieJar,
 ) -> poem::Result<Response> {
     let flow = flow_at!(&state, &tenant.0, jar, Action::SecondFactor);
+    if !flow.factors.has(MfaMethod::Totp) {
+        return Ok(factor::choose(&flow));
+    }
     let ctx = otp_context(&flow);
     Ok(render(
         &state,
@@ -77,10 +82,13 @@ pub async fn verify_otp(
 ) -> poem::Result<Response> {
     let tenant = &tenant.0;
     let flow = flow_at!(&state, tenant, jar, Action::SecondFactor);
+    if !flow.factors.has(MfaMethod::Totp) {
+        return Ok(factor::choose(&flow));
+    }
     let mut ctx = otp_context(&flow);
     ctx.insert("device", &form.device);
     // With one device there is nothing to pick.
-    let device = match flow.totp_devices.as_slice() {
+    let device = match flow.factors.totp.as_slice() {
         [only] => Some(only),
         many => many.iter().find(|d| d.id == form.device),
     };
@@ -110,11 +118,8 @@ pub async fn verify_otp(
                 .await
                 .map_err(internal)?;
             if first_use {
-                state
-                    .store
-                    .flow_factor_verified(&tenant.id, &flow.token_hash)
-                    .await
-                    .map_err(internal)?;
+                flow.factor_proven(&state, tenant, MfaMethod::Totp, false)
+                    .await?;
                 meta.audit(
                     &state.store,
                     tenant,
@@ -224,7 +229,7 @@ pub async fn setup_qr(
     jar: &CookieJar,
 ) -> poem::Result<Response> {
     let tenant = &tenant.0;
-    let flow = match step(&state, tenant, jar, Action::SetupTotp).await? {
+    let flow = match step(&state, tenant, jar, &[Action::SetupTotp]).await? {
         Ok(flow) => flow,
         Err(_) => return Err(poem::error::NotFoundError.into()),
     };
@@ -322,17 +327,24 @@ pub async fn setup(
         .use_totp_step(&tenant.id, &flow.member.id, &id, step, now)
         .await
         .map_err(internal)?;
-    state
-        .store
-        .flow_factor_verified(&tenant.id, &flow.token_hash)
-        .await
-        .map_err(internal)?;
+    flow.factor_proven(&state, tenant, MfaMethod::Totp, true)
+        .await?;
     meta.audit(
         &state.store,
         tenant,
         Some(&flow.member.id),
         "totp_registered",
         name,
+    )
+    .await;
+    factor::notify(
+        &state,
+        tenant,
+        &meta,
+        &flow.member,
+        MfaMethod::Totp,
+        name,
+        true,
     )
     .await;
     Ok(Redirect::see_other("/login/next").into_response())

@@ -1,0 +1,132 @@
+//! The second-factor step shared by every kind: which page a member lands on, the links to
+//! the other kinds they hold, and the notice mail when a factor is added or removed.
+
+use std::sync::Arc;
+
+use poem::web::cookie::CookieJar;
+use poem::web::{Data, Redirect};
+use poem::{handler, IntoResponse, Response};
+use serde::Serialize;
+
+use super::signin::{flow_at, Action, Flow};
+use super::{AppState, CurrentTenant, RequestMeta};
+use crate::mail::EmailAddress;
+use crate::store::Member;
+use crate::tenant::{MfaMethod, Tenant};
+
+/// The page of one kind of second factor in a sign-in flow.
+pub fn path(method: MfaMethod) -> &'static str {
+    match method {
+        MfaMethod::Passkey => "/login/passkey",
+        MfaMethod::Totp => "/login/otp",
+        MfaMethod::EmailOtp => "/login/email-otp",
+    }
+}
+
+/// The locale key naming a kind of factor (`factors.<kind>`).
+pub fn label_key(method: MfaMethod) -> &'static str {
+    method.as_str()
+}
+
+#[derive(Serialize)]
+struct Other {
+    path: &'static str,
+    kind: &'static str,
+}
+
+/// The context of a factor page: the other kinds the member may switch to.
+pub fn context(flow: &Flow, current: MfaMethod) -> tera::Context {
+    let others: Vec<Other> = flow
+        .factors
+        .methods()
+        .into_iter()
+        .filter(|m| *m != current)
+        .map(|m| Other {
+            path: path(m),
+            kind: label_key(m),
+        })
+        .collect();
+    let mut ctx = tera::Context::new();
+    ctx.insert("other_factors", &others);
+    ctx
+}
+
+/// Sends the member to their preferred factor: the kind chosen at first login if they hold
+/// it, else the first they hold.
+pub fn choose(flow: &Flow) -> Response {
+    let held = flow.factors.methods();
+    let preferred = held
+        .iter()
+        .copied()
+        .find(|m| flow.member.mfa_method.as_deref() == Some(m.as_str()))
+        .or_else(|| held.first().copied());
+    match preferred {
+        Some(method) => Redirect::see_other(path(method)).into_response(),
+        None => Redirect::see_other("/login/next").into_response(),
+    }
+}
+
+/// `/login/factor`: the second-factor step, on the member's preferred kind.
+#[handler]
+pub async fn factor_page(
+    state: Data<&Arc<AppState>>,
+    tenant: CurrentTenant,
+    jar: &CookieJar,
+) -> poem::Result<Response> {
+    let flow = flow_at!(&state, &tenant.0, jar, Action::SecondFactor);
+    Ok(choose(&flow))
+}
+
+/// Tells the member by mail that a factor was added or removed, so an unexpected change
+/// does not go unnoticed. A failure is logged; the change itself stands.
+pub async fn notify(
+    state: &AppState,
+    tenant: &Tenant,
+    meta: &RequestMeta,
+    member: &Member,
+    method: MfaMethod,
+    name: &str,
+    added: bool,
+) {
+    let Ok(to) = EmailAddress::parse(&member.email) else {
+        return;
+    };
+    let themes = match state.themes.get(&tenant.slug) {
+        Ok(theme) => theme,
+        Err(error) => {
+            tracing::error!(%error, "theme for a notice mail");
+            return;
+        }
+    };
+    let mut ctx = tera::Context::new();
+    ctx.insert("name", &member.display_name);
+    let kind_key = format!("factors.{}", label_key(method));
+    ctx.insert("kind", themes.text(&kind_key));
+    ctx.insert("device", name);
+    ctx.insert("added", &added);
+    ctx.insert("at", &super::account::date_time(crate::store::now_unix()));
+    ctx.insert("contact", &tenant.settings.contact);
+    let result = async {
+        let mut tx = state.store.begin().await?;
+        state
+            .mailer
+            .enqueue(&mut tx, tenant, &to, "factor_changed", ctx)
+            .await?;
+        tx.commit().await?;
+        Ok::<_, crate::mail::MailError>(())
+    }
+    .await;
+    match result {
+        Ok(()) => {
+            state.mailer.wake().notify_one();
+            let event = if added {
+                "factor_added_notice_sent"
+            } else {
+                "factor_removed_notice_sent"
+            };
+            meta.audit(&state.store, tenant, Some(&member.id), event, name)
+                .await;
+        }
+        Err(error) => tracing::error!(%error, "queueing a factor notice mail failed"),
+    }
+}

@@ -1,0 +1,298 @@
+//! 「ログイン方法変更」: the password with its creation date and 「更新」, and under
+//! 「二要素認証」 each authenticator app, passkey and the e-mail code with 「設定」 to add and
+//! 「削除」 → 「削除する」/「戻る」 to remove (manual §3-6, §3-7). Both start with a step-up
+//! when the last authentication is older than the tenant allows.
+
+use std::sync::Arc;
+
+use poem::http::StatusCode;
+use poem::web::cookie::CookieJar;
+use poem::web::{Data, Path, Query, Redirect};
+use poem::{handler, IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+
+use super::account::{date, recent_enough, signed_in_context, step_up};
+use super::factor;
+use super::pages::render;
+use super::signin::{Factors, Purpose};
+use super::{AppState, CurrentTenant, RequestMeta};
+use crate::auth::session::{self, internal, SignedIn, FLOW_COOKIE};
+use crate::store::now_unix;
+use crate::tenant::{MfaMethod, Tenant};
+
+/// The pseudo device id of the e-mail code factor.
+const EMAIL_ID: &str = "email";
+
+#[derive(Serialize)]
+struct DeviceView {
+    id: String,
+    name: String,
+    created: String,
+    last_used: String,
+}
+
+#[derive(Serialize)]
+struct KindView {
+    kind: &'static str,
+    devices: Vec<DeviceView>,
+}
+
+async fn factors(state: &AppState, tenant: &Tenant, signed_in: &SignedIn) -> poem::Result<Factors> {
+    let devices = state
+        .store
+        .devices(&tenant.id, &signed_in.member.id)
+        .await
+        .map_err(internal)?;
+    Ok(Factors::of(tenant, &signed_in.member, devices))
+}
+
+fn views(devices: &[crate::store::Device]) -> Vec<DeviceView> {
+    devices
+        .iter()
+        .map(|d| DeviceView {
+            id: d.id.clone(),
+            name: d.name.clone(),
+            created: date(d.created_at),
+            last_used: d.last_used_at.map(date).unwrap_or_default(),
+        })
+        .collect()
+}
+
+#[derive(Deserialize)]
+pub struct NoticeQuery {
+    updated: Option<String>,
+    added: Option<String>,
+    removed: Option<String>,
+}
+
+#[handler]
+pub async fn page(
+    state: Data<&Arc<AppState>>,
+    tenant: CurrentTenant,
+    meta: RequestMeta,
+    signed_in: SignedIn,
+    query: Query<NoticeQuery>,
+) -> poem::Result<Response> {
+    let tenant = &tenant.0;
+    let factors = factors(&state, tenant, &signed_in).await?;
+    let mut ctx = signed_in_context(&signed_in);
+    ctx.insert(
+        "password_created",
+        &date(signed_in.member.password_created_at),
+    );
+    let mut kinds = Vec::new();
+    for method in &tenant.settings.mfa.methods {
+        let devices = match method {
+            MfaMethod::Totp => views(&factors.totp),
+            MfaMethod::Passkey => views(&factors.passkeys),
+            MfaMethod::EmailOtp if factors.email => vec![DeviceView {
+                id: EMAIL_ID.to_owned(),
+                name: signed_in.member.email.clone(),
+                created: String::new(),
+                last_used: String::new(),
+            }],
+            MfaMethod::EmailOtp => Vec::new(),
+        };
+        kinds.push(KindView {
+            kind: method.as_str(),
+            devices,
+        });
+    }
+    ctx.insert("kinds", &kinds);
+    let notice = if query.updated.is_some() {
+        Some("password_changed")
+    } else if query.added.is_some() {
+        Some("added")
+    } else if query.removed.is_some() {
+        Some("removed")
+    } else {
+        None
+    };
+    if let Some(notice) = notice {
+        ctx.insert("notice", notice);
+    }
+    Ok(render(
+        &state,
+        tenant,
+        &meta,
+        "login_methods.html",
+        ctx,
+        StatusCode::OK,
+    ))
+}
+
+fn method_of(tenant: &Tenant, kind: &str) -> Option<MfaMethod> {
+    tenant
+        .settings
+        .mfa
+        .methods
+        .iter()
+        .copied()
+        .find(|m| m.as_str() == kind)
+}
+
+/// 「設定」: after a step-up if needed, a flow that registers one more factor of `kind`
+/// and returns here.
+#[handler]
+pub async fn add(
+    state: Data<&Arc<AppState>>,
+    tenant: CurrentTenant,
+    meta: RequestMeta,
+    jar: &CookieJar,
+    signed_in: SignedIn,
+    Path(kind): Path<String>,
+) -> poem::Result<Response> {
+    let tenant = &tenant.0;
+    // Only the tenant's methods, whatever the page showed.
+    let Some(method) = method_of(tenant, &kind) else {
+        return Err(poem::error::NotFoundError.into());
+    };
+    if !recent_enough(tenant, &signed_in) {
+        return Ok(step_up(&format!("/login-methods/add/{}", method.as_str())));
+    }
+    let (token, token_hash) = session::new_token();
+    state
+        .store
+        .create_flow_with_factor(
+            &tenant.id,
+            &token_hash,
+            &signed_in.member.id,
+            Purpose::Add(method).as_str(),
+            "/login-methods?added=1",
+            now_unix() + 15 * 60,
+        )
+        .await
+        .map_err(internal)?;
+    meta.audit(
+        &state.store,
+        tenant,
+        Some(&signed_in.member.id),
+        "factor_add_started",
+        method.as_str(),
+    )
+    .await;
+    jar.add(session::cookie(
+        FLOW_COOKIE,
+        &token,
+        state.config.secure_cookies(),
+        Some(15 * 60),
+    ));
+    Ok(Redirect::see_other("/login/next").into_response())
+}
+
+/// The device `id` of the member, with its kind and name.
+fn find(factors: &Factors, id: &str, email_label: &str) -> Option<(MfaMethod, String)> {
+    if id == EMAIL_ID {
+        return factors
+            .email
+            .then(|| (MfaMethod::EmailOtp, email_label.to_owned()));
+    }
+    factors
+        .totp
+        .iter()
+        .map(|d| (MfaMethod::Totp, d))
+        .chain(factors.passkeys.iter().map(|d| (MfaMethod::Passkey, d)))
+        .find(|(_, d)| d.id == id)
+        .map(|(m, d)| (m, d.name.clone()))
+}
+
+/// Removing this factor would leave a member of a society that requires MFA without one.
+fn last_required(tenant: &Tenant, factors: &Factors) -> bool {
+    tenant.settings.mfa.required && factors.count() <= 1
+}
+
+/// 「削除」: the confirmation with 「削除する」 and 「戻る」.
+#[handler]
+pub async fn delete_page(
+    state: Data<&Arc<AppState>>,
+    tenant: CurrentTenant,
+    meta: RequestMeta,
+    signed_in: SignedIn,
+    Path(id): Path<String>,
+) -> poem::Result<Response> {
+    let tenant = &tenant.0;
+    let factors = factors(&state, tenant, &signed_in).await?;
+    let theme = state.themes.get(&tenant.slug).map_err(internal)?;
+    let Some((method, name)) = find(&factors, &id, theme.text("factors.email_otp")) else {
+        return Err(poem::error::NotFoundError.into());
+    };
+    if !recent_enough(tenant, &signed_in) {
+        return Ok(step_up(&format!("/login-methods/devices/{id}/delete")));
+    }
+    let mut ctx = signed_in_context(&signed_in);
+    ctx.insert("id", &id);
+    ctx.insert("name", &name);
+    ctx.insert("kind", method.as_str());
+    if last_required(tenant, &factors) {
+        ctx.insert("error", "last_factor");
+    }
+    Ok(render(
+        &state,
+        tenant,
+        &meta,
+        "device_delete.html",
+        ctx,
+        StatusCode::OK,
+    ))
+}
+
+/// 「削除する」.
+#[handler]
+pub async fn delete(
+    state: Data<&Arc<AppState>>,
+    tenant: CurrentTenant,
+    meta: RequestMeta,
+    signed_in: SignedIn,
+    Path(id): Path<String>,
+) -> poem::Result<Response> {
+    let tenant = &tenant.0;
+    let member = &signed_in.member;
+    let factors = factors(&state, tenant, &signed_in).await?;
+    let theme = state.themes.get(&tenant.slug).map_err(internal)?;
+    let Some((method, name)) = find(&factors, &id, theme.text("factors.email_otp")) else {
+        return Err(poem::error::NotFoundError.into());
+    };
+    if !recent_enough(tenant, &signed_in) {
+        return Ok(step_up(&format!("/login-methods/devices/{id}/delete")));
+    }
+    if last_required(tenant, &factors) {
+        meta.audit(
+            &state.store,
+            tenant,
+            Some(&member.id),
+            "factor_remove_refused",
+            "last second factor",
+        )
+        .await;
+        let mut ctx = signed_in_context(&signed_in);
+        ctx.insert("id", &id);
+        ctx.insert("name", &name);
+        ctx.insert("kind", method.as_str());
+        ctx.insert("error", "last_factor");
+        return Ok(render(
+            &state,
+            tenant,
+            &meta,
+            "device_delete.html",
+            ctx,
+            StatusCode::CONFLICT,
+        ));
+    }
+    let store = &state.store;
+    if method == MfaMethod::EmailOtp {
+        store
+            .set_email_otp_enabled(&tenant.id, &member.id, false)
+            .await
+            .map_err(internal)?;
+    } else {
+        store
+            .delete_device(&tenant.id, &member.id, &id)
+            .await
+            .map_err(internal)?;
+    }
+    let detail = format!("{}: {name}", method.as_str());
+    meta.audit(store, tenant, Some(&member.id), "factor_removed", &detail)
+        .await;
+    factor::notify(&state, tenant, &meta, member, method, &name, false).await;
+    Ok(Redirect::see_other("/login-methods?removed=1").into_response())
+}

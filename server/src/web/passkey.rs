@@ -1,0 +1,501 @@
+//! Passkeys in the sign-in flow. Registration: 「セキュリティキー登録」 → 「登録」 → the
+//! browser's ceremony → a name (default 「パスキー」) → 「ＯＫ」. Login: 「次へ」 → ceremony.
+//! The page's script fetches the options and posts the browser's answer as JSON; the
+//! ceremony state lives in the flow, expires, and is taken once.
+
+use std::sync::Arc;
+
+use poem::http::StatusCode;
+use poem::web::cookie::CookieJar;
+use poem::web::{Data, Form, Json, Redirect};
+use poem::{handler, Body, IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+use webauthn_rs::prelude::Passkey;
+
+use super::factor;
+use super::pages::render;
+use super::signin::{flow_at, lockout_failure, Action, Flow};
+use super::{AppState, CurrentTenant, RequestMeta};
+use crate::auth::session::internal;
+use crate::mfa::passkey::{self, Ceremony, Refused, CEREMONY_SECS};
+use crate::store::{now_unix, Device, StoreError};
+use crate::tenant::{MfaMethod, Tenant};
+
+/// Longest name a member may give a passkey.
+const NAME_MAX: usize = 30;
+/// Largest credential JSON accepted.
+const CREDENTIAL_MAX: usize = 16 * 1024;
+
+fn json_error(status: StatusCode, key: &str) -> Response {
+    Json(json!({ "error": key }))
+        .with_status(status)
+        .into_response()
+}
+
+fn stored_passkeys(devices: &[Device]) -> Vec<(String, Passkey)> {
+    devices
+        .iter()
+        .filter_map(|d| Some((d.id.clone(), serde_json::from_str(&d.secret).ok()?)))
+        .collect()
+}
+
+fn relying_party(
+    state: &AppState,
+    tenant: &Tenant,
+    meta: &RequestMeta,
+) -> poem::Result<Arc<webauthn_rs::Webauthn>> {
+    state.passkeys.get(tenant, &meta.host).map_err(internal)
+}
+
+/// The ceremony kept in the flow, if unexpired.
+fn ceremony(flow: &Flow) -> Option<(String, Ceremony)> {
+    let json = flow.flow.ceremony.clone()?;
+    if flow.flow.ceremony_expires_at.unwrap_or(0) <= now_unix() {
+        return None;
+    }
+    let ceremony = Ceremony::from_json(&json)?;
+    Some((json, ceremony))
+}
+
+// --- registration --------------------------------------------------------------------------
+
+/// 「セキュリティキー登録」 with 「登録」.
+#[handler]
+pub async fn setup_page(
+    state: Data<&Arc<AppState>>,
+    tenant: CurrentTenant,
+    meta: RequestMeta,
+    jar: &CookieJar,
+) -> poem::Result<Response> {
+    let tenant = &tenant.0;
+    let flow = flow_at!(&state, tenant, jar, Action::SetupPasskey);
+    if let Some((_, Ceremony::Registered { .. })) = ceremony(&flow) {
+        return Ok(Redirect::see_other("/login/passkey/name").into_response());
+    }
+    Ok(render(
+        &state,
+        tenant,
+        &meta,
+        "passkey_setup.html",
+        tera::Context::new(),
+        StatusCode::OK,
+    ))
+}
+
+/// The options for `navigator.credentials.create`.
+#[handler]
+pub async fn setup_options(
+    state: Data<&Arc<AppState>>,
+    tenant: CurrentTenant,
+    meta: RequestMeta,
+    jar: &CookieJar,
+) -> poem::Result<Response> {
+    let tenant = &tenant.0;
+    let flow = match super::signin::step(&state, tenant, jar, &[Action::SetupPasskey]).await? {
+        Ok(flow) => flow,
+        Err(_) => return Ok(json_error(StatusCode::CONFLICT, "expired")),
+    };
+    let webauthn = relying_party(&state, tenant, &meta)?;
+    let existing: Vec<Passkey> = stored_passkeys(&flow.factors.passkeys)
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect();
+    let (options, ceremony) = passkey::start_registration(
+        &webauthn,
+        tenant,
+        &flow.member.id,
+        &flow.member.user_id,
+        &flow.member.display_name,
+        &existing,
+    )
+    .map_err(internal)?;
+    state
+        .store
+        .set_flow_ceremony(
+            &tenant.id,
+            &flow.token_hash,
+            Some(&ceremony.to_json()),
+            now_unix() + CEREMONY_SECS,
+        )
+        .await
+        .map_err(internal)?;
+    Ok(Json(options).into_response())
+}
+
+/// The browser's new credential: verified, then kept until the member names it.
+#[handler]
+pub async fn setup_finish(
+    state: Data<&Arc<AppState>>,
+    tenant: CurrentTenant,
+    meta: RequestMeta,
+    jar: &CookieJar,
+    body: Body,
+) -> poem::Result<Response> {
+    let tenant = &tenant.0;
+    let flow = match super::signin::step(&state, tenant, jar, &[Action::SetupPasskey]).await? {
+        Ok(flow) => flow,
+        Err(_) => return Ok(json_error(StatusCode::CONFLICT, "expired")),
+    };
+    let Ok(body) = body.into_bytes_limit(CREDENTIAL_MAX).await else {
+        return Ok(json_error(StatusCode::BAD_REQUEST, "failed"));
+    };
+    let body = String::from_utf8_lossy(&body);
+    let Some((json, Ceremony::Register { state: reg })) = ceremony(&flow) else {
+        return Ok(json_error(StatusCode::CONFLICT, "expired"));
+    };
+    let webauthn = relying_party(&state, tenant, &meta)?;
+    let refused = match passkey::finish_registration(&webauthn, &reg, &body) {
+        Ok(new) => {
+            // The same credential may not be registered twice in the tenant.
+            let credential = passkey::credential_id(new.cred_id());
+            let owner = state
+                .store
+                .passkey_owner(&tenant.id, &credential)
+                .await
+                .map_err(internal)?;
+            if owner.is_some() {
+                meta.audit(
+                    &state.store,
+                    tenant,
+                    Some(&flow.member.id),
+                    "passkey_register_refused",
+                    "credential already registered",
+                )
+                .await;
+                return Ok(json_error(StatusCode::BAD_REQUEST, "duplicate"));
+            }
+            if !state
+                .store
+                .take_flow_ceremony(&tenant.id, &flow.token_hash, &json)
+                .await
+                .map_err(internal)?
+            {
+                return Ok(json_error(StatusCode::CONFLICT, "expired"));
+            }
+            let pending = Ceremony::Registered { passkey: new };
+            state
+                .store
+                .set_flow_ceremony(
+                    &tenant.id,
+                    &flow.token_hash,
+                    Some(&pending.to_json()),
+                    now_unix() + CEREMONY_SECS,
+                )
+                .await
+                .map_err(internal)?;
+            return Ok(Json(json!({ "next": "/login/passkey/name" })).into_response());
+        }
+        Err(refused) => refused,
+    };
+    meta.audit(
+        &state.store,
+        tenant,
+        Some(&flow.member.id),
+        "passkey_register_refused",
+        &refused.to_string(),
+    )
+    .await;
+    Ok(json_error(StatusCode::BAD_REQUEST, "failed"))
+}
+
+fn name_context(name: &str) -> tera::Context {
+    let mut ctx = tera::Context::new();
+    ctx.insert("name", name);
+    ctx
+}
+
+/// Naming the new passkey (default 「パスキー」).
+#[handler]
+pub async fn name_page(
+    state: Data<&Arc<AppState>>,
+    tenant: CurrentTenant,
+    meta: RequestMeta,
+    jar: &CookieJar,
+) -> poem::Result<Response> {
+    let tenant = &tenant.0;
+    let flow = flow_at!(&state, tenant, jar, Action::SetupPasskey);
+    let Some((_, Ceremony::Registered { .. })) = ceremony(&flow) else {
+        return Ok(Redirect::see_other("/login/passkey/setup").into_response());
+    };
+    let theme = state.themes.get(&tenant.slug).map_err(internal)?;
+    let ctx = name_context(theme.text("passkey.default_name"));
+    Ok(render(
+        &state,
+        tenant,
+        &meta,
+        "passkey_name.html",
+        ctx,
+        StatusCode::OK,
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct NameForm {
+    #[serde(default)]
+    name: String,
+}
+
+/// 「ＯＫ」: the passkey is registered under its name.
+#[handler]
+pub async fn save_name(
+    state: Data<&Arc<AppState>>,
+    tenant: CurrentTenant,
+    meta: RequestMeta,
+    jar: &CookieJar,
+    Form(form): Form<NameForm>,
+) -> poem::Result<Response> {
+    let tenant = &tenant.0;
+    let flow = flow_at!(&state, tenant, jar, Action::SetupPasskey);
+    let Some((json, Ceremony::Registered { passkey: new })) = ceremony(&flow) else {
+        return Ok(Redirect::see_other("/login/passkey/setup").into_response());
+    };
+    let mut ctx = name_context(&form.name);
+    let name = form.name.trim();
+    let error = if name.is_empty() {
+        Some("name_required")
+    } else if name.chars().count() > NAME_MAX || name.chars().any(char::is_control) {
+        Some("name_invalid")
+    } else {
+        None
+    };
+    let page = |ctx: tera::Context| {
+        render(
+            &state,
+            tenant,
+            &meta,
+            "passkey_name.html",
+            ctx,
+            StatusCode::OK,
+        )
+    };
+    if let Some(error) = error {
+        ctx.insert("error", error);
+        return Ok(page(ctx));
+    }
+    let id = crate::random_token(16);
+    let credential = passkey::credential_id(new.cred_id());
+    let passkey_json = serde_json::to_string(&new).map_err(internal)?;
+    match state
+        .store
+        .add_passkey(
+            &tenant.id,
+            &flow.member.id,
+            &id,
+            name,
+            &credential,
+            &passkey_json,
+        )
+        .await
+    {
+        Ok(()) => {}
+        Err(StoreError::Conflict(_)) => {
+            ctx.insert("error", "name_taken");
+            return Ok(page(ctx));
+        }
+        Err(e) => return Err(internal(e)),
+    }
+    state
+        .store
+        .take_flow_ceremony(&tenant.id, &flow.token_hash, &json)
+        .await
+        .map_err(internal)?;
+    flow.factor_proven(&state, tenant, MfaMethod::Passkey, true)
+        .await?;
+    meta.audit(
+        &state.store,
+        tenant,
+        Some(&flow.member.id),
+        "passkey_registered",
+        name,
+    )
+    .await;
+    factor::notify(
+        &state,
+        tenant,
+        &meta,
+        &flow.member,
+        MfaMethod::Passkey,
+        name,
+        true,
+    )
+    .await;
+    Ok(Redirect::see_other("/login/next").into_response())
+}
+
+// --- login ---------------------------------------------------------------------------------
+
+/// 「生体認証」 with 「次へ」.
+#[handler]
+pub async fn login_page(
+    state: Data<&Arc<AppState>>,
+    tenant: CurrentTenant,
+    meta: RequestMeta,
+    jar: &CookieJar,
+) -> poem::Result<Response> {
+    let tenant = &tenant.0;
+    let flow = flow_at!(&state, tenant, jar, Action::SecondFactor);
+    if !flow.factors.has(MfaMethod::Passkey) {
+        return Ok(factor::choose(&flow));
+    }
+    let ctx = factor::context(&flow, MfaMethod::Passkey);
+    Ok(render(
+        &state,
+        tenant,
+        &meta,
+        "passkey_login.html",
+        ctx,
+        StatusCode::OK,
+    ))
+}
+
+/// The options for `navigator.credentials.get`, over the member's passkeys.
+#[handler]
+pub async fn login_options(
+    state: Data<&Arc<AppState>>,
+    tenant: CurrentTenant,
+    meta: RequestMeta,
+    jar: &CookieJar,
+) -> poem::Result<Response> {
+    let tenant = &tenant.0;
+    let flow = match super::signin::step(&state, tenant, jar, &[Action::SecondFactor]).await? {
+        Ok(flow) if flow.factors.has(MfaMethod::Passkey) => flow,
+        _ => return Ok(json_error(StatusCode::CONFLICT, "expired")),
+    };
+    let webauthn = relying_party(&state, tenant, &meta)?;
+    let passkeys: Vec<Passkey> = stored_passkeys(&flow.factors.passkeys)
+        .into_iter()
+        .map(|(_, p)| p)
+        .collect();
+    let (options, ceremony) =
+        passkey::start_authentication(&webauthn, &passkeys).map_err(internal)?;
+    state
+        .store
+        .set_flow_ceremony(
+            &tenant.id,
+            &flow.token_hash,
+            Some(&ceremony.to_json()),
+            now_unix() + CEREMONY_SECS,
+        )
+        .await
+        .map_err(internal)?;
+    Ok(Json(options).into_response())
+}
+
+/// The browser's assertion: verified against the ceremony and the member's own passkey.
+#[handler]
+pub async fn login_finish(
+    state: Data<&Arc<AppState>>,
+    tenant: CurrentTenant,
+    meta: RequestMeta,
+    jar: &CookieJar,
+    body: Body,
+) -> poem::Result<Response> {
+    let tenant = &tenant.0;
+    let flow = match super::signin::step(&state, tenant, jar, &[Action::SecondFactor]).await? {
+        Ok(flow) if flow.factors.has(MfaMethod::Passkey) => flow,
+        _ => return Ok(json_error(StatusCode::CONFLICT, "expired")),
+    };
+    let Ok(body) = body.into_bytes_limit(CREDENTIAL_MAX).await else {
+        return Ok(json_error(StatusCode::BAD_REQUEST, "failed"));
+    };
+    let body = String::from_utf8_lossy(&body);
+    let Some((json, Ceremony::Authenticate { state: auth })) = ceremony(&flow) else {
+        return Ok(json_error(StatusCode::CONFLICT, "expired"));
+    };
+    // A ceremony answers once, right or wrong.
+    if !state
+        .store
+        .take_flow_ceremony(&tenant.id, &flow.token_hash, &json)
+        .await
+        .map_err(internal)?
+    {
+        return Ok(json_error(StatusCode::CONFLICT, "expired"));
+    }
+    let refused = match verify_assertion(&state, tenant, &meta, &flow, &auth, &body).await? {
+        Ok(device) => {
+            flow.factor_proven(&state, tenant, MfaMethod::Passkey, false)
+                .await?;
+            meta.audit(
+                &state.store,
+                tenant,
+                Some(&flow.member.id),
+                "passkey_used",
+                &device,
+            )
+            .await;
+            return Ok(Json(json!({ "next": "/login/next" })).into_response());
+        }
+        Err(refused) => refused,
+    };
+    let event = match refused {
+        Refused::CounterRegression => "passkey_counter_regression",
+        Refused::NotThisMembers => "passkey_foreign_refused",
+        _ => "passkey_failed",
+    };
+    let locked = lockout_failure(
+        &state,
+        tenant,
+        &meta,
+        &flow.member,
+        event,
+        &refused.to_string(),
+    )
+    .await?;
+    let key = if locked { "locked" } else { "failed" };
+    Ok(json_error(StatusCode::BAD_REQUEST, key))
+}
+
+/// Checks an assertion; on success stores the passkey's new counter and returns its name.
+async fn verify_assertion(
+    state: &AppState,
+    tenant: &Tenant,
+    meta: &RequestMeta,
+    flow: &Flow,
+    auth: &webauthn_rs::prelude::PasskeyAuthentication,
+    body: &str,
+) -> poem::Result<Result<String, Refused>> {
+    let Some((credential, credential_id)) = passkey::asserted_credential(body) else {
+        return Ok(Err(Refused::Malformed));
+    };
+    let own = flow
+        .factors
+        .passkeys
+        .iter()
+        .find(|d| d.credential_id.as_deref() == Some(credential_id.as_str()));
+    let Some(device) = own else {
+        // Another member's passkey, or one unknown to this tenant (another host's).
+        let owner = state
+            .store
+            .passkey_owner(&tenant.id, &credential_id)
+            .await
+            .map_err(internal)?;
+        let detail = match owner {
+            Some(_) => "credential of another member",
+            None => "credential unknown to this tenant",
+        };
+        meta.audit(
+            &state.store,
+            tenant,
+            Some(&flow.member.id),
+            "passkey_credential_refused",
+            detail,
+        )
+        .await;
+        return Ok(Err(Refused::NotThisMembers));
+    };
+    let stored: Passkey = serde_json::from_str(&device.secret).map_err(internal)?;
+    let webauthn = relying_party(state, tenant, meta)?;
+    match passkey::finish_authentication(&webauthn, auth, &credential, stored) {
+        Ok(updated) => {
+            let json = serde_json::to_string(&updated).map_err(internal)?;
+            state
+                .store
+                .passkey_used(&tenant.id, &flow.member.id, &device.id, &json, now_unix())
+                .await
+                .map_err(internal)?;
+            Ok(Ok(device.name.clone()))
+        }
+        Err(refused) => Ok(Err(refused)),
+    }
+}

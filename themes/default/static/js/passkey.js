@@ -1,0 +1,143 @@
+// Passkey ceremonies: fetch the server's options, run the browser's WebAuthn prompt,
+// post the answer back, and go where the server says. Binary fields travel as base64url.
+(function () {
+  "use strict";
+
+  function toBuffer(b64url) {
+    const b64 = b64url.replace(/-/g, "+").replace(/_/g, "/");
+    const padded = b64 + "===".slice((b64.length + 3) % 4);
+    const raw = atob(padded);
+    const bytes = new Uint8Array(raw.length);
+    for (let i = 0; i < raw.length; i++) bytes[i] = raw.charCodeAt(i);
+    return bytes.buffer;
+  }
+
+  function toBase64url(buffer) {
+    if (!buffer) return undefined;
+    const bytes = new Uint8Array(buffer);
+    let raw = "";
+    for (let i = 0; i < bytes.length; i++) raw += String.fromCharCode(bytes[i]);
+    return btoa(raw).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  }
+
+  function creationOptions(json) {
+    const o = Object.assign({}, json.publicKey);
+    o.challenge = toBuffer(o.challenge);
+    o.user = Object.assign({}, o.user, { id: toBuffer(o.user.id) });
+    o.excludeCredentials = (o.excludeCredentials || []).map(function (c) {
+      return Object.assign({}, c, { id: toBuffer(c.id) });
+    });
+    return o;
+  }
+
+  function requestOptions(json) {
+    const o = Object.assign({}, json.publicKey);
+    o.challenge = toBuffer(o.challenge);
+    o.allowCredentials = (o.allowCredentials || []).map(function (c) {
+      return Object.assign({}, c, { id: toBuffer(c.id) });
+    });
+    return o;
+  }
+
+  function registrationJson(cred) {
+    const r = cred.response;
+    return {
+      id: cred.id,
+      rawId: toBase64url(cred.rawId),
+      type: cred.type,
+      response: {
+        clientDataJSON: toBase64url(r.clientDataJSON),
+        attestationObject: toBase64url(r.attestationObject),
+        transports: typeof r.getTransports === "function" ? r.getTransports() : undefined,
+      },
+      extensions: cred.getClientExtensionResults ? cred.getClientExtensionResults() : {},
+    };
+  }
+
+  function assertionJson(cred) {
+    const r = cred.response;
+    return {
+      id: cred.id,
+      rawId: toBase64url(cred.rawId),
+      type: cred.type,
+      response: {
+        clientDataJSON: toBase64url(r.clientDataJSON),
+        authenticatorData: toBase64url(r.authenticatorData),
+        signature: toBase64url(r.signature),
+        userHandle: toBase64url(r.userHandle),
+      },
+      extensions: cred.getClientExtensionResults ? cred.getClientExtensionResults() : {},
+    };
+  }
+
+  const button = document.querySelector("[data-mode]");
+  if (!button) return;
+  const errorBox = document.getElementById("passkey-error");
+  const messages = JSON.parse(document.getElementById("passkey-messages").textContent);
+
+  function showError(key) {
+    errorBox.textContent = messages[key] || messages.failed;
+    errorBox.hidden = false;
+    button.disabled = false;
+  }
+
+  async function post(url, body) {
+    const response = await fetch(url, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "content-type": "application/json", "x-csrf-token": button.dataset.csrf },
+      body: body === undefined ? "{}" : JSON.stringify(body),
+    });
+    let json = {};
+    try { json = await response.json(); } catch (_) { json = {}; }
+    return { ok: response.ok, json: json };
+  }
+
+  button.addEventListener("click", async function () {
+    errorBox.hidden = true;
+    if (!window.PublicKeyCredential || !navigator.credentials) {
+      showError("unsupported");
+      return;
+    }
+    button.disabled = true;
+    const register = button.dataset.mode === "register";
+    let options;
+    try {
+      options = await post(button.dataset.options);
+    } catch (_) {
+      showError("network");
+      return;
+    }
+    if (!options.ok) {
+      showError(options.json.error);
+      return;
+    }
+    let cred;
+    try {
+      cred = register
+        ? await navigator.credentials.create({ publicKey: creationOptions(options.json) })
+        : await navigator.credentials.get({ publicKey: requestOptions(options.json) });
+    } catch (e) {
+      showError(e && e.name === "InvalidStateError" ? "duplicate" : "cancelled");
+      return;
+    }
+    if (!cred) {
+      showError("cancelled");
+      return;
+    }
+    let result;
+    try {
+      result = await post(button.dataset.finish, register ? registrationJson(cred) : assertionJson(cred));
+    } catch (_) {
+      showError("network");
+      return;
+    }
+    if (result.ok && result.json.next) {
+      window.location.assign(result.json.next);
+    } else if (result.json.error === "locked") {
+      window.location.assign("/login?locked=1");
+    } else {
+      showError(result.json.error);
+    }
+  });
+})();
