@@ -3,12 +3,14 @@
 //! followed by hand so each hop can be checked, forms sent url-encoded with the CSRF
 //! token of the page. Plus members created with the CLI and the whole first login.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use reqwest::cookie::{CookieStore, Jar};
 use reqwest::header::HeaderMap;
 use reqwest::redirect::Policy;
 use reqwest::Url;
+
+use webauthn_authenticator_rs::softpasskey::SoftPasskey;
 
 use crate::harness::{stderr, stdout, TestApp, TestDb};
 
@@ -162,13 +164,18 @@ pub fn without_csrf_tokens(html: &str) -> String {
     out
 }
 
-/// A browser: one cookie jar over every host, a current host its relative paths go to.
+/// A browser: one cookie jar over every host, a current host its relative paths go to, and
+/// the device's passkey authenticator (webauthn-authenticator-rs's software passkey,
+/// reporting user verification like a phone after Face ID).
 #[derive(Clone)]
 pub struct Browser {
     pub client: reqwest::Client,
     pub jar: Arc<Jar>,
     pub port: u16,
     pub host: String,
+    pub authenticator: Arc<Mutex<SoftPasskey>>,
+    /// Where the portal under test writes mail when no SMTP server is configured.
+    pub mail_dir: std::path::PathBuf,
 }
 
 impl Browser {
@@ -190,7 +197,36 @@ impl Browser {
             jar,
             port: app.member.port(),
             host: host.to_owned(),
+            authenticator: Arc::new(Mutex::new(SoftPasskey::new(true))),
+            mail_dir: app.db.data_dir.path().join("mail"),
         }
+    }
+
+    /// A private window on the same device: an empty cookie jar, the same authenticator.
+    pub fn private_window(&self, app: &TestApp) -> Self {
+        Self {
+            authenticator: Arc::clone(&self.authenticator),
+            ..Self::new(app, &self.host)
+        }
+    }
+
+    /// The origin pages of the current host have (what a browser puts in clientDataJSON).
+    pub fn origin(&self) -> Url {
+        Url::parse(&format!("http://{}:{}", self.host, self.port)).unwrap()
+    }
+
+    /// POSTs a JSON body with the CSRF token in the header, as the passkey script does.
+    pub async fn post_json(&self, path: &str, token: &str, body: String) -> Reply {
+        let response = self
+            .client
+            .post(self.url(path))
+            .header("content-type", "application/json")
+            .header("x-csrf-token", token)
+            .body(body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"));
+        Reply::read(response).await
     }
 
     /// The same browser (same jar) on another host, like a second tab.
@@ -450,9 +486,19 @@ pub async fn walk_first_login(
     user_id: &str,
     password: &str,
 ) -> Reply {
-    // Passkeys are registered in the browser tests; over plain HTTP the member picks them
-    // so that no authenticator app is set up here.
+    // The member picks a passkey and registers the browser's software authenticator.
     let next = walk_first_login_to(b, letter, user_id, password, "passkey").await;
+    let next = if next.is_see_other("/login/email/confirm") {
+        confirm_email(b, &letter.email).await
+    } else {
+        next
+    };
+    assert!(
+        next.is_see_other("/login/passkey/setup"),
+        "{}",
+        next.summary()
+    );
+    let next = crate::passkeys::register(b, "パスキー").await;
     assert!(next.is_see_other("/"), "{}", next.summary());
     assert!(
         b.cookie("portal_session").is_some(),
@@ -491,4 +537,48 @@ pub async fn signed_in_member(app: &TestApp, slug: &str) -> SignedInMember {
 pub async fn first_login(app: &TestApp, slug: &str) -> (String, String) {
     let m = signed_in_member(app, slug).await;
     (m.user_id, m.password)
+}
+
+/// The text bodies of the mails the portal wrote (to files) for `to`, oldest first, once
+/// at least `at_least` are there (waits up to 10 s).
+pub async fn mails_to(b: &Browser, to: &str, at_least: usize) -> Vec<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let mut files: Vec<_> = std::fs::read_dir(&b.mail_dir)
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        files.retain(|p: &std::path::PathBuf| p.extension().is_some_and(|x| x == "eml"));
+        files.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+        let texts: Vec<String> = files
+            .iter()
+            .filter_map(|p| {
+                let raw = std::fs::read(p).ok()?;
+                let message = mail_parser::MessageParser::default().parse(&raw)?;
+                let addressed = message
+                    .to()
+                    .and_then(|a| a.first())
+                    .and_then(|a| a.address())
+                    .is_some_and(|a| a.eq_ignore_ascii_case(to));
+                addressed.then(|| message.body_text(0).unwrap_or_default().into_owned())
+            })
+            .collect();
+        if texts.len() >= at_least || std::time::Instant::now() > deadline {
+            return texts;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
+/// kanekakenpo 【6】【7】: opens the confirmation link mailed to `email`, then 「更新」;
+/// returns the reply of `/login/next`.
+pub async fn confirm_email(b: &Browser, email: &str) -> Reply {
+    let mails = mails_to(b, email, 1).await;
+    let text = mails.last().expect("a confirmation mail");
+    let link = text
+        .split_whitespace()
+        .find(|w| w.contains("/email/confirm?token="))
+        .expect("a confirmation link");
+    let opened = b.get(link).await;
+    assert_eq!(opened.status, 200, "{}", opened.summary());
+    b.get("/login/next").await
 }

@@ -2,12 +2,14 @@
 //! PostgreSQL), real HTTP. One test binary; see `harness` for how servers are started.
 
 mod browser_like;
+mod db;
 mod harness;
 
 mod cli;
 mod config;
 mod mail;
 mod migrations;
+mod passkeys;
 mod routing;
 mod signin;
 mod totp;
