@@ -7,6 +7,7 @@ mod harness;
 
 mod cli;
 mod config;
+mod factors;
 mod mail;
 mod migrations;
 mod passkeys;
