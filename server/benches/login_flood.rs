@@ -84,7 +84,7 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     let (token, token_hash) = portal::auth::session::new_token();
     store
-        .create_session(&tenant.id, &token_hash, &member.id)
+        .create_session(&tenant.id, &token_hash, &member.id, "password")
         .await?;
     let base = format!("http://daiwakenpo.localhost:{}", addr.port());
     let page_client = reqwest::Client::builder()

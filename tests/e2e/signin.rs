@@ -317,7 +317,26 @@ async fn first_login_walks_in_order_and_no_step_can_be_skipped(backend: Backend)
 
     let r = b.fill("/login/email", &[("email", &letter.email)]).await;
     assert!(r.is_see_other("/login/next"), "{}", r.summary());
-    let done = b.get("/login/next").await;
+    // The chosen method (a passkey) is set up before the top page: every page of the flow,
+    // and the top page, lead there; still no session.
+    let setup = b.get("/login/next").await;
+    assert!(
+        setup.is_see_other("/login/passkey/setup"),
+        "{}",
+        setup.summary()
+    );
+    assert!(setup.set_cookie("portal_session").is_none());
+    assert_only(&b, "/login/passkey/setup").await;
+    assert_public_top(&b.get("/").await, DAIWA, &letter.name);
+    let r = b
+        .submit(
+            "/login/user-id",
+            &[("user_id", &skipped_id), ("method", "totp")],
+        )
+        .await;
+    assert!(r.is_see_other("/login/passkey/setup"), "{}", r.summary());
+
+    let done = crate::passkeys::register(&b, "パスキー").await;
     assert!(done.is_see_other("/"), "{}", done.summary());
     assert!(
         done.set_cookie("portal_session").is_some(),
@@ -365,14 +384,25 @@ async fn first_login_walks_in_order_and_no_step_can_be_skipped(backend: Backend)
         .await,
         1
     );
-    let other = Browser::new(&app, DAIWA_HOST);
+    // The session of the first login was opened by proving the passkey just registered.
+    assert_eq!(
+        value(
+            &app.db,
+            "SELECT auth_method FROM sessions WHERE member_id = $1",
+            &[Arg::Text(&id)],
+        )
+        .await
+        .as_deref(),
+        Some("passkey")
+    );
+    let other = b.private_window(&app);
     assert_login_failed(&login(&other, &skipped_id, &password).await);
     assert_login_failed(&login(&other, &chosen, &skipped_password).await);
     // The temporary credentials are single-use.
     assert_login_failed(&login(&other, &chosen, &letter.password).await);
     assert_login_failed(&login(&other, &letter.user_id, &letter.password).await);
-    // The new ones go straight to the top page.
-    let next = login_ok(&other, &chosen, &password).await;
+    // The new ones go to the passkey and then straight to the top page.
+    let next = crate::passkeys::login(&other, &chosen, &password).await;
     assert!(next.is_see_other("/"), "{}", next.summary());
     let top = other.get("/").await;
     assert!(top.body.contains(&letter.name));
@@ -382,8 +412,10 @@ async fn first_login_walks_in_order_and_no_step_can_be_skipped(backend: Backend)
 
 async fn every_failed_password_login_shows_the_same_generic_message(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let (user_id, password) = first_login(&app, "daiwakenpo").await;
-    let b = Browser::new(&app, DAIWA_HOST);
+    let m = signed_in_member(&app, "daiwakenpo").await;
+    let (user_id, password) = (m.user_id.clone(), m.password.clone());
+    // Another browser on the member's device (it holds their passkey).
+    let b = m.browser.private_window(&app);
     let unknown_id = fresh_user_id();
     let unknown = login(&b, &unknown_id, &password).await;
     let wrong = login(&b, &user_id, "Wrong-password-7").await;
@@ -412,8 +444,8 @@ async fn every_failed_password_login_shows_the_same_generic_message(backend: Bac
     assert!(!wrong.body.contains("Wrong-password-7"));
     assert!(!unknown.body.contains(&password));
 
-    // Two failures do not lock: the member still signs in.
-    let next = login_ok(&b, &user_id, &password).await;
+    // Two failures do not lock: the member still signs in (password, then passkey).
+    let next = crate::passkeys::login(&b, &user_id, &password).await;
     assert!(next.is_see_other("/"), "{}", next.summary());
 }
 
@@ -423,17 +455,34 @@ async fn session_cookies_are_host_only_and_useless_on_another_tenant(backend: Ba
     let app = TestApp::spawn(backend).await;
     let m = signed_in_member(&app, "daiwakenpo").await;
 
-    // A fresh login, to look at every cookie as the server sets it.
-    let b = Browser::new(&app, DAIWA_HOST);
+    // A fresh login (password, then passkey), to look at every cookie as the server sets it.
+    let b = m.browser.private_window(&app);
     let login_page = b.get("/login").await;
     let posted = login(&b, &m.user_id, &m.password).await;
     assert!(posted.is_see_other("/login/next"), "{}", posted.summary());
-    let done = b.get("/login/next").await;
+    let next = b.get("/login/next").await;
+    assert!(next.is_see_other("/login/factor"), "{}", next.summary());
+    let factor = b.get("/login/factor").await;
+    assert!(
+        factor.is_see_other("/login/passkey"),
+        "{}",
+        factor.summary()
+    );
+    let passkey_page = b.get("/login/passkey").await;
+    assert_eq!(passkey_page.status, 200, "{}", passkey_page.summary());
+    assert!(
+        b.cookie("portal_session").is_none(),
+        "a session before the second factor"
+    );
+    let done = crate::passkeys::sign_in(&b).await;
     assert!(done.is_see_other("/"), "{}", done.summary());
     let all: Vec<&String> = login_page
         .set_cookies
         .iter()
         .chain(&posted.set_cookies)
+        .chain(&next.set_cookies)
+        .chain(&factor.set_cookies)
+        .chain(&passkey_page.set_cookies)
         .chain(&done.set_cookies)
         .collect();
     assert!(!all.is_empty());
@@ -713,7 +762,9 @@ async fn bad_input_gets_a_message_and_changes_nothing(backend: Backend) {
     let reviewed = column_of(&app.db, "email_reviewed", &id).await;
     assert!(matches!(reviewed.as_str(), "false" | "0"), "{reviewed}");
     let r = b.fill("/login/email", &[("email", &letter.email)]).await;
-    assert!(b.follow(r).await.is_see_other("/"));
+    assert!(b.follow(r).await.is_see_other("/login/passkey/setup"));
+    let next = crate::passkeys::register(&b, "パスキー").await;
+    assert!(next.is_see_other("/"), "{}", next.summary());
 
     // Profile: the same rules for a new user ID.
     for bad in [
@@ -748,8 +799,8 @@ async fn bad_input_gets_a_message_and_changes_nothing(backend: Backend) {
     assert_eq!(column_of(&app.db, "user_id", &id).await, chosen);
 
     // The tables still work: the member signs in, the CLI still adds members.
-    let fresh = Browser::new(&app, DAIWA_HOST);
-    let next = login_ok(&fresh, &chosen, &password).await;
+    let fresh = b.private_window(&app);
+    let next = crate::passkeys::login(&fresh, &chosen, &password).await;
     assert!(next.is_see_other("/"), "{}", next.summary());
     let members = "SELECT CAST(COUNT(*) AS TEXT) FROM members";
     let before = count(&app.db, members, &[]).await;
@@ -799,11 +850,13 @@ async fn double_submit_of_the_first_login_password_keeps_one_password(backend: B
     let next = b.get("/login/next").await;
     assert!(next.is_see_other("/login/email"), "{}", next.summary());
     let r = b.fill("/login/email", &[("email", &letter.email)]).await;
-    assert!(b.follow(r).await.is_see_other("/"));
+    assert!(b.follow(r).await.is_see_other("/login/passkey/setup"));
+    let next = crate::passkeys::register(&b, "パスキー").await;
+    assert!(next.is_see_other("/"), "{}", next.summary());
 
-    let other = Browser::new(&app, DAIWA_HOST);
+    let other = b.private_window(&app);
     assert_login_failed(&login(&other, &chosen, &letter.password).await);
-    let next = login_ok(&other, &chosen, &password).await;
+    let next = crate::passkeys::login(&other, &chosen, &password).await;
     assert!(next.is_see_other("/"), "{}", next.summary());
     let id = member_id(&app.db, "daiwakenpo", &chosen).await;
     let log = audit_log(&app.db).await;
@@ -965,12 +1018,12 @@ async fn member_changes_user_id(backend: Backend) {
     // Still signed in after the change.
     assert!(b.get("/").await.body.contains(&m.letter.name));
 
-    let fresh = Browser::new(&app, DAIWA_HOST);
+    let fresh = b.private_window(&app);
     assert_login_failed(&login(&fresh, &m.user_id, &m.password).await);
-    let next = login_ok(&fresh, &upper, &m.password).await;
+    let next = crate::passkeys::login(&fresh, &upper, &m.password).await;
     assert!(next.is_see_other("/"), "{}", next.summary());
-    let fresh = Browser::new(&app, DAIWA_HOST);
-    let next = login_ok(&fresh, &lower, &m.password).await;
+    let fresh = b.private_window(&app);
+    let next = crate::passkeys::login(&fresh, &lower, &m.password).await;
     assert!(next.is_see_other("/"), "{}", next.summary());
     // The other member's temporary login is untouched.
     let o = Browser::new(&app, DAIWA_HOST);
@@ -1074,6 +1127,8 @@ async fn member_changes_password_after_step_up(backend: Backend) {
         .await;
     assert_says(&r, 200, INVALID);
     let before_reauth = b.cookie("portal_session").unwrap();
+    // This session was opened with a passkey (at the first login's set-up): the password
+    // alone completes the step-up, with no second-factor step.
     let r = b
         .fill(
             reauth,
@@ -1138,10 +1193,10 @@ async fn member_changes_password_after_step_up(backend: Backend) {
         .await;
     assert_eq!(r.status, 200, "{}", r.summary());
 
-    let fresh = Browser::new(&app, DAIWA_HOST);
+    let fresh = b.private_window(&app);
     assert_login_failed(&login(&fresh, &m.user_id, &m.password).await);
     assert_login_failed(&login(&fresh, &m.user_id, &candidate).await);
-    let next = login_ok(&fresh, &m.user_id, &new_password).await;
+    let next = crate::passkeys::login(&fresh, &m.user_id, &new_password).await;
     assert!(next.is_see_other("/"), "{}", next.summary());
     let log = audit_log(&app.db).await;
     assert_eq!(events_of(&log, &id, "password_changed").len(), 2);
@@ -1166,18 +1221,19 @@ async fn new_terms_must_be_accepted_at_the_next_login(backend: Backend) {
         )
     });
 
-    // The next login (once the server has the new version) stops at the terms.
-    let mut b = Browser::new(&app, DAIWA_HOST);
+    // The next login (once the server has the new version) stops at the terms, which come
+    // after the second factor (the passkey).
+    let mut b = m.browser.private_window(&app);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let next = login_ok(&b, &m.user_id, &m.password).await;
+        let next = crate::passkeys::login(&b, &m.user_id, &m.password).await;
         if next.is_see_other("/login/terms") {
             break;
         }
         assert!(next.is_see_other("/"), "{}", next.summary());
         assert!(Instant::now() < deadline, "new terms never asked for");
         tokio::time::sleep(Duration::from_millis(100)).await;
-        b = Browser::new(&app, DAIWA_HOST);
+        b = m.browser.private_window(&app);
     }
     assert!(b.cookie("portal_session").is_none());
     assert_public_top(&b.get("/").await, DAIWA, &m.letter.name);
@@ -1220,11 +1276,10 @@ async fn new_terms_must_be_accepted_at_the_next_login(backend: Backend) {
     );
     assert!(times[0] <= times[1]);
     assert_eq!(column_of(&app.db, "terms_version", &id).await, "2026-11");
-    // And the login after that goes straight to the top page.
-    let c = Browser::new(&app, DAIWA_HOST);
-    assert!(login_ok(&c, &m.user_id, &m.password)
-        .await
-        .is_see_other("/"));
+    // And the login after that goes from the passkey straight to the top page.
+    let c = m.browser.private_window(&app);
+    let next = crate::passkeys::login(&c, &m.user_id, &m.password).await;
+    assert!(next.is_see_other("/"), "{}", next.summary());
 }
 
 // --- 11. logout -------------------------------------------------------------------------------
@@ -1276,9 +1331,9 @@ async fn logout_ends_the_session(backend: Backend) {
     assert_eq!(logouts[0].ip, "127.0.0.1");
     assert_eq!(logouts[0].user_agent, USER_AGENT);
 
-    // A new login gives a new session.
-    let next = login_ok(b, &m.user_id, &m.password).await;
-    assert!(next.is_see_other("/"));
+    // A new login (password, then passkey) gives a new session.
+    let next = crate::passkeys::login(b, &m.user_id, &m.password).await;
+    assert!(next.is_see_other("/"), "{}", next.summary());
     assert_ne!(b.cookie("portal_session").unwrap(), session);
 }
 

@@ -82,7 +82,9 @@ async fn member_with_app(app: &TestApp) -> AppMember {
         .fill("/login/totp", &[("device_name", "iPhone"), ("code", &code)])
         .await;
     assert!(done.is_see_other("/login/next"), "{}", done.summary());
-    let top = b.follow(b.follow(done).await).await;
+    let next = b.follow(done).await;
+    assert!(next.is_see_other("/"), "{}", next.summary());
+    let top = b.follow(next).await;
     assert!(top.body.contains(&letter.name), "{}", top.summary());
     AppMember {
         letter,
@@ -97,8 +99,12 @@ async fn app_is_set_up_at_first_login_and_codes_work_once(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let m = member_with_app(&app).await;
     let b = Browser::new(&app, &host_of("daiwakenpo"));
+    // After the password, the second-factor step sends the member to their app's code.
     let next = login_ok(&b, &m.user_id, &m.password).await;
-    assert!(next.is_see_other("/login/otp"), "{}", next.summary());
+    assert!(next.is_see_other("/login/factor"), "{}", next.summary());
+    let factor = b.get("/login/factor").await;
+    assert!(factor.is_see_other("/login/otp"), "{}", factor.summary());
+    assert!(b.cookie("portal_session").is_none());
     let page = b.get("/login/otp").await;
     assert!(page.body.contains("autocomplete=\"one-time-code\""));
     assert!(page.body.contains("inputmode=\"numeric\""));
@@ -123,12 +129,15 @@ async fn app_is_set_up_at_first_login_and_codes_work_once(backend: Backend) {
     let spaced = format!("{} {}", &next_code[..3], &next_code[3..]);
     let r = b.fill("/login/otp", &[("code", &spaced)]).await;
     assert!(r.is_see_other("/login/next"), "{}", r.summary());
-    let top = b.follow(b.follow(r).await).await;
+    let next = b.follow(r).await;
+    assert!(next.is_see_other("/"), "{}", next.summary());
+    let top = b.follow(next).await;
     assert!(top.body.contains(&m.letter.name));
 
     // A new login cannot reuse it.
     let c = Browser::new(&app, &host_of("daiwakenpo"));
-    login_ok(&c, &m.user_id, &m.password).await;
+    let next = login_ok(&c, &m.user_id, &m.password).await;
+    assert!(next.is_see_other("/login/factor"), "{}", next.summary());
     let r = c.fill("/login/otp", &[("code", &next_code)]).await;
     assert!(r.body.contains(WRONG), "{}", r.summary());
 
@@ -171,8 +180,10 @@ async fn one_code_submitted_by_two_logins_at_once_lets_one_through(backend: Back
         Browser::new(&app, &host_of("daiwakenpo")),
         Browser::new(&app, &host_of("daiwakenpo")),
     );
-    login_ok(&a, &m.user_id, &m.password).await;
-    login_ok(&b, &m.user_id, &m.password).await;
+    for browser in [&a, &b] {
+        let next = login_ok(browser, &m.user_id, &m.password).await;
+        assert!(next.is_see_other("/login/factor"), "{}", next.summary());
+    }
     let (page_a, page_b) = (a.get("/login/otp").await, b.get("/login/otp").await);
     let code = oathtool(&m.key, 30);
     let (ta, tb) = (page_a.csrf_token(), page_b.csrf_token());
