@@ -43,7 +43,11 @@ fn totp_rows() {
             std::hint::black_box(totp::check(&policy, &secret, &wrong, now));
         }
     }
-    row("TOTP, wrong code (with drift search)", TOTP_N, start.elapsed());
+    row(
+        "TOTP, wrong code (with drift search)",
+        TOTP_N,
+        start.elapsed(),
+    );
 }
 
 fn passkey_rows() {
@@ -81,7 +85,11 @@ fn passkey_rows() {
             .finish_passkey_authentication(assertion, state)
             .unwrap();
     }
-    row("passkey assertion (ES256) verified", PASSKEY_N, start.elapsed());
+    row(
+        "passkey assertion (ES256) verified",
+        PASSKEY_N,
+        start.elapsed(),
+    );
 
     let start = Instant::now();
     for _ in 0..PASSKEY_N {
@@ -91,7 +99,11 @@ fn passkey_rows() {
                 .unwrap(),
         );
     }
-    row("passkey challenge issued (options + state)", PASSKEY_N, start.elapsed());
+    row(
+        "passkey challenge issued (options + state)",
+        PASSKEY_N,
+        start.elapsed(),
+    );
 }
 
 fn main() {

@@ -40,6 +40,12 @@ export function uniquePassword(word = 'Sakura') {
   return `Kenpo#${serial}-${word}!${process.pid % 100}`;
 }
 
+/** An e-mail address nobody in this test process has used yet (mail is read by address). */
+export function uniqueEmail(prefix = 'member') {
+  serial += 1;
+  return `${prefix}.${process.pid}.${serial}@example.jp`;
+}
+
 /** The login page from the top page's 「ログイン」, then user ID + password → 「ログイン」. */
 export async function submitLogin(page, portal, slug, userId, password) {
   await page.goto(portal.url(slug));
@@ -84,14 +90,29 @@ export async function logout(page, name) {
   await page.getByRole('link', { name: 'ログイン', exact: true }).waitFor();
 }
 
+/** An item of the member menu (「プロフィール変更」, 「ログイン方法変更」), opening the menu first if it is folded. */
+export async function openMenuItem(page, name) {
+  const item = page.getByRole('link', { name, exact: true });
+  if (!(await item.isVisible())) {
+    const toggle = page.getByRole('button', { name: 'メニュー' });
+    if (await toggle.isVisible()) await toggle.click();
+  }
+  await item.click();
+}
+
 /**
  * Journey 1 (first login) with the letter's temporary credentials, on the happy path:
- * 生年月日 → 利用規約 「同意する」 → new user ID + ワンタイムパスワード認証（アプリ） 「実行」 →
- * new password twice 「送信」 → e-mail 「送信」 (and, for a tenant that confirms the
- * address by link, the link from the mail) → top page with the member's name.
+ * 生年月日 → 利用規約 「同意する」 → new user ID + a method (`options.method`, default
+ * 「ワンタイムパスワード認証（アプリ）」) 「実行」 → new password twice 「送信」 → e-mail
+ * 「送信」 (and, for a tenant that confirms the address by link, the link from the mail)
+ * → the method's set-up → top page with the member's name.
  *
- * Resolves to { userId, password }: the ID as the portal stores it (lower case) and
- * the member's new password. `shot(step)` (optional) is called at each step for a
+ * The authenticator app is registered here (registerApp); any other method's set-up page
+ * is walked by `options.setUp(page, {shot, address})`.
+ *
+ * Resolves to { userId, password, totpKey, setUp }: the ID as the portal stores it (lower
+ * case), the member's new password, the app's key (if the app was set up) and what
+ * `options.setUp` resolved to. `shot(step)` (optional) is called at each step for a
  * screenshot.
  */
 export async function firstLogin(page, portal, slug, member, options = {}) {
@@ -123,7 +144,8 @@ export async function firstLogin(page, portal, slug, member, options = {}) {
   // A tenant that confirms the address by link (kaneka 【6】【7】): open the link the
   // portal mailed, then 「更新」 on the page that waits for it.
   const refresh = page.getByRole('link', { name: '更新', exact: true });
-  const setup = page.getByRole('heading', { name: 'ワンタイムパスワード設定' });
+  // The set-up page of the method chosen at ⑦: the app, a passkey or the mailed code.
+  const setup = page.getByRole('heading', { name: SETUP_HEADINGS });
   const top = page.getByRole('link', { name: member.name, exact: true });
   await refresh.or(setup).or(top).first().waitFor();
   if (await refresh.isVisible()) {
@@ -143,16 +165,22 @@ export async function firstLogin(page, portal, slug, member, options = {}) {
     await refresh.click();
   }
 
-  // The authenticator app chosen at ⑦ is registered next (2-4).
+  // The method chosen at ⑦ is set up next: the authenticator app (2-4) unless
+  // `options.setUp(page, {shot, address})` walks another one (its result is returned as `setUp`).
   let totpKey;
+  let setUp;
   await setup.or(top).first().waitFor();
   if (await setup.isVisible()) {
-    ({ key: totpKey } = await registerApp(page, { shot }));
+    if (options.setUp) setUp = await options.setUp(page, { shot, address });
+    else ({ key: totpKey } = await registerApp(page, { shot }));
   }
   await expectTopPage(page, member.name);
   await shot('first-login-top');
-  return { userId: typedUserId.toLowerCase(), password, totpKey };
+  return { userId: typedUserId.toLowerCase(), password, totpKey, setUp };
 }
+
+/** The headings of the set-up pages of the three methods. */
+const SETUP_HEADINGS = /^(ワンタイムパスワード設定|セキュリティキー登録|メール認証)$/;
 
 // --- the operator CLI ------------------------------------------------------------------------
 
@@ -216,6 +244,33 @@ export async function publishTerms(portal, slug, { version, publishedAt, title, 
   await portalCli(portal, ['tenant', 'apply', '-'], text);
   await sleep(settleMs);
   return text;
+}
+
+/**
+ * The operator changes plain values of a tenant: `portal tenant export <slug>`, each
+ * `'section.key': value` of `values` replaced (e.g. {'session.step_up_max_age_minutes': 0}),
+ * `portal tenant apply -`. Then waits `settleMs` for the running server to re-read tenants
+ * (start it with a short PORTAL_TENANT_REFRESH_MS).
+ */
+export async function setTenantValues(portal, slug, values, { settleMs = 1_000 } = {}) {
+  const { stdout } = await portalCli(portal, ['tenant', 'export', slug]);
+  const pending = new Set(Object.keys(values));
+  let section = '';
+  const edited = stdout.split('\n').map((line) => {
+    const header = line.match(/^\s*\[\[?([^\]]+)\]\]?\s*$/);
+    if (header) section = header[1].trim();
+    const assignment = line.match(/^\s*([A-Za-z0-9_]+)\s*=/);
+    const name = assignment && `${section}.${assignment[1]}`;
+    if (!name || !pending.has(name)) return line;
+    pending.delete(name);
+    const value = values[name];
+    return `${assignment[1]} = ${typeof value === 'string' ? tomlString(value) : JSON.stringify(value)}`;
+  });
+  if (pending.size > 0) {
+    throw new Error(`portal tenant export ${slug}: no ${[...pending].join(', ')}:\n${stdout}`);
+  }
+  await portalCli(portal, ['tenant', 'apply', '-'], edited.join('\n'));
+  await sleep(settleMs);
 }
 
 // --- mail the portal wrote ---------------------------------------------------------------------
