@@ -630,3 +630,156 @@ pub fn member_view(member: &Member) -> MemberView {
         user_id: member.user_id.clone(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tenant::{TenantId, Terms};
+
+    fn tenant(methods: Vec<MfaMethod>, required: bool) -> Tenant {
+        let mut settings = crate::tenant::settings::TenantSettings::default();
+        settings.mfa.methods = methods;
+        settings.mfa.required = required;
+        Tenant {
+            id: TenantId::from_db("t1".into()),
+            slug: "t".into(),
+            display_name: "T".into(),
+            enabled: true,
+            aliases: Vec::new(),
+            settings,
+            services: Vec::new(),
+            terms: Terms {
+                current: String::new(),
+                versions: Vec::new(),
+            },
+            revision: 1,
+        }
+    }
+
+    /// A member past the first login, who chose `method`.
+    fn member(method: Option<&str>) -> Member {
+        Member {
+            id: "m1".into(),
+            tenant_id: TenantId::from_db("t1".into()),
+            user_id: "member-1".into(),
+            display_name: "組合員".into(),
+            birth_date: "1980-04-01".into(),
+            email: "m@example.jp".into(),
+            password_hash: String::new(),
+            password_created_at: 0,
+            state: MemberState::Active,
+            user_id_chosen: true,
+            email_reviewed: true,
+            email_confirmed: true,
+            mfa_method: method.map(str::to_owned),
+            email_otp_enabled: false,
+            failed_logins: 0,
+            locked_until: None,
+            terms_version: None,
+        }
+    }
+
+    fn flow(purpose: &str) -> LoginFlow {
+        LoginFlow {
+            member_id: "m1".into(),
+            purpose: purpose.into(),
+            birth_date_verified: false,
+            factor_verified: false,
+            pending_secret: None,
+            return_to: "/".into(),
+            expires_at: i64::MAX,
+            factor_method: None,
+            setup_done: false,
+            ceremony: None,
+            ceremony_expires_at: None,
+            email_code_hash: None,
+            email_code_sent_at: None,
+            email_code_expires_at: None,
+            email_code_attempts: 0,
+        }
+    }
+
+    fn device(kind: &str) -> Device {
+        Device {
+            id: format!("{kind}-1"),
+            member_id: "m1".into(),
+            kind: kind.into(),
+            name: kind.into(),
+            secret: String::new(),
+            created_at: 0,
+            last_used_at: None,
+            credential_id: None,
+        }
+    }
+
+    fn both() -> Vec<MfaMethod> {
+        vec![MfaMethod::Passkey, MfaMethod::Totp]
+    }
+
+    #[test]
+    fn a_member_without_a_factor_sets_up_the_chosen_one() {
+        let t = tenant(both(), true);
+        let none = Factors::default();
+        let owed = |m: &Member| owed(m, &t, &flow("login"), &none);
+        assert_eq!(owed(&member(Some("passkey"))), [Action::SetupPasskey]);
+        assert_eq!(owed(&member(Some("totp"))), [Action::SetupTotp]);
+        // Not chosen, or not allowed (any more): the society's first method.
+        assert_eq!(owed(&member(None)), [Action::SetupPasskey]);
+        assert_eq!(owed(&member(Some("email_otp"))), [Action::SetupPasskey]);
+        // Where MFA is optional, nothing chosen means nothing to set up.
+        let optional = tenant(both(), false);
+        assert!(super::owed(&member(None), &optional, &flow("login"), &none).is_empty());
+    }
+
+    #[test]
+    fn a_held_factor_is_asked_before_the_terms_and_only_while_allowed() {
+        let mut t = tenant(both(), true);
+        t.terms.current = "2026-01".into();
+        let m = member(Some("passkey"));
+        let factors = Factors::of(&t, &m, vec![device("totp")]);
+        // The member removed their passkey but keeps an app: no passkey set-up is forced.
+        assert_eq!(
+            owed(&m, &t, &flow("login"), &factors),
+            [Action::SecondFactor, Action::AcceptTerms]
+        );
+        let mut proven = flow("login");
+        proven.factor_verified = true;
+        assert_eq!(owed(&m, &t, &proven, &factors), [Action::AcceptTerms]);
+        // A society that stops allowing apps no longer counts them.
+        let passkeys_only = tenant(vec![MfaMethod::Passkey], true);
+        let factors = Factors::of(&passkeys_only, &m, vec![device("totp")]);
+        assert_eq!(factors.count(), 0);
+        assert_eq!(
+            owed(&m, &passkeys_only, &flow("login"), &factors),
+            [Action::SetupPasskey]
+        );
+    }
+
+    #[test]
+    fn step_up_and_add_flows_owe_only_their_own_steps() {
+        let mut t = tenant(
+            vec![MfaMethod::Passkey, MfaMethod::Totp, MfaMethod::EmailOtp],
+            true,
+        );
+        t.terms.current = "2026-01".into();
+        let mut m = member(Some("totp"));
+        m.email_otp_enabled = true;
+        let factors = Factors::of(&t, &m, vec![device("totp")]);
+        assert_eq!(factors.methods(), [MfaMethod::Totp, MfaMethod::EmailOtp]);
+        assert_eq!(
+            owed(&m, &t, &flow("step_up"), &factors),
+            [Action::SecondFactor]
+        );
+        assert_eq!(
+            owed(&m, &t, &flow("add_passkey"), &factors),
+            [Action::SecondFactor, Action::SetupPasskey]
+        );
+        let mut proven = flow("add_email_otp");
+        proven.factor_verified = true;
+        assert_eq!(owed(&m, &t, &proven, &factors), [Action::SetupEmailOtp]);
+        proven.setup_done = true;
+        assert!(owed(&m, &t, &proven, &factors).is_empty());
+        // An unknown purpose is treated as a full login, never as less.
+        assert_eq!(Purpose::parse("anything"), Purpose::Login);
+    }
+}

@@ -40,12 +40,6 @@ export function uniquePassword(word = 'Sakura') {
   return `Kenpo#${serial}-${word}!${process.pid % 100}`;
 }
 
-/** An e-mail address nobody in this test process has used yet (mail is read by address). */
-export function uniqueEmail(prefix = 'member') {
-  serial += 1;
-  return `${prefix}.${process.pid}.${serial}@example.jp`;
-}
-
 /** The login page from the top page's 「ログイン」, then user ID + password → 「ログイン」. */
 export async function submitLogin(page, portal, slug, userId, password) {
   await page.goto(portal.url(slug));

@@ -9,11 +9,17 @@ import { portalBinary } from './server.mjs';
 
 const run = promisify(execFile);
 
+let serial = 0;
+
 /**
  * Creates a member of `slug` in the running portal's database; resolves to
- * {user_id, password, birthDate, name, email}.
+ * {user_id, password, birthDate, name, email}. Each member gets an address of their own
+ * unless `email` is given: mail is read by address, and the portal sends one address only
+ * so many mails an hour.
  */
-export async function addMember(portal, slug, { name = 'ダイワ タロウ', birthDate = '1985-06-15', email = 'taro@example.jp' } = {}) {
+export async function addMember(portal, slug, { name = 'ダイワ タロウ', birthDate = '1985-06-15', email } = {}) {
+  serial += 1;
+  email ??= `taro.${process.pid}.${serial}@example.jp`;
   const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith('PORTAL_')));
   Object.assign(env, {
     PORTAL_DATA_DIR: portal.dataDir,
