@@ -10,7 +10,7 @@ use crate::browser_like::{
     add_some_member, fresh_password, fresh_user_id, host_of, login_ok, signed_in_member,
     unescape_html, walk_first_login_to, Browser, Reply,
 };
-use crate::db::{count, Arg};
+use crate::db::{count, exec, member_id, value, Arg};
 use crate::harness::{on_both_backends, Backend, TestApp};
 
 /// The CSRF token the page at `path` hands its script (`data-csrf`).
@@ -132,6 +132,7 @@ on_both_backends!(
     passkey_first_login_and_daily_login,
     passkey_ceremonies_are_single_use_and_bound,
     passkey_of_another_member_or_tenant_is_refused,
+    a_sign_counter_that_goes_back_is_refused,
 );
 
 async fn passkey_first_login_and_daily_login(backend: Backend) {
@@ -282,4 +283,63 @@ async fn passkey_of_another_member_or_tenant_is_refused(backend: Backend) {
     )
     .await;
     assert!(next.is_see_other("/"), "{}", next.summary());
+}
+
+/// Sets every `counter` in a stored passkey's JSON to `to`.
+fn set_counter(json: &mut serde_json::Value, to: u64) -> usize {
+    match json {
+        serde_json::Value::Object(map) => {
+            let mut n = 0;
+            for (key, v) in map.iter_mut() {
+                if key == "counter" && v.is_number() {
+                    *v = to.into();
+                    n += 1;
+                } else {
+                    n += set_counter(v, to);
+                }
+            }
+            n
+        }
+        serde_json::Value::Array(items) => items.iter_mut().map(|v| set_counter(v, to)).sum(),
+        _ => 0,
+    }
+}
+
+async fn a_sign_counter_that_goes_back_is_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let m = signed_in_member(&app, "daiwakenpo").await;
+    let next = login(&m.browser.private_window(&app), &m.user_id, &m.password).await;
+    assert!(next.is_see_other("/"), "{}", next.summary());
+
+    // The server has seen a much higher counter than this authenticator will send next:
+    // what a cloned authenticator looks like.
+    let id = member_id(&app.db, "daiwakenpo", &m.user_id).await;
+    let stored = value(
+        &app.db,
+        "SELECT secret FROM mfa_devices WHERE member_id = $1 AND kind = 'passkey'",
+        &[Arg::Text(&id)],
+    )
+    .await
+    .unwrap();
+    let mut json: serde_json::Value = serde_json::from_str(&stored).unwrap();
+    assert_eq!(set_counter(&mut json, 1_000), 1, "{stored}");
+    exec(
+        &app.db,
+        "UPDATE mfa_devices SET secret = $1 WHERE member_id = $2 AND kind = 'passkey'",
+        &[Arg::Text(&json.to_string()), Arg::Text(&id)],
+    )
+    .await;
+
+    let b = m.browser.private_window(&app);
+    let next = login_ok(&b, &m.user_id, &m.password).await;
+    assert!(next.is_see_other("/login/factor"));
+    let (token, options) = login_options(&b).await;
+    let body = assert_with(&b, options);
+    let refused = b.post_json("/login/passkey/finish", &token, body).await;
+    assert_eq!(refused.status, 400, "{}", refused.summary());
+    assert!(b.get("/login/next").await.is_see_other("/login/factor"));
+    assert_eq!(
+        audit_count(&app, &m.user_id, "passkey_counter_regression").await,
+        1
+    );
 }
