@@ -128,6 +128,12 @@ async fn email_member(app: &TestApp, smtp: &SmtpServer) -> (Letter, String, Stri
     // 「再送信」 at once: the cooldown is explained and nothing is sent.
     let resend = b.submit("/login/email-otp/resend", &[]).await;
     assert!(
+        resend.is_see_other("/login/email-otp?notice=cooldown"),
+        "{}",
+        resend.summary()
+    );
+    let resend = b.follow(resend).await;
+    assert!(
         resend.text().contains("秒後にできます"),
         "{}",
         resend.summary()
@@ -261,6 +267,13 @@ async fn factors_are_added_and_removed_from_login_methods(backend: Backend) {
     assert!(start.is_see_other("/login/next"), "{}", start.summary());
     assert!(b.follow(start).await.is_see_other("/login/totp"));
     let setup = b.get("/login/totp").await;
+    // A member adding a factor may go back (「戻る」) to where they came from.
+    let html = crate::browser_like::unescape_html(&setup.body);
+    assert!(
+        html.contains("<a href=\"/login-methods\">戻る</a>"),
+        "{}",
+        setup.summary()
+    );
     let key = setup
         .body
         .split("id=\"totp-key\" class=\"key\">")

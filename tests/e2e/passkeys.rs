@@ -154,6 +154,8 @@ async fn passkey_first_login_and_daily_login(backend: Backend) {
         .is_see_other("/login/passkey/setup"));
     let setup = b.get("/login/passkey/setup").await;
     assert!(setup.text().contains("セキュリティキー登録") && setup.text().contains("登録"));
+    // In a login there is nowhere to go back to: no 「戻る」 to 「ログイン方法変更」.
+    assert!(!unescape_html(&setup.body).contains("/login-methods"));
 
     // A name is required; 「ＯＫ」 with the default registers the key.
     let finish = register_ceremony(&b).await;

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use poem::http::StatusCode;
 use poem::web::cookie::CookieJar;
-use poem::web::{Data, Form, Redirect};
+use poem::web::{Data, Form, Query, Redirect};
 use poem::{handler, IntoResponse, Response};
 use rand::Rng;
 use serde::Deserialize;
@@ -172,6 +172,11 @@ fn show(state: &AppState, tenant: &Tenant, meta: &RequestMeta, ctx: tera::Contex
     render(state, tenant, meta, "email_otp.html", ctx, StatusCode::OK)
 }
 
+#[derive(Deserialize)]
+pub struct PageQuery {
+    notice: Option<String>,
+}
+
 /// The code page; a code is mailed when the flow has none that still works.
 #[handler]
 pub async fn page(
@@ -179,6 +184,7 @@ pub async fn page(
     tenant: CurrentTenant,
     meta: RequestMeta,
     jar: &CookieJar,
+    query: Query<PageQuery>,
 ) -> poem::Result<Response> {
     let tenant = &tenant.0;
     let (flow, _) = match load(&state, tenant, jar).await? {
@@ -187,12 +193,17 @@ pub async fn page(
     };
     let now = now_unix();
     let mut ctx = page_context(tenant, &flow, now);
+    match query.notice.as_deref() {
+        Some("resent") => ctx.insert("notice", "resent"),
+        Some(key @ ("cooldown" | "send_failed")) => ctx.insert("resend_error", key),
+        _ => {}
+    }
     if !live_code(tenant, &flow, now) && cooldown_left(tenant, &flow, now) == 0 {
         if send_code(&state, tenant, &meta, &flow).await? {
             let cooldown = i64::from(tenant.settings.email_otp.resend_cooldown_seconds);
             ctx.insert("cooldown_left", &cooldown);
         } else {
-            ctx.insert("notice_error", "send_failed");
+            ctx.insert("resend_error", "send_failed");
         }
     }
     Ok(show(&state, tenant, &meta, ctx))
@@ -310,16 +321,13 @@ pub async fn resend(
         Err(redirect) => return Ok(redirect),
     };
     let now = now_unix();
-    let mut ctx = page_context(tenant, &flow, now);
-    let left = cooldown_left(tenant, &flow, now);
-    if left > 0 {
-        ctx.insert("notice_error", "cooldown");
+    let notice = if cooldown_left(tenant, &flow, now) > 0 {
+        "cooldown"
     } else if send_code(&state, tenant, &meta, &flow).await? {
-        let cooldown = i64::from(tenant.settings.email_otp.resend_cooldown_seconds);
-        ctx.insert("cooldown_left", &cooldown);
-        ctx.insert("notice", "resent");
+        "resent"
     } else {
-        ctx.insert("notice_error", "send_failed");
-    }
-    Ok(show(&state, tenant, &meta, ctx))
+        "send_failed"
+    };
+    // Back to the code page, so that reloading it sends nothing.
+    Ok(Redirect::see_other(format!("/login/email-otp?notice={notice}")).into_response())
 }

@@ -46,7 +46,7 @@ pub fn context(flow: &Flow, current: MfaMethod) -> tera::Context {
             kind: label_key(m),
         })
         .collect();
-    let mut ctx = tera::Context::new();
+    let mut ctx = flow.context();
     ctx.insert("other_factors", &others);
     ctx
 }

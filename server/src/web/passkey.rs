@@ -78,7 +78,7 @@ pub async fn setup_page(
         tenant,
         &meta,
         "passkey_setup.html",
-        tera::Context::new(),
+        flow.context(),
         StatusCode::OK,
     ))
 }
@@ -199,8 +199,8 @@ pub async fn setup_finish(
     Ok(json_error(StatusCode::BAD_REQUEST, "failed"))
 }
 
-fn name_context(name: &str) -> tera::Context {
-    let mut ctx = tera::Context::new();
+fn name_context(flow: &Flow, name: &str) -> tera::Context {
+    let mut ctx = flow.context();
     ctx.insert("name", name);
     ctx
 }
@@ -219,7 +219,7 @@ pub async fn name_page(
         return Ok(Redirect::see_other("/login/passkey/setup").into_response());
     };
     let theme = state.themes.get(&tenant.slug).map_err(internal)?;
-    let ctx = name_context(theme.text("passkey.default_name"));
+    let ctx = name_context(&flow, theme.text("passkey.default_name"));
     Ok(render(
         &state,
         tenant,
@@ -250,7 +250,7 @@ pub async fn save_name(
     let Some((json, Ceremony::Registered { passkey: new })) = ceremony(&flow) else {
         return Ok(Redirect::see_other("/login/passkey/setup").into_response());
     };
-    let mut ctx = name_context(&form.name);
+    let mut ctx = name_context(&flow, &form.name);
     let name = form.name.trim();
     let error = if name.is_empty() {
         Some("name_required")

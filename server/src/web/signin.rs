@@ -283,6 +283,16 @@ impl Flow {
         Purpose::parse(&self.flow.purpose)
     }
 
+    /// The context every page of the flow starts from: a signed-in member adding a factor
+    /// or stepping up may go back to 「ログイン方法変更」 (their session is untouched).
+    pub fn context(&self) -> tera::Context {
+        let mut ctx = tera::Context::new();
+        if self.purpose() != Purpose::Login {
+            ctx.insert("cancel_to", "/login-methods");
+        }
+        ctx
+    }
+
     /// Records that this flow proved `method` and, if it registered a device, that too.
     pub async fn factor_proven(
         &self,

@@ -189,7 +189,7 @@ async fn pending_secret(state: &AppState, tenant: &Tenant, flow: &Flow) -> poem:
 }
 
 fn setup_context(tenant: &Tenant, flow: &Flow, secret: &[u8]) -> tera::Context {
-    let mut ctx = tera::Context::new();
+    let mut ctx = flow.context();
     ctx.insert("key", &totp::base32(secret));
     ctx.insert(
         "uri",
