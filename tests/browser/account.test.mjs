@@ -11,22 +11,22 @@
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 
 import {
   INVALID_CREDENTIALS,
   expectTopPage,
   enterCode,
-  firstLogin,
   login,
   logout,
+  openMenuItem,
   publishTerms,
   submitLogin,
   uniquePassword,
   uniqueUserId,
 } from './lib/journeys.mjs';
-import { addMember } from './lib/members.mjs';
-import { launchBrowser, newPage, repoRoot, screenshot, startPortal } from './lib/server.mjs';
+import { repoRoot } from './lib/server.mjs';
+import { VIEWPORTS, closing, newMember, sharedPortal, tenantsWith } from './lib/suite.mjs';
 
 /** The society's contact text, as its tenant file states it. */
 function contactOf(slug) {
@@ -36,15 +36,7 @@ function contactOf(slug) {
   return JSON.parse(`"${m[1]}"`);
 }
 
-const TENANTS = [
-  { slug: 'daiwakenpo', name: 'ダイワ タロウ' },
-  { slug: 'kanekakenpo', name: 'カネカ ハナコ' },
-].map((t) => ({ ...t, contact: contactOf(t.slug) }));
-
-const VIEWPORTS = {
-  phone: { viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true },
-  desktop: { viewport: { width: 1280, height: 800 } },
-};
+const TENANTS = tenantsWith((t) => ({ contact: contactOf(t.slug) }));
 
 const LOCKED = 'アカウントがロックされています。ご加入の健保組合までお問い合わせください。';
 
@@ -58,47 +50,16 @@ function todayInJapan() {
   }).format(new Date());
 }
 
-let portal;
-let browser;
-
-before(async () => {
-  portal = await startPortal({ env: { PORTAL_TENANT_REFRESH_MS: '100' } });
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await portal?.stop();
-});
+// Journey 13 publishes new terms: the portal re-reads tenants every 100 ms.
+const shared = sharedPortal({ env: { PORTAL_TENANT_REFRESH_MS: '100' } });
 
 /**
  * Runs `body` with a fresh browser context on `viewportName` and a member of `tenant`
- * who has just finished the first login (on the top page).
+ * who has just finished the first login (on the top page); body gets newMember's member.
  */
 async function asMember(tenant, viewportName, journey, body) {
-  const { slug, name } = tenant;
-  const page = await newPage(browser, VIEWPORTS[viewportName]);
-  const shot = (step) => screenshot(page, `account-${journey}-${slug}-${viewportName}-${step}`);
-  try {
-    const member = await addMember(portal, slug, { name });
-    const { userId, password, totpKey } = await firstLogin(page, portal, slug, member, { shot: (s) => shot(`0-${s}`) });
-    await body({ page, shot, member, userId, password, totpKey });
-  } catch (e) {
-    await shot('failure').catch(() => {});
-    throw e;
-  } finally {
-    await page.context().close();
-  }
-}
-
-/** An item of the member menu (「プロフィール変更」, 「ログイン方法変更」), opening the menu first if it is folded. */
-async function openMenuItem(page, name) {
-  const item = page.getByRole('link', { name, exact: true });
-  if (!(await item.isVisible())) {
-    const toggle = page.getByRole('button', { name: 'メニュー' });
-    if (await toggle.isVisible()) await toggle.click();
-  }
-  await item.click();
+  const m = await newMember(shared, tenant, viewportName, `account-${journey}`);
+  await closing([m], () => body(m));
 }
 
 /** A button or a link with that visible name (「更新」 is a link that looks like a button). */
@@ -147,7 +108,7 @@ for (const { viewportName, tenant } of combos) {
 
       // The new ID logs in; the old one is gone.
       await logout(page, member.name);
-      await login(page, portal, slug, typed.toLowerCase(), password, member.name, totpKey);
+      await login(page, shared.portal, slug, typed.toLowerCase(), password, member.name, totpKey);
       await shot('5-login-new-id');
       assert.notEqual(userId, typed.toLowerCase());
     });
@@ -195,10 +156,10 @@ for (const { viewportName, tenant } of combos) {
 
       // Log out; the old password is refused, the new one logs in.
       await logout(page, member.name);
-      await submitLogin(page, portal, slug, userId, password);
+      await submitLogin(page, shared.portal, slug, userId, password);
       await alertWith(page, INVALID_CREDENTIALS).waitFor();
       await shot('6-old-refused');
-      await login(page, portal, slug, userId, newPassword, member.name, totpKey);
+      await login(page, shared.portal, slug, userId, newPassword, member.name, totpKey);
       await shot('7-login-new-password');
     });
   });
@@ -207,13 +168,13 @@ for (const { viewportName, tenant } of combos) {
     await asMember(tenant, viewportName, 'j14', async ({ page, shot, member, userId, password, totpKey }) => {
       await logout(page, member.name);
       for (let i = 1; i <= 5; i += 1) {
-        await submitLogin(page, portal, slug, userId, `${password}-wrong${i}`);
+        await submitLogin(page, shared.portal, slug, userId, `${password}-wrong${i}`);
         await alertWith(page, INVALID_CREDENTIALS).waitFor();
         assert.equal(await page.getByText(LOCKED).count(), 0, `not yet told of a lock after ${i} failures`);
         if (i === 1 || i === 5) await shot(`1-wrong-${i}`);
       }
       // The right password now: locked, and who to call.
-      await submitLogin(page, portal, slug, userId, password);
+      await submitLogin(page, shared.portal, slug, userId, password);
       const alert = alertWith(page, LOCKED);
       await alert.waitFor();
       await alert.getByText(tenant.contact, { exact: true }).waitFor();
@@ -245,10 +206,10 @@ function journey13(viewportName, tenant) {
       const version = `2026-11-${viewportName}-${termsSerial}`;
       const marker = `改定第${termsSerial}版`;
       const body = `第1条（改定の趣旨）\n本規約は${marker}として、個人情報の取扱いに関する条項を見直しました。\n\n第2条（施行日）\n改定後の規約は2026年11月1日から適用します。`;
-      await publishTerms(portal, slug, { version, publishedAt: '2026-11-01', title: '利用規約（改定）', body });
+      await publishTerms(shared.portal, slug, { version, publishedAt: '2026-11-01', title: '利用規約（改定）', body });
 
       // ①② 「ログイン」 → ID and password → ⑤ the new terms → 「同意する」
-      await submitLogin(page, portal, slug, userId, password);
+      await submitLogin(page, shared.portal, slug, userId, password);
       await enterCode(page, totpKey);
       await page.getByRole('heading', { name: '利用規約（改定）' }).waitFor();
       await page.getByText(`本規約は${marker}として、個人情報の取扱いに関する条項を見直しました。`).waitFor();
@@ -262,7 +223,7 @@ function journey13(viewportName, tenant) {
 
       // Accepted once: the next login goes straight to the top page.
       await logout(page, member.name);
-      await submitLogin(page, portal, slug, userId, password);
+      await submitLogin(page, shared.portal, slug, userId, password);
       await enterCode(page, totpKey);
       await expectTopPage(page, member.name);
       assert.equal(await page.getByRole('button', { name: '同意する' }).count(), 0);

@@ -8,34 +8,19 @@
 // working. Screenshots: target/screenshots/email-otp-<case>-kanekakenpo-<viewport>-<step>.png
 
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 
-import { openInbox } from './lib/inbox.mjs';
-import { expectTopPage, firstLogin, logout, setTenantValues, submitLogin } from './lib/journeys.mjs';
-import { addMember } from './lib/members.mjs';
-import { launchBrowser, newPage, screenshot, startPortal } from './lib/server.mjs';
+import { expectTopPage, logout, setTenantValues, submitLogin } from './lib/journeys.mjs';
+import { TENANTS, VIEWPORTS, closing, newMember, sharedPortal } from './lib/suite.mjs';
 
 const SLUG = 'kanekakenpo';
-const VIEWPORTS = {
-  phone: { viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true },
-  desktop: { viewport: { width: 1280, height: 800 } },
-};
+const TENANT = TENANTS.find((t) => t.slug === SLUG);
 const EMAIL_METHOD = 'ワンタイムパスワード認証（メール）';
 const WRONG_CODE = 'ワンタイムパスワードが正しくありません';
 const CODE_FIELD = 'ワンタイムパスワード（6桁）';
 
-let portal;
-let browser;
-
-before(async () => {
-  portal = await startPortal({ env: { PORTAL_TENANT_REFRESH_MS: '100' } });
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await portal?.stop();
-});
+// The last test changes the tenant: the portal re-reads tenants every 100 ms.
+const shared = sharedPortal({ env: { PORTAL_TENANT_REFRESH_MS: '100' } });
 
 /** A six-digit code that is not `code`. */
 function otherThan(code) {
@@ -54,17 +39,13 @@ function alertWith(page, text) {
 
 /**
  * A kanekakenpo member who finished the first login with the mailed code (a wrong code
- * first), on the top page. Resolves to {page, member, userId, password, inbox, shot}.
+ * first), on the top page. Resolves to newMember's member (page, member, userId, password,
+ * inbox, shot, …).
  */
-async function emailMember(viewportName, label) {
-  const page = await newPage(browser, VIEWPORTS[viewportName]);
-  const shot = (step) => screenshot(page, `email-otp-${label}-${SLUG}-${viewportName}-${step}`);
-  try {
-    const member = await addMember(portal, SLUG, { name: 'カネカ ハナコ' });
-    const inbox = await openInbox(portal, member.email);
-    const { userId, password } = await firstLogin(page, portal, SLUG, member, {
+function emailMember(viewportName, label) {
+  return newMember(shared, TENANT, viewportName, `email-otp-${label}`, {
+    firstLogin: ({ inbox }) => ({
       method: EMAIL_METHOD,
-      shot: (s) => shot(`0-${s}`),
       setUp: async (p, { shot: s }) => {
         await p.getByRole('heading', { name: 'メール認証' }).waitFor();
         const mail = await inbox.next({ subject: 'ワンタイムパスワードのお知らせ' });
@@ -79,30 +60,14 @@ async function emailMember(viewportName, label) {
         await s('email-otp-wrong');
         await enterMailedCode(p, code);
       },
-    });
-    return { page, member, userId, password, inbox, shot };
-  } catch (e) {
-    await shot('failure').catch(() => {});
-    await page.context().close();
-    throw e;
-  }
-}
-
-async function closing(m, body) {
-  try {
-    await body();
-  } catch (e) {
-    await m.shot('failure').catch(() => {});
-    throw e;
-  } finally {
-    await m.page.context().close();
-  }
+    }),
+  });
 }
 
 for (const viewportName of Object.keys(VIEWPORTS)) {
   test(`journey 5: e-mail one-time password on ${SLUG} (${viewportName})`, { timeout: 60_000 }, async () => {
     const m = await emailMember(viewportName, 'j5');
-    await closing(m, async () => {
+    await closing([m], async () => {
       const { page, member, inbox, shot } = m;
       // The set-up told the member that メール認証 is now a second factor.
       const notice = await inbox.next({ subject: '二要素認証の追加のお知らせ' });
@@ -110,7 +75,7 @@ for (const viewportName of Object.keys(VIEWPORTS)) {
 
       // Daily login: password → 「メール認証」, a new code is mailed on the way.
       await logout(page, member.name);
-      await submitLogin(page, portal, SLUG, m.userId, m.password);
+      await submitLogin(page, shared.portal, SLUG, m.userId, m.password);
       await page.getByRole('heading', { name: 'メール認証' }).waitFor();
       // The page names the address only partly.
       const [local, domain] = member.email.split('@');
@@ -146,12 +111,12 @@ for (const viewportName of Object.keys(VIEWPORTS)) {
 // Last: changes the tenant for every later test of this portal.
 test(`「再送信」 after the cooldown mails a new code and the old one stops working (${SLUG})`, { timeout: 60_000 }, async () => {
   const cooldownSeconds = 3;
-  await setTenantValues(portal, SLUG, { 'email_otp.resend_cooldown_seconds': cooldownSeconds });
+  await setTenantValues(shared.portal, SLUG, { 'email_otp.resend_cooldown_seconds': cooldownSeconds });
   const m = await emailMember('phone', 'resend');
-  await closing(m, async () => {
+  await closing([m], async () => {
     const { page, member, inbox, shot } = m;
     await logout(page, member.name);
-    await submitLogin(page, portal, SLUG, m.userId, m.password);
+    await submitLogin(page, shared.portal, SLUG, m.userId, m.password);
     await page.getByRole('heading', { name: 'メール認証' }).waitFor();
     const first = await inbox.code();
     const resend = page.getByRole('button', { name: '再送信' });

@@ -12,7 +12,7 @@
 // Screenshots: target/screenshots/factors-<journey>-<slug>-<viewport>-<step>.png
 
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 import {
@@ -31,82 +31,48 @@ import {
   stepUpWithPassword,
   switchFactor,
 } from './lib/factors.mjs';
-import { openInbox } from './lib/inbox.mjs';
-import { expectTopPage, firstLogin, logout, setTenantValues, submitLogin } from './lib/journeys.mjs';
-import { addMember } from './lib/members.mjs';
-import { launchBrowser, newPage, screenshot, startPortal } from './lib/server.mjs';
+import { expectTopPage, logout, setTenantValues, submitLogin } from './lib/journeys.mjs';
+import { startPortal } from './lib/server.mjs';
+import { VIEWPORTS, closing, newMember, sharedPortal, tenantsWith } from './lib/suite.mjs';
 import { freshCode, registerApp, totpCode } from './lib/totp.mjs';
-import { addAuthenticator, passkeyStep, registerPasskey } from './lib/webauthn.mjs';
+import { passkeyStep, registerPasskey } from './lib/webauthn.mjs';
 
-const TENANTS = [
-  { slug: 'daiwakenpo', name: 'ダイワ タロウ', methods: [KIND.passkey, KIND.totp] },
-  { slug: 'kanekakenpo', name: 'カネカ ハナコ', methods: [KIND.passkey, KIND.totp, KIND.email] },
-];
-const VIEWPORTS = {
-  phone: { viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true },
-  desktop: { viewport: { width: 1280, height: 800 } },
-};
+const TENANTS = tenantsWith({
+  daiwakenpo: { methods: [KIND.passkey, KIND.totp] },
+  kanekakenpo: { methods: [KIND.passkey, KIND.totp, KIND.email] },
+});
 const ADDED_MAIL = '二要素認証の追加のお知らせ';
 const REMOVED_MAIL = '二要素認証の削除のお知らせ';
 const OTP_WRONG = 'ワンタイムパスワードが正しくありません';
 
-let portal;
-let browser;
-
-before(async () => {
-  portal = await startPortal();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await portal?.stop();
-});
+const shared = sharedPortal();
 
 /**
  * A member of `tenant` on `portalUnderTest` who finished the first login with `method`
  * ('totp', 'passkey' or 'email'), on the top page of a page of their own (with a virtual
- * authenticator). Resolves to {page, authenticator, member, userId, password, totpKey,
- * inbox, shot, slug}; the inbox has the mails from the first login on.
+ * authenticator). Resolves to newMember's member; the inbox has the mails from the first
+ * login on.
  */
-async function newMember(portalUnderTest, tenant, viewportName, label, method) {
-  const { slug, name } = tenant;
-  const page = await newPage(browser, VIEWPORTS[viewportName]);
-  const shot = (step) => screenshot(page, `factors-${label}-${slug}-${viewportName}-${step}`);
-  try {
-    const authenticator = await addAuthenticator(page);
-    const member = await addMember(portalUnderTest, slug, { name });
-    const inbox = await openInbox(portalUnderTest, member.email);
-    const options = { shot: (s) => shot(`0-${s}`) };
-    if (method === 'passkey') {
-      options.method = '生体認証（パスキー）';
-      options.setUp = (p, { shot: s }) => registerPasskey(p, { shot: s });
-    } else if (method === 'email') {
-      options.method = 'ワンタイムパスワード認証（メール）';
-      options.setUp = async (p) => {
-        await p.getByRole('heading', { name: 'メール認証' }).waitFor();
-        await enterMailedCode(p, await inbox.code());
-      };
-    }
-    const { userId, password, totpKey } = await firstLogin(page, portalUnderTest, slug, member, options);
-    return { page, authenticator, member, userId, password, totpKey, inbox, shot, slug };
-  } catch (e) {
-    await shot('failure').catch(() => {});
-    await page.context().close();
-    throw e;
-  }
-}
-
-/** Runs `body` and closes the pages of `members` afterwards (a screenshot of each on failure). */
-async function closing(members, body) {
-  try {
-    await body();
-  } catch (e) {
-    for (const m of members) await m.shot('failure').catch(() => {});
-    throw e;
-  } finally {
-    for (const m of members) await m.page.context().close();
-  }
+function factorsMember(portalUnderTest, tenant, viewportName, label, method) {
+  const where = { portal: portalUnderTest, browser: shared.browser };
+  return newMember(where, tenant, viewportName, `factors-${label}`, {
+    authenticator: true,
+    firstLogin: ({ inbox }) => {
+      if (method === 'passkey') {
+        return { method: '生体認証（パスキー）', setUp: (p, { shot: s }) => registerPasskey(p, { shot: s }) };
+      }
+      if (method === 'email') {
+        return {
+          method: 'ワンタイムパスワード認証（メール）',
+          setUp: async (p) => {
+            await p.getByRole('heading', { name: 'メール認証' }).waitFor();
+            await enterMailedCode(p, await inbox.code());
+          },
+        };
+      }
+      return {};
+    },
+  });
 }
 
 async function enterMailedCode(page, code) {
@@ -161,7 +127,7 @@ async function registerSecondApp(page, takenName, deviceName, shot) {
 function journey11(tenant, viewportName) {
   const { slug } = tenant;
   test(`journey 11: add a passkey${slug === 'kanekakenpo' ? ' and a second app' : ''} on ${slug} (${viewportName})`, { timeout: 90_000 }, async () => {
-    const m = await newMember(portal, tenant, viewportName, 'j11', 'totp');
+    const m = await factorsMember(shared.portal, tenant, viewportName, 'j11', 'totp');
     await closing([m], async () => {
       const { page, member, inbox, shot } = m;
       const keyName = viewportName === 'phone' ? 'iPhone（顔認証）' : 'ノートパソコン';
@@ -201,7 +167,7 @@ function journey11(tenant, viewportName) {
       // Next login: the kind chosen at first login (the app) comes first, the passkey is a
       // link away.
       await logout(page, member.name);
-      await submitLogin(page, portal, slug, m.userId, m.password);
+      await submitLogin(page, shared.portal, slug, m.userId, m.password);
       await page.getByLabel('ワンタイムパスワード', { exact: true }).waitFor();
       assert.deepEqual(await otherFactorLinks(page), [KIND.passkey]);
       await shot('6-login-choice');
@@ -218,7 +184,7 @@ function journey11(tenant, viewportName) {
         // With two apps the member names the device first: the iPad's code is wrong for the
         // iPhone and right for the iPad.
         await logout(page, member.name);
-        await submitLogin(page, portal, slug, m.userId, m.password);
+        await submitLogin(page, shared.portal, slug, m.userId, m.password);
         const devices = page.getByRole('group', { name: 'デバイス' });
         await devices.getByRole('radio', { name: 'iPhone', exact: true }).waitFor();
         assert.equal(await devices.getByRole('radio').count(), 2);
@@ -244,7 +210,7 @@ function journey12(tenant, viewportName) {
   const { slug } = tenant;
   test(`journey 12: remove second factors on ${slug} (${viewportName})`, { timeout: 90_000 }, async () => {
     // A member who chose the passkey at first login and then added an app.
-    const m = await newMember(portal, tenant, viewportName, 'j12', 'passkey');
+    const m = await factorsMember(shared.portal, tenant, viewportName, 'j12', 'passkey');
     await closing([m], async () => {
       const { page, member, inbox, shot } = m;
       await expectFactorMail(inbox, ADDED_MAIL, KIND.passkey, 'パスキー');
@@ -306,7 +272,7 @@ function journey12(tenant, viewportName) {
 
       // The next login asks for the app only: no passkey, no link to another kind.
       await logout(page, member.name);
-      await submitLogin(page, portal, slug, m.userId, m.password);
+      await submitLogin(page, shared.portal, slug, m.userId, m.password);
       await page.getByLabel('ワンタイムパスワード', { exact: true }).waitFor();
       assert.deepEqual(await otherFactorLinks(page), []);
       await enterAppCode(page, key);
@@ -333,10 +299,10 @@ function stepUpTest() {
       // A: an app; B: the mailed code; C: a passkey and an app, signed in with the passkey.
       const prepare = async () => {
         const settled = await Promise.allSettled([
-          newMember(own, daiwa, 'phone', 'stepup-app', 'totp'),
-          newMember(own, kaneka, 'desktop', 'stepup-mail', 'email'),
+          factorsMember(own, daiwa, 'phone', 'stepup-app', 'totp'),
+          factorsMember(own, kaneka, 'desktop', 'stepup-mail', 'email'),
           (async () => {
-            const m = await newMember(own, kaneka, 'phone', 'stepup-passkey', 'passkey');
+            const m = await factorsMember(own, kaneka, 'phone', 'stepup-passkey', 'passkey');
             await openLoginMethods(m.page);
             await clickAdd(m.page, KIND.totp);
             m.totpKey = (await registerApp(m.page, { deviceName: 'Android' })).key;

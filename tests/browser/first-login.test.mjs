@@ -5,40 +5,27 @@
 // target/screenshots/first-login-<slug>-<viewport>-<step>.png
 
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 
 import { waitForMail } from './lib/mailbox.mjs';
 import { addMember } from './lib/members.mjs';
 import { registerApp, totpCode } from './lib/totp.mjs';
-import { launchBrowser, newPage, screenshot, startPortal } from './lib/server.mjs';
+import { newPage, screenshot } from './lib/server.mjs';
+import { VIEWPORTS, sharedPortal, tenantsWith } from './lib/suite.mjs';
 
-const TENANTS = [
-  { slug: 'daiwakenpo', services: ['健診予約', '医療費のお知らせ', '各種申請', 'ヘルスケアポイント'], methods: 2, confirmByLink: false },
-  { slug: 'kanekakenpo', services: ['お知らせ', '医療費通知', '健診・人間ドック'], methods: 3, confirmByLink: true },
-];
-const VIEWPORTS = {
-  phone: { viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true },
-  desktop: { viewport: { width: 1280, height: 800 } },
-};
-
-let portal;
-let browser;
-
-before(async () => {
-  portal = await startPortal();
-  browser = await launchBrowser();
+const TENANTS = tenantsWith({
+  daiwakenpo: { services: ['健診予約', '医療費のお知らせ', '各種申請', 'ヘルスケアポイント'], methods: 2, confirmByLink: false },
+  kanekakenpo: { services: ['お知らせ', '医療費通知', '健診・人間ドック'], methods: 3, confirmByLink: true },
 });
 
-after(async () => {
-  await browser?.close();
-  await portal?.stop();
-});
+const shared = sharedPortal();
 
 let counter = 0;
 
 for (const [viewportName, viewport] of Object.entries(VIEWPORTS)) {
   for (const { slug, services, methods, confirmByLink } of TENANTS) {
     test(`first login, logout and daily login on ${slug} (${viewportName})`, { timeout: 90_000 }, async () => {
+      const { portal, browser } = shared;
       const member = await addMember(portal, slug);
       counter += 1;
       const newUserId = `Taro-${viewportName.slice(0, 2)}${counter}X`; // upper case is lower-cased

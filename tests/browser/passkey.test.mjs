@@ -10,79 +10,38 @@
 // counter went backwards. Screenshots: target/screenshots/passkey-<case>-….png
 
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 
 import { ADDED, KIND, clickAdd, deviceNames, kindSection, openLoginMethods } from './lib/factors.mjs';
-import { expectTopPage, firstLogin, logout, submitLogin } from './lib/journeys.mjs';
-import { addMember } from './lib/members.mjs';
-import { launchBrowser, newPage, screenshot, startPortal } from './lib/server.mjs';
+import { expectTopPage, logout, submitLogin } from './lib/journeys.mjs';
+import { TENANTS, VIEWPORTS, closing, newMember, sharedPortal } from './lib/suite.mjs';
 import { addAuthenticator, passkeyError, passkeyStep, registerPasskey } from './lib/webauthn.mjs';
-
-const TENANTS = [
-  { slug: 'daiwakenpo', name: 'ダイワ タロウ' },
-  { slug: 'kanekakenpo', name: 'カネカ ハナコ' },
-];
-const VIEWPORTS = {
-  phone: { viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true },
-  desktop: { viewport: { width: 1280, height: 800 } },
-};
 
 /** What the member reads when the server does not accept the passkey. */
 const PASSKEY_FAILED = '生体認証を確認できませんでした。登録済みの端末でもう一度お試しください。';
 const NAME_TAKEN = 'この名前はすでに登録されています。別の名前を入力してください。';
 
-let portal;
-let browser;
-
-before(async () => {
-  portal = await startPortal();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await portal?.stop();
-});
+const shared = sharedPortal();
 
 /**
- * A member of `tenant` who finished the first login with a passkey, on a page of their own
- * with a virtual authenticator. Resolves to {page, authenticator, member, userId, password, keyName, shot}.
+ * A member of `tenant` who finished the first login with a passkey (named `keyName`, or
+ * the offered 「パスキー」), on a page of their own with a virtual authenticator. Resolves
+ * to newMember's member with `keyName`, the name the passkey got.
  */
 async function passkeyMember(tenant, viewportName, label, { keyName } = {}) {
-  const { slug, name } = tenant;
-  const page = await newPage(browser, VIEWPORTS[viewportName]);
-  const shot = (step) => screenshot(page, `passkey-${label}-${slug}-${viewportName}-${step}`);
-  try {
-    const authenticator = await addAuthenticator(page);
-    const member = await addMember(portal, slug, { name });
-    const { userId, password, setUp } = await firstLogin(page, portal, slug, member, {
+  const m = await newMember(shared, tenant, viewportName, `passkey-${label}`, {
+    authenticator: true,
+    firstLogin: () => ({
       method: KIND.passkey,
       setUp: (p, { shot: s }) => registerPasskey(p, { name: keyName, shot: s }),
-      shot: (s) => shot(`0-${s}`),
-    });
-    return { page, authenticator, member, userId, password, keyName: setUp, shot };
-  } catch (e) {
-    await shot('failure').catch(() => {});
-    await page.context().close();
-    throw e;
-  }
-}
-
-/** Runs `body` and closes the pages of `members` afterwards (a screenshot of each on failure). */
-async function closing(members, body) {
-  try {
-    await body();
-  } catch (e) {
-    for (const m of members) await m.shot('failure').catch(() => {});
-    throw e;
-  } finally {
-    for (const m of members) await m.page.context().close();
-  }
+    }),
+  });
+  return { ...m, keyName: m.setUp };
 }
 
 /** The password step of a daily login, ending on 「生体認証」 with 「次へ」. */
 async function toPasskeyStep(m, slug) {
-  await submitLogin(m.page, portal, slug, m.userId, m.password);
+  await submitLogin(m.page, shared.portal, slug, m.userId, m.password);
   await m.page.getByRole('heading', { name: '生体認証', exact: true }).waitFor();
 }
 

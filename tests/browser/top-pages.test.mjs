@@ -4,39 +4,25 @@
 // browser context. Screenshots land in target/screenshots/top-<slug>-<viewport>.png.
 
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 
-import { launchBrowser, newPage, screenshot, startPortal } from './lib/server.mjs';
+import { newPage, screenshot } from './lib/server.mjs';
+import { VIEWPORTS, sharedPortal, tenantsWith } from './lib/suite.mjs';
 
-const TENANTS = [
-  { slug: 'daiwakenpo', name: '大和証券グループ健康保険組合' },
-  { slug: 'kanekakenpo', name: 'カネカ健康保険組合' },
-];
-
-const VIEWPORTS = {
-  phone: { viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true },
-  desktop: { viewport: { width: 1280, height: 800 } },
-};
+// Each society's own name (its display_name), as its pages show it.
+const TENANTS = tenantsWith({
+  daiwakenpo: { society: '大和証券グループ健康保険組合' },
+  kanekakenpo: { society: 'カネカ健康保険組合' },
+});
 
 // How far down the login link may start to count as "top".
 const TOP_BAND_PX = 120;
 
-let portal;
-let browser;
-
-before(async () => {
-  portal = await startPortal();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await portal?.stop();
-});
+const shared = sharedPortal();
 
 /** Opens `url` in a fresh context with the named viewport; returns {page, response}. */
 async function open(viewportName, url) {
-  const page = await newPage(browser, VIEWPORTS[viewportName]);
+  const page = await newPage(shared.browser, VIEWPORTS[viewportName]);
   // "load" waits for images too, so the logo has been fetched by then.
   const response = await page.goto(url, { waitUntil: 'load' });
   assert.ok(response, `no response for ${url}`);
@@ -46,9 +32,9 @@ async function open(viewportName, url) {
 for (const viewportName of Object.keys(VIEWPORTS)) {
   const { width } = VIEWPORTS[viewportName].viewport;
 
-  for (const { slug, name } of TENANTS) {
+  for (const { slug, society } of TENANTS) {
     test(`top page of ${slug} on a ${viewportName} (${width}px)`, { timeout: 60_000 }, async () => {
-      const url = portal.url(slug);
+      const url = shared.portal.url(slug);
       const { page, response } = await open(viewportName, url);
       try {
         assert.equal(response.status(), 200, `GET ${url}`);
@@ -56,7 +42,7 @@ for (const viewportName of Object.keys(VIEWPORTS)) {
         assert.equal(await page.evaluate(() => document.documentElement.lang), 'ja', '<html lang>');
 
         // The society's name is shown.
-        await page.getByText(name).filter({ visible: true }).first().waitFor({ state: 'visible' });
+        await page.getByText(society).filter({ visible: true }).first().waitFor({ state: 'visible' });
 
         // 「ログイン」 is a visible link at the top right.
         const login = page.getByRole('link', { name: 'ログイン', exact: true }).filter({ visible: true }).first();
@@ -84,7 +70,7 @@ for (const viewportName of Object.keys(VIEWPORTS)) {
   test(`the two societies' headers differ on a ${viewportName}`, { timeout: 60_000 }, async () => {
     const colors = {};
     for (const { slug } of TENANTS) {
-      const { page, response } = await open(viewportName, portal.url(slug));
+      const { page, response } = await open(viewportName, shared.portal.url(slug));
       try {
         assert.equal(response.status(), 200);
         colors[slug] = await page
@@ -104,13 +90,13 @@ for (const viewportName of Object.keys(VIEWPORTS)) {
 }
 
 test('an unknown host is a 404 that names no society', { timeout: 60_000 }, async () => {
-  const url = portal.url('nobody');
+  const url = shared.portal.url('nobody');
   const { page, response } = await open('desktop', url);
   try {
     assert.equal(response.status(), 404, `GET ${url}`);
     const text = await page.evaluate(() => document.documentElement.textContent ?? '');
-    for (const { name } of TENANTS) {
-      assert.ok(!text.includes(name), `the 404 page does not mention ${name}`);
+    for (const { society } of TENANTS) {
+      assert.ok(!text.includes(society), `the 404 page does not mention ${society}`);
     }
     await screenshot(page, 'unknown-host');
   } finally {

@@ -4,34 +4,20 @@
 // Both tenants, phone and desktop. Screenshots: target/screenshots/totp-*.png
 
 import assert from 'node:assert/strict';
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 
 import { expectTopPage, firstLogin, logout, submitLogin } from './lib/journeys.mjs';
 import { addMember } from './lib/members.mjs';
-import { launchBrowser, newPage, screenshot, startPortal } from './lib/server.mjs';
+import { newPage, screenshot } from './lib/server.mjs';
+import { TENANTS, VIEWPORTS, sharedPortal } from './lib/suite.mjs';
 import { totpCode } from './lib/totp.mjs';
 
-const VIEWPORTS = {
-  phone: { viewport: { width: 390, height: 844 }, deviceScaleFactor: 2, isMobile: true, hasTouch: true },
-  desktop: { viewport: { width: 1280, height: 800 } },
-};
-
-let portal;
-let browser;
-
-before(async () => {
-  portal = await startPortal();
-  browser = await launchBrowser();
-});
-
-after(async () => {
-  await browser?.close();
-  await portal?.stop();
-});
+const shared = sharedPortal();
 
 for (const [viewportName, viewport] of Object.entries(VIEWPORTS)) {
-  for (const slug of ['daiwakenpo', 'kanekakenpo']) {
+  for (const { slug } of TENANTS) {
     test(`authenticator app set-up and login on ${slug} (${viewportName})`, { timeout: 90_000 }, async () => {
+      const { portal, browser } = shared;
       const member = await addMember(portal, slug);
       const page = await newPage(browser, viewport);
       const shot = (step) => screenshot(page, `totp-${slug}-${viewportName}-${step}`);
