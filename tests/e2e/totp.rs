@@ -6,11 +6,13 @@ use crate::browser_like::{
     add_some_member, fresh_password, fresh_user_id, host_of, login_ok, walk_first_login_to,
     Browser, Letter,
 };
+use crate::db::{count, member_id, value, Arg};
 use crate::harness::{on_both_backends, Backend, TestApp};
 
 on_both_backends!(
     app_is_set_up_at_first_login_and_codes_work_once,
     one_code_submitted_by_two_logins_at_once_lets_one_through,
+    another_members_app_cannot_be_used,
 );
 
 const WRONG: &str = "ワンタイムパスワードが正しくありません";
@@ -197,4 +199,64 @@ async fn one_code_submitted_by_two_logins_at_once_lets_one_through(backend: Back
     assert_eq!(through, 1, "{}\n{}", ra.summary(), rb.summary());
     let refused = if ra.status == 303 { &rb } else { &ra };
     assert!(refused.body.contains(WRONG), "{}", refused.summary());
+}
+
+async fn another_members_app_cannot_be_used(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let alice = member_with_app(&app).await;
+    let bob = member_with_app(&app).await;
+    let alice_id = member_id(&app.db, "daiwakenpo", &alice.user_id).await;
+    let bob_id = member_id(&app.db, "daiwakenpo", &bob.user_id).await;
+    let alice_device = value(
+        &app.db,
+        "SELECT id FROM mfa_devices WHERE member_id = $1",
+        &[Arg::Text(&alice_id)],
+    )
+    .await
+    .unwrap();
+
+    let alice_step_before = last_step(&app, &alice_device).await;
+    assert!(alice_step_before.is_some());
+
+    // Bob's one-time password step neither shows nor accepts Alice's app: her device id
+    // and her current code are refused as a wrong code, counted against Bob.
+    let b = Browser::new(&app, &host_of("daiwakenpo"));
+    let next = login_ok(&b, &bob.user_id, &bob.password).await;
+    assert!(next.is_see_other("/login/factor"), "{}", next.summary());
+    let page = b.get("/login/otp").await;
+    assert!(!page.body.contains(&alice_device));
+    let alice_code = oathtool(&alice.key, 0);
+    let bob_code = oathtool(&bob.key, 30);
+    if alice_code != oathtool(&bob.key, 0) && alice_code != bob_code {
+        let refused = b
+            .fill(
+                "/login/otp",
+                &[("device", &alice_device), ("code", &alice_code)],
+            )
+            .await;
+        assert!(refused.body.contains(WRONG), "{}", refused.summary());
+        let failures = count(
+            &app.db,
+            "SELECT CAST(failed_logins AS TEXT) FROM members WHERE id = $1",
+            &[Arg::Text(&bob_id)],
+        )
+        .await;
+        assert_eq!(failures, 1);
+    }
+    // Alice's app is untouched: Bob's login recorded no use of it.
+    assert_eq!(last_step(&app, &alice_device).await, alice_step_before);
+    // Bob's own app still works.
+    let done = b.fill("/login/otp", &[("code", &bob_code)]).await;
+    assert!(done.is_see_other("/login/next"), "{}", done.summary());
+    assert!(b.follow(done).await.is_see_other("/"));
+}
+
+/// The last accepted time step of a device.
+async fn last_step(app: &TestApp, device: &str) -> Option<String> {
+    value(
+        &app.db,
+        "SELECT CAST(last_step AS TEXT) FROM mfa_devices WHERE id = $1",
+        &[Arg::Text(device)],
+    )
+    .await
 }
