@@ -539,7 +539,20 @@ pub async fn first_login(app: &TestApp, slug: &str) -> (String, String) {
     (m.user_id, m.password)
 }
 
-/// The text bodies of the mails the portal wrote (to files) for `to`, oldest first, once
+/// Subject and text body (`subject\nbody`) of a raw message addressed to `to`.
+pub fn text_for(raw: &[u8], to: &str) -> Option<String> {
+    let message = mail_parser::MessageParser::default().parse(raw)?;
+    let addressed = message
+        .to()
+        .and_then(|a| a.first())
+        .and_then(|a| a.address())
+        .is_some_and(|a| a.eq_ignore_ascii_case(to));
+    let subject = message.subject().unwrap_or_default();
+    let body = message.body_text(0).unwrap_or_default();
+    addressed.then(|| format!("{subject}\n{body}"))
+}
+
+/// The subjects and text bodies of the mails the portal wrote (to files) for `to`, oldest first, once
 /// at least `at_least` are there (waits up to 10 s).
 pub async fn mails_to(b: &Browser, to: &str, at_least: usize) -> Vec<String> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -551,16 +564,7 @@ pub async fn mails_to(b: &Browser, to: &str, at_least: usize) -> Vec<String> {
         files.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
         let texts: Vec<String> = files
             .iter()
-            .filter_map(|p| {
-                let raw = std::fs::read(p).ok()?;
-                let message = mail_parser::MessageParser::default().parse(&raw)?;
-                let addressed = message
-                    .to()
-                    .and_then(|a| a.first())
-                    .and_then(|a| a.address())
-                    .is_some_and(|a| a.eq_ignore_ascii_case(to));
-                addressed.then(|| message.body_text(0).unwrap_or_default().into_owned())
-            })
+            .filter_map(|p| text_for(&std::fs::read(p).ok()?, to))
             .collect();
         if texts.len() >= at_least || std::time::Instant::now() > deadline {
             return texts;

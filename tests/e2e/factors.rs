@@ -10,12 +10,13 @@ use webauthn_authenticator_rs::softpasskey::SoftPasskey;
 
 use crate::browser_like::{
     add_some_member, fresh_password, fresh_user_id, host_of, login_ok, mails_to, signed_in_member,
-    walk_first_login_to, Browser, Letter,
+    text_for, walk_first_login_to, Browser, Letter,
 };
 use crate::db::{count, exec, member_id, Arg};
 use crate::harness::{
     eventually, free_port, on_both_backends, Backend, SmtpServer, TestApp, TestDb,
 };
+use crate::otp::{oathtool, shown_key};
 
 on_both_backends!(
     email_codes_are_mailed_single_use_and_count_toward_lockout,
@@ -24,72 +25,48 @@ on_both_backends!(
 
 const WRONG: &str = "ワンタイムパスワードが正しくありません";
 
-/// `oathtool --totp -b KEY`: the code an authenticator app shows now.
-fn app_code(key: &str) -> String {
-    let out = std::process::Command::new("oathtool")
-        .args(["--totp", "-b", key])
-        .output()
-        .expect("oathtool is needed: apt-get install oathtool (tests/run does)");
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
-
-/// The text bodies of the messages the SMTP server received for `to`, once there are
-/// at least `n` (waits up to 10 s).
-async fn received(smtp: &SmtpServer, to: &str, n: usize) -> Vec<String> {
+/// Subjects and text bodies of the messages the SMTP server received for `to`, once
+/// `enough` holds for them (waits up to 10 s).
+async fn received_until(
+    smtp: &SmtpServer,
+    to: &str,
+    enough: impl Fn(&[String]) -> bool,
+) -> Vec<String> {
     let mut texts = Vec::new();
     eventually(Duration::from_secs(10), || {
         texts = smtp
             .messages()
             .iter()
-            .filter_map(|raw| {
-                let message = mail_parser::MessageParser::default().parse(raw.as_bytes())?;
-                let addressed = message
-                    .to()
-                    .and_then(|a| a.first())
-                    .and_then(|a| a.address())
-                    .is_some_and(|a| a.eq_ignore_ascii_case(to));
-                let subject = message.subject().unwrap_or_default().to_owned();
-                let body = message.body_text(0).unwrap_or_default().into_owned();
-                addressed.then(|| format!("{subject}\n{body}"))
-            })
+            .filter_map(|raw| text_for(raw.as_bytes(), to))
             .collect();
-        let enough = texts.len() >= n;
-        async move { enough }
+        let done = enough(&texts);
+        async move { done }
     })
     .await;
     texts
 }
 
+/// The messages for `to`, once there are at least `n`.
+async fn received(smtp: &SmtpServer, to: &str, n: usize) -> Vec<String> {
+    received_until(smtp, to, |texts| texts.len() >= n).await
+}
+
 /// The code in the newest one-time password mail to `to` (at least `n` such mails).
 async fn mailed_code(smtp: &SmtpServer, to: &str, n: usize) -> String {
-    let mut codes = Vec::new();
-    eventually(Duration::from_secs(10), || {
-        let found: Vec<String> = smtp
-            .messages()
-            .iter()
-            .filter_map(|raw| {
-                let message = mail_parser::MessageParser::default().parse(raw.as_bytes())?;
-                let to_member = message
-                    .to()
-                    .and_then(|a| a.first())
-                    .and_then(|a| a.address())
-                    .is_some_and(|a| a.eq_ignore_ascii_case(to));
-                let body = message.body_text(0)?.into_owned();
-                let code = body
-                    .split("ワンタイムパスワード：")
-                    .nth(1)?
-                    .chars()
-                    .take_while(char::is_ascii_digit)
-                    .collect::<String>();
-                to_member.then_some(code)
-            })
-            .collect();
-        let enough = found.len() >= n;
-        codes = found;
-        async move { enough }
+    let code_of = |text: &String| {
+        let after = text.split("ワンタイムパスワード：").nth(1)?;
+        Some(
+            after
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>(),
+        )
+    };
+    let texts = received_until(smtp, to, |texts| {
+        texts.iter().filter_map(code_of).count() >= n
     })
     .await;
+    let codes: Vec<String> = texts.iter().filter_map(code_of).collect();
     assert!(codes.len() >= n, "only {} code mails to {to}", codes.len());
     codes.last().unwrap().clone()
 }
@@ -274,17 +251,11 @@ async fn factors_are_added_and_removed_from_login_methods(backend: Backend) {
         "{}",
         setup.summary()
     );
-    let key = setup
-        .body
-        .split("id=\"totp-key\" class=\"key\">")
-        .nth(1)
-        .and_then(|s| s.split('<').next())
-        .expect("the key is shown")
-        .to_owned();
+    let key = shown_key(&setup);
     let taken = b
         .fill(
             "/login/totp",
-            &[("device_name", "パスキー"), ("code", &app_code(&key))],
+            &[("device_name", "パスキー"), ("code", &oathtool(&key, 0))],
         )
         .await;
     assert!(
@@ -295,7 +266,10 @@ async fn factors_are_added_and_removed_from_login_methods(backend: Backend) {
     let done = b
         .fill(
             "/login/totp",
-            &[("device_name", "会社のスマホ"), ("code", &app_code(&key))],
+            &[
+                ("device_name", "会社のスマホ"),
+                ("code", &oathtool(&key, 0)),
+            ],
         )
         .await;
     assert!(done.is_see_other("/login/next"), "{}", done.summary());

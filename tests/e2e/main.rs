@@ -10,6 +10,7 @@ mod config;
 mod factors;
 mod mail;
 mod migrations;
+mod otp;
 mod passkeys;
 mod routing;
 mod signin;

@@ -8,6 +8,7 @@ use crate::browser_like::{
 };
 use crate::db::{count, member_id, value, Arg};
 use crate::harness::{on_both_backends, Backend, TestApp};
+use crate::otp::{oathtool, shown_key};
 
 on_both_backends!(
     app_is_set_up_at_first_login_and_codes_work_once,
@@ -16,21 +17,6 @@ on_both_backends!(
 );
 
 const WRONG: &str = "ワンタイムパスワードが正しくありません";
-
-/// The code `oathtool` shows for `key`, `offset` seconds from now.
-fn oathtool(key: &str, offset: i64) -> String {
-    let mut cmd = std::process::Command::new("oathtool");
-    cmd.args(["--totp", "-b", key]);
-    if offset != 0 {
-        let sign = if offset > 0 { '+' } else { '-' };
-        cmd.args(["-N", &format!("now {sign} {} seconds", offset.abs())]);
-    }
-    let out = cmd
-        .output()
-        .expect("oathtool is needed: apt-get install oathtool (tests/run does)");
-    assert!(out.status.success());
-    String::from_utf8(out.stdout).unwrap().trim().to_owned()
-}
 
 struct AppMember {
     letter: Letter,
@@ -57,13 +43,7 @@ async fn member_with_app(app: &TestApp) -> AppMember {
     assert!(page
         .body
         .contains("2.アプリケーションを開き、キーを入力します"));
-    let key = page
-        .body
-        .split("id=\"totp-key\" class=\"key\">")
-        .nth(1)
-        .and_then(|s| s.split('<').next())
-        .expect("the key is shown")
-        .to_owned();
+    let key = shown_key(&page);
 
     // A wrong code keeps the member on the form.
     let wrong = b

@@ -23,6 +23,18 @@ pub struct Device {
     pub credential_id: Option<String>,
 }
 
+/// A device to register, under an id the caller chose (the id seals a TOTP secret).
+pub struct NewDevice<'a> {
+    pub id: &'a str,
+    /// `totp` | `passkey`
+    pub kind: &'a str,
+    pub name: &'a str,
+    /// totp: the sealed secret; passkey: its JSON.
+    pub secret: &'a str,
+    /// passkey: its credential id (base64url).
+    pub credential_id: Option<&'a str>,
+}
+
 const DEVICE_COLUMNS: &str =
     "id, member_id, kind, name, secret, created_at, last_used_at, credential_id";
 
@@ -60,65 +72,27 @@ impl Store {
         Ok(row)
     }
 
-    /// Registers a device under an id the caller chose (the id seals the secret). A name the
-    /// member already uses is a conflict.
+    /// Registers a device. A name the member already uses, or a passkey credential
+    /// already registered in this tenant (to anyone), is a conflict.
     pub async fn add_device(
         &self,
         tenant: &TenantId,
         member_id: &str,
-        id: &str,
-        kind: &str,
-        name: &str,
-        sealed_secret: &str,
-    ) -> StoreResult<()> {
-        let result = on_pool!(&self.pool, p => {
-            sqlx::query(
-                "INSERT INTO mfa_devices (id, tenant_id, member_id, kind, name, secret, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(id)
-            .bind(tenant.as_str())
-            .bind(member_id)
-            .bind(kind)
-            .bind(name)
-            .bind(sealed_secret)
-            .bind(super::now_unix())
-            .execute(p)
-            .await
-            .map(|_| ())
-        });
-        match result {
-            Ok(()) => Ok(()),
-            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => Err(
-                StoreError::Conflict("a device of this member already has that name".into()),
-            ),
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Registers a passkey. A name the member already uses, or a credential already
-    /// registered in this tenant (to anyone), is a conflict.
-    pub async fn add_passkey(
-        &self,
-        tenant: &TenantId,
-        member_id: &str,
-        id: &str,
-        name: &str,
-        credential_id: &str,
-        passkey_json: &str,
+        d: &NewDevice<'_>,
     ) -> StoreResult<()> {
         let result = on_pool!(&self.pool, p => {
             sqlx::query(
                 "INSERT INTO mfa_devices (id, tenant_id, member_id, kind, name, secret, created_at, \
-                 credential_id) VALUES ($1, $2, $3, 'passkey', $4, $5, $6, $7)",
+                 credential_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
             )
-            .bind(id)
+            .bind(d.id)
             .bind(tenant.as_str())
             .bind(member_id)
-            .bind(name)
-            .bind(passkey_json)
+            .bind(d.kind)
+            .bind(d.name)
+            .bind(d.secret)
             .bind(super::now_unix())
-            .bind(credential_id)
+            .bind(d.credential_id)
             .execute(p)
             .await
             .map(|_| ())
@@ -126,7 +100,7 @@ impl Store {
         match result {
             Ok(()) => Ok(()),
             Err(sqlx::Error::Database(db)) if db.is_unique_violation() => Err(
-                StoreError::Conflict("name or credential already registered".into()),
+                StoreError::Conflict("device name or credential already registered".into()),
             ),
             Err(e) => Err(e.into()),
         }

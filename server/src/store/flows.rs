@@ -71,36 +71,6 @@ impl Store {
         Ok(())
     }
 
-    /// A step-up or add flow starts with the factor already proven (a recent login).
-    pub async fn create_flow_with_factor(
-        &self,
-        tenant: &TenantId,
-        token_hash: &str,
-        member_id: &str,
-        purpose: &str,
-        return_to: &str,
-        expires_at: i64,
-    ) -> StoreResult<()> {
-        on_pool!(&self.pool, p => {
-            sqlx::query(
-                "INSERT INTO login_flows (token_hash, tenant_id, member_id, purpose, \
-                 birth_date_verified, return_to, created_at, expires_at, factor_verified) \
-                 VALUES ($1, $2, $3, $4, FALSE, $5, $6, $7, TRUE)",
-            )
-            .bind(token_hash)
-            .bind(tenant.as_str())
-            .bind(member_id)
-            .bind(purpose)
-            .bind(return_to)
-            .bind(now_unix())
-            .bind(expires_at)
-            .execute(p)
-            .await
-            .map(|_| ())
-        })?;
-        Ok(())
-    }
-
     /// A new e-mail code for the flow (its keyed hash); the previous one stops working and
     /// the attempt count starts again.
     pub async fn set_flow_email_code(

@@ -112,6 +112,18 @@ pub struct NewMember<'a> {
     pub password_hash: &'a str,
 }
 
+/// A sign-in flow to open.
+pub struct NewFlow<'a> {
+    pub token_hash: &'a str,
+    pub member_id: &'a str,
+    /// `login` | `step_up` | `add_<method>`
+    pub purpose: &'a str,
+    pub return_to: &'a str,
+    pub expires_at: i64,
+    /// A step-up or add flow started by a recently authenticated member.
+    pub factor_verified: bool,
+}
+
 /// A sign-in in progress.
 #[derive(Debug, Clone, FromRow)]
 pub struct LoginFlow {
@@ -480,28 +492,21 @@ impl Store {
 
     // --- sign-in flows -------------------------------------------------------------------
 
-    pub async fn create_flow(
-        &self,
-        tenant: &TenantId,
-        token_hash: &str,
-        member_id: &str,
-        purpose: &str,
-        return_to: &str,
-        expires_at: i64,
-    ) -> StoreResult<()> {
+    pub async fn create_flow(&self, tenant: &TenantId, f: &NewFlow<'_>) -> StoreResult<()> {
         on_pool!(&self.pool, p => {
             sqlx::query(
                 "INSERT INTO login_flows (token_hash, tenant_id, member_id, purpose, \
-                 birth_date_verified, return_to, created_at, expires_at) \
-                 VALUES ($1, $2, $3, $4, FALSE, $5, $6, $7)",
+                 birth_date_verified, return_to, created_at, expires_at, factor_verified) \
+                 VALUES ($1, $2, $3, $4, FALSE, $5, $6, $7, $8)",
             )
-            .bind(token_hash)
+            .bind(f.token_hash)
             .bind(tenant.as_str())
-            .bind(member_id)
-            .bind(purpose)
-            .bind(return_to)
+            .bind(f.member_id)
+            .bind(f.purpose)
+            .bind(f.return_to)
             .bind(now_unix())
-            .bind(expires_at)
+            .bind(f.expires_at)
+            .bind(f.factor_verified)
             .execute(p)
             .await
             .map(|_| ())

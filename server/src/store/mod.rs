@@ -18,9 +18,9 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::{PgPool, SqlitePool};
 
-pub use devices::Device;
+pub use devices::{Device, NewDevice};
 pub use mail::{MailCounts, NewMail, OutboxMail};
-pub use members::{AuditEvent, LoginFlow, Member, MemberState, NewMember, Session};
+pub use members::{AuditEvent, LoginFlow, Member, MemberState, NewFlow, NewMember, Session};
 pub use tenants::ApplyOutcome;
 
 use crate::config::{Config, DatabaseKind};

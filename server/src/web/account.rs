@@ -11,10 +11,10 @@ use serde::{Deserialize, Serialize};
 
 use super::first_login::new_password_errors;
 use super::pages::render;
-use super::signin::{lockout_failure, member_view, Factors, Purpose};
+use super::signin::{lockout_failure, member_view, start_flow, Factors, Purpose, StartFlow};
 use super::{AppState, CurrentTenant, RequestMeta};
 use crate::auth::password::HashError;
-use crate::auth::session::{self, internal, SignedIn, FLOW_COOKIE, SESSION_COOKIE};
+use crate::auth::session::{self, internal, SignedIn, SESSION_COOKIE};
 use crate::member::policy::UserId;
 use crate::store::{now_unix, StoreError};
 use crate::tenant::Tenant;
@@ -497,26 +497,19 @@ pub async fn reauth(
             "",
         )
         .await;
-        let (token, token_hash) = session::new_token();
-        state
-            .store
-            .create_flow(
-                &tenant.id,
-                &token_hash,
-                &member.id,
-                Purpose::StepUp.as_str(),
-                &return_to,
-                now_unix() + 10 * 60,
-            )
-            .await
-            .map_err(internal)?;
-        jar.add(session::cookie(
-            FLOW_COOKIE,
-            &token,
-            state.config.secure_cookies(),
-            Some(10 * 60),
-        ));
-        return Ok(Redirect::see_other("/login/next").into_response());
+        return start_flow(
+            &state,
+            tenant,
+            jar,
+            StartFlow {
+                member_id: &member.id,
+                purpose: Purpose::StepUp,
+                return_to: &return_to,
+                lifetime_secs: 10 * 60,
+                factor_verified: false,
+            },
+        )
+        .await;
     }
     meta.audit(
         &state.store,

@@ -77,16 +77,10 @@ async fn send_code(
     let mut ctx = tera::Context::new();
     ctx.insert("code", &code);
     ctx.insert("lifetime_minutes", &lifetime);
-    let result = async {
-        let mut tx = state.store.begin().await?;
-        state
-            .mailer
-            .enqueue(&mut tx, tenant, &to, "email_otp", ctx)
-            .await?;
-        tx.commit().await?;
-        Ok::<_, crate::mail::MailError>(())
-    }
-    .await;
+    let result = state
+        .mailer
+        .send(&state.store, tenant, &to, "email_otp", ctx)
+        .await;
     if let Err(error) = result {
         tracing::warn!(%error, "an e-mail one-time password could not be queued");
         meta.audit(
@@ -110,7 +104,6 @@ async fn send_code(
         )
         .await
         .map_err(internal)?;
-    state.mailer.wake().notify_one();
     meta.audit(
         &state.store,
         tenant,
@@ -252,36 +245,20 @@ pub async fn verify(
                 .set_email_otp_enabled(&tenant.id, &flow.member.id, true)
                 .await
                 .map_err(internal)?;
-            meta.audit(
-                &state.store,
-                tenant,
-                Some(&flow.member.id),
-                "email_otp_registered",
-                "",
-            )
-            .await;
             let theme = state.themes.get(&tenant.slug).map_err(internal)?;
-            factor::notify(
-                &state,
-                tenant,
-                &meta,
-                &flow.member,
-                MfaMethod::EmailOtp,
-                theme.text("factors.email_otp"),
-                true,
-            )
-            .await;
-        } else {
-            meta.audit(
-                &state.store,
-                tenant,
-                Some(&flow.member.id),
-                "email_otp_used",
-                "",
-            )
-            .await;
+            let name = theme.text("factors.email_otp");
+            return factor::registered(&state, tenant, &meta, &flow, MfaMethod::EmailOtp, name)
+                .await;
         }
-        flow.factor_proven(&state, tenant, MfaMethod::EmailOtp, setup)
+        meta.audit(
+            &state.store,
+            tenant,
+            Some(&flow.member.id),
+            "email_otp_used",
+            "",
+        )
+        .await;
+        flow.factor_proven(&state, tenant, MfaMethod::EmailOtp, false)
             .await?;
         return Ok(Redirect::see_other("/login/next").into_response());
     }

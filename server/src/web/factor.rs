@@ -77,6 +77,39 @@ pub async fn factor_page(
     Ok(choose(&flow))
 }
 
+/// Longest name a member may give a device (「デバイス名」, a passkey's name).
+const NAME_MAX: usize = 30;
+
+/// What is wrong with a device name the member typed (already trimmed): `required` or
+/// `invalid` (too long, control characters); the page prefixes its own message key.
+pub fn name_problem(name: &str) -> Option<&'static str> {
+    if name.is_empty() {
+        Some("required")
+    } else if name.chars().count() > NAME_MAX || name.chars().any(char::is_control) {
+        Some("invalid")
+    } else {
+        None
+    }
+}
+
+/// A factor was registered in this flow: it proves the flow's second factor, is audited
+/// (`<method>_registered`) and the member gets a notice mail. Goes on with the flow.
+pub async fn registered(
+    state: &AppState,
+    tenant: &Tenant,
+    meta: &RequestMeta,
+    flow: &Flow,
+    method: MfaMethod,
+    name: &str,
+) -> poem::Result<Response> {
+    flow.factor_proven(state, tenant, method, true).await?;
+    let event = format!("{}_registered", method.as_str());
+    meta.audit(&state.store, tenant, Some(&flow.member.id), &event, name)
+        .await;
+    notify(state, tenant, meta, &flow.member, method, name, true).await;
+    Ok(Redirect::see_other("/login/next").into_response())
+}
+
 /// Tells the member by mail that a factor was added or removed, so an unexpected change
 /// does not go unnoticed. A failure is logged; the change itself stands.
 pub async fn notify(
@@ -105,20 +138,12 @@ pub async fn notify(
     ctx.insert("device", name);
     ctx.insert("added", &added);
     ctx.insert("at", &super::account::date_time(crate::store::now_unix()));
-    ctx.insert("contact", &tenant.settings.contact);
-    let result = async {
-        let mut tx = state.store.begin().await?;
-        state
-            .mailer
-            .enqueue(&mut tx, tenant, &to, "factor_changed", ctx)
-            .await?;
-        tx.commit().await?;
-        Ok::<_, crate::mail::MailError>(())
-    }
-    .await;
+    let result = state
+        .mailer
+        .send(&state.store, tenant, &to, "factor_changed", ctx)
+        .await;
     match result {
-        Ok(()) => {
-            state.mailer.wake().notify_one();
+        Ok(_) => {
             let event = if added {
                 "factor_added_notice_sent"
             } else {

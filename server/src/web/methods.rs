@@ -14,10 +14,9 @@ use serde::{Deserialize, Serialize};
 use super::account::{date, recent_enough, signed_in_context, step_up};
 use super::factor;
 use super::pages::render;
-use super::signin::{Factors, Purpose};
+use super::signin::{start_flow, Factors, Purpose, StartFlow};
 use super::{AppState, CurrentTenant, RequestMeta};
-use crate::auth::session::{self, internal, SignedIn, FLOW_COOKIE};
-use crate::store::now_unix;
+use crate::auth::session::{internal, SignedIn};
 use crate::tenant::{MfaMethod, Tenant};
 
 /// The pseudo device id of the e-mail code factor.
@@ -150,19 +149,6 @@ pub async fn add(
     if !recent_enough(tenant, &signed_in) {
         return Ok(step_up(&format!("/login-methods/add/{}", method.as_str())));
     }
-    let (token, token_hash) = session::new_token();
-    state
-        .store
-        .create_flow_with_factor(
-            &tenant.id,
-            &token_hash,
-            &signed_in.member.id,
-            Purpose::Add(method).as_str(),
-            "/login-methods?added=1",
-            now_unix() + 15 * 60,
-        )
-        .await
-        .map_err(internal)?;
     meta.audit(
         &state.store,
         tenant,
@@ -171,13 +157,20 @@ pub async fn add(
         method.as_str(),
     )
     .await;
-    jar.add(session::cookie(
-        FLOW_COOKIE,
-        &token,
-        state.config.secure_cookies(),
-        Some(15 * 60),
-    ));
-    Ok(Redirect::see_other("/login/next").into_response())
+    // The recent authentication stands for the second factor.
+    start_flow(
+        &state,
+        tenant,
+        jar,
+        StartFlow {
+            member_id: &signed_in.member.id,
+            purpose: Purpose::Add(method),
+            return_to: "/login-methods?added=1",
+            lifetime_secs: 15 * 60,
+            factor_verified: true,
+        },
+    )
+    .await
 }
 
 /// The device `id` of the member, with its kind and name.
@@ -196,9 +189,55 @@ fn find(factors: &Factors, id: &str, email_label: &str) -> Option<(MfaMethod, St
         .map(|(m, d)| (m, d.name.clone()))
 }
 
-/// Removing this factor would leave a member of a society that requires MFA without one.
-fn last_required(tenant: &Tenant, factors: &Factors) -> bool {
-    tenant.settings.mfa.required && factors.count() <= 1
+/// A device the member asked to remove: its kind and name, and whether it is the last
+/// factor of a society that requires one.
+struct Removal {
+    method: MfaMethod,
+    name: String,
+    last: bool,
+}
+
+/// The member's device `id`, once the last authentication is recent enough; otherwise the
+/// answer instead (404 for no such device of theirs, the step-up).
+async fn removal(
+    state: &AppState,
+    tenant: &Tenant,
+    signed_in: &SignedIn,
+    id: &str,
+) -> poem::Result<Result<Removal, Response>> {
+    let factors = factors(state, tenant, signed_in).await?;
+    let theme = state.themes.get(&tenant.slug).map_err(internal)?;
+    let Some((method, name)) = find(&factors, id, theme.text("factors.email_otp")) else {
+        return Err(poem::error::NotFoundError.into());
+    };
+    if !recent_enough(tenant, signed_in) {
+        return Ok(Err(step_up(&format!("/login-methods/devices/{id}/delete"))));
+    }
+    Ok(Ok(Removal {
+        method,
+        name,
+        last: tenant.settings.mfa.required && factors.count() <= 1,
+    }))
+}
+
+/// The confirmation page of a removal; with the refusal when it is the last factor.
+fn confirm_page(
+    state: &AppState,
+    tenant: &Tenant,
+    meta: &RequestMeta,
+    signed_in: &SignedIn,
+    id: &str,
+    r: &Removal,
+    status: StatusCode,
+) -> Response {
+    let mut ctx = signed_in_context(signed_in);
+    ctx.insert("id", id);
+    ctx.insert("name", &r.name);
+    ctx.insert("kind", r.method.as_str());
+    if r.last {
+        ctx.insert("error", "last_factor");
+    }
+    render(state, tenant, meta, "device_delete.html", ctx, status)
 }
 
 /// 「削除」: the confirmation with 「削除する」 and 「戻る」.
@@ -211,27 +250,17 @@ pub async fn delete_page(
     Path(id): Path<String>,
 ) -> poem::Result<Response> {
     let tenant = &tenant.0;
-    let factors = factors(&state, tenant, &signed_in).await?;
-    let theme = state.themes.get(&tenant.slug).map_err(internal)?;
-    let Some((method, name)) = find(&factors, &id, theme.text("factors.email_otp")) else {
-        return Err(poem::error::NotFoundError.into());
+    let r = match removal(&state, tenant, &signed_in, &id).await? {
+        Ok(r) => r,
+        Err(answer) => return Ok(answer),
     };
-    if !recent_enough(tenant, &signed_in) {
-        return Ok(step_up(&format!("/login-methods/devices/{id}/delete")));
-    }
-    let mut ctx = signed_in_context(&signed_in);
-    ctx.insert("id", &id);
-    ctx.insert("name", &name);
-    ctx.insert("kind", method.as_str());
-    if last_required(tenant, &factors) {
-        ctx.insert("error", "last_factor");
-    }
-    Ok(render(
+    Ok(confirm_page(
         &state,
         tenant,
         &meta,
-        "device_delete.html",
-        ctx,
+        &signed_in,
+        &id,
+        &r,
         StatusCode::OK,
     ))
 }
@@ -247,15 +276,11 @@ pub async fn delete(
 ) -> poem::Result<Response> {
     let tenant = &tenant.0;
     let member = &signed_in.member;
-    let factors = factors(&state, tenant, &signed_in).await?;
-    let theme = state.themes.get(&tenant.slug).map_err(internal)?;
-    let Some((method, name)) = find(&factors, &id, theme.text("factors.email_otp")) else {
-        return Err(poem::error::NotFoundError.into());
+    let r = match removal(&state, tenant, &signed_in, &id).await? {
+        Ok(r) => r,
+        Err(answer) => return Ok(answer),
     };
-    if !recent_enough(tenant, &signed_in) {
-        return Ok(step_up(&format!("/login-methods/devices/{id}/delete")));
-    }
-    if last_required(tenant, &factors) {
+    if r.last {
         meta.audit(
             &state.store,
             tenant,
@@ -264,20 +289,17 @@ pub async fn delete(
             "last second factor",
         )
         .await;
-        let mut ctx = signed_in_context(&signed_in);
-        ctx.insert("id", &id);
-        ctx.insert("name", &name);
-        ctx.insert("kind", method.as_str());
-        ctx.insert("error", "last_factor");
-        return Ok(render(
+        return Ok(confirm_page(
             &state,
             tenant,
             &meta,
-            "device_delete.html",
-            ctx,
+            &signed_in,
+            &id,
+            &r,
             StatusCode::CONFLICT,
         ));
     }
+    let Removal { method, name, .. } = r;
     let store = &state.store;
     if method == MfaMethod::EmailOtp {
         store

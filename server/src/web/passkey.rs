@@ -1,7 +1,8 @@
 //! Passkeys in the sign-in flow. Registration: 「セキュリティキー登録」 → 「登録」 → the
 //! browser's ceremony → a name (default 「パスキー」) → 「ＯＫ」. Login: 「次へ」 → ceremony.
 //! The page's script fetches the options and posts the browser's answer as JSON; the
-//! ceremony state lives in the flow, expires, and is taken once.
+//! ceremony state lives in the flow, expires, and is taken once. (Bodies are capped by the
+//! CSRF layer, which reads every POST before the handler.)
 
 use std::sync::Arc;
 
@@ -19,13 +20,8 @@ use super::signin::{flow_at, lockout_failure, Action, Flow};
 use super::{AppState, CurrentTenant, RequestMeta};
 use crate::auth::session::internal;
 use crate::mfa::passkey::{self, Ceremony, Refused, CEREMONY_SECS};
-use crate::store::{now_unix, Device, StoreError};
+use crate::store::{now_unix, Device, NewDevice, StoreError};
 use crate::tenant::{MfaMethod, Tenant};
-
-/// Longest name a member may give a passkey.
-const NAME_MAX: usize = 30;
-/// Largest credential JSON accepted.
-const CREDENTIAL_MAX: usize = 16 * 1024;
 
 fn json_error(status: StatusCode, key: &str) -> Response {
     Json(json!({ "error": key }))
@@ -33,10 +29,10 @@ fn json_error(status: StatusCode, key: &str) -> Response {
         .into_response()
 }
 
-fn stored_passkeys(devices: &[Device]) -> Vec<(String, Passkey)> {
+fn stored_passkeys(devices: &[Device]) -> Vec<Passkey> {
     devices
         .iter()
-        .filter_map(|d| Some((d.id.clone(), serde_json::from_str(&d.secret).ok()?)))
+        .filter_map(|d| serde_json::from_str(&d.secret).ok())
         .collect()
 }
 
@@ -46,6 +42,41 @@ fn relying_party(
     meta: &RequestMeta,
 ) -> poem::Result<Arc<webauthn_rs::Webauthn>> {
     state.passkeys.get(tenant, &meta.host).map_err(internal)
+}
+
+/// The flow of a script's request at `action` (the login step only for a member holding
+/// a passkey); otherwise the JSON answer that the page is out of date.
+async fn json_flow(
+    state: &AppState,
+    tenant: &Tenant,
+    jar: &CookieJar,
+    action: Action,
+) -> poem::Result<Result<Flow, Response>> {
+    match super::signin::step(state, tenant, jar, &[action]).await? {
+        Ok(flow) if action != Action::SecondFactor || flow.factors.has(MfaMethod::Passkey) => {
+            Ok(Ok(flow))
+        }
+        _ => Ok(Err(json_error(StatusCode::CONFLICT, "expired"))),
+    }
+}
+
+/// Keeps `ceremony` in the flow for [`CEREMONY_SECS`], replacing any other.
+async fn keep_ceremony(
+    state: &AppState,
+    tenant: &Tenant,
+    flow: &Flow,
+    ceremony: &Ceremony,
+) -> poem::Result<()> {
+    state
+        .store
+        .set_flow_ceremony(
+            &tenant.id,
+            &flow.token_hash,
+            Some(&ceremony.to_json()),
+            now_unix() + CEREMONY_SECS,
+        )
+        .await
+        .map_err(internal)
 }
 
 /// The ceremony kept in the flow, if unexpired.
@@ -92,15 +123,12 @@ pub async fn setup_options(
     jar: &CookieJar,
 ) -> poem::Result<Response> {
     let tenant = &tenant.0;
-    let flow = match super::signin::step(&state, tenant, jar, &[Action::SetupPasskey]).await? {
+    let flow = match json_flow(&state, tenant, jar, Action::SetupPasskey).await? {
         Ok(flow) => flow,
-        Err(_) => return Ok(json_error(StatusCode::CONFLICT, "expired")),
+        Err(expired) => return Ok(expired),
     };
     let webauthn = relying_party(&state, tenant, &meta)?;
-    let existing: Vec<Passkey> = stored_passkeys(&flow.factors.passkeys)
-        .into_iter()
-        .map(|(_, p)| p)
-        .collect();
+    let existing = stored_passkeys(&flow.factors.passkeys);
     let (options, ceremony) = passkey::start_registration(
         &webauthn,
         tenant,
@@ -110,16 +138,7 @@ pub async fn setup_options(
         &existing,
     )
     .map_err(internal)?;
-    state
-        .store
-        .set_flow_ceremony(
-            &tenant.id,
-            &flow.token_hash,
-            Some(&ceremony.to_json()),
-            now_unix() + CEREMONY_SECS,
-        )
-        .await
-        .map_err(internal)?;
+    keep_ceremony(&state, tenant, &flow, &ceremony).await?;
     Ok(Json(options).into_response())
 }
 
@@ -133,14 +152,13 @@ pub async fn setup_finish(
     body: Body,
 ) -> poem::Result<Response> {
     let tenant = &tenant.0;
-    let flow = match super::signin::step(&state, tenant, jar, &[Action::SetupPasskey]).await? {
+    let flow = match json_flow(&state, tenant, jar, Action::SetupPasskey).await? {
         Ok(flow) => flow,
-        Err(_) => return Ok(json_error(StatusCode::CONFLICT, "expired")),
+        Err(expired) => return Ok(expired),
     };
-    let Ok(body) = body.into_bytes_limit(CREDENTIAL_MAX).await else {
+    let Ok(body) = body.into_string().await else {
         return Ok(json_error(StatusCode::BAD_REQUEST, "failed"));
     };
-    let body = String::from_utf8_lossy(&body);
     let Some((json, Ceremony::Register { state: reg })) = ceremony(&flow) else {
         return Ok(json_error(StatusCode::CONFLICT, "expired"));
     };
@@ -174,16 +192,7 @@ pub async fn setup_finish(
                 return Ok(json_error(StatusCode::CONFLICT, "expired"));
             }
             let pending = Ceremony::Registered { passkey: new };
-            state
-                .store
-                .set_flow_ceremony(
-                    &tenant.id,
-                    &flow.token_hash,
-                    Some(&pending.to_json()),
-                    now_unix() + CEREMONY_SECS,
-                )
-                .await
-                .map_err(internal)?;
+            keep_ceremony(&state, tenant, &flow, &pending).await?;
             return Ok(Json(json!({ "next": "/login/passkey/name" })).into_response());
         }
         Err(refused) => refused,
@@ -252,13 +261,7 @@ pub async fn save_name(
     };
     let mut ctx = name_context(&flow, &form.name);
     let name = form.name.trim();
-    let error = if name.is_empty() {
-        Some("name_required")
-    } else if name.chars().count() > NAME_MAX || name.chars().any(char::is_control) {
-        Some("name_invalid")
-    } else {
-        None
-    };
+    let error = factor::name_problem(name).map(|p| format!("name_{p}"));
     let page = |ctx: tera::Context| {
         render(
             &state,
@@ -270,7 +273,7 @@ pub async fn save_name(
         )
     };
     if let Some(error) = error {
-        ctx.insert("error", error);
+        ctx.insert("error", &error);
         return Ok(page(ctx));
     }
     let id = crate::random_token(16);
@@ -278,13 +281,16 @@ pub async fn save_name(
     let passkey_json = serde_json::to_string(&new).map_err(internal)?;
     match state
         .store
-        .add_passkey(
+        .add_device(
             &tenant.id,
             &flow.member.id,
-            &id,
-            name,
-            &credential,
-            &passkey_json,
+            &NewDevice {
+                id: &id,
+                kind: "passkey",
+                name,
+                secret: &passkey_json,
+                credential_id: Some(&credential),
+            },
         )
         .await
     {
@@ -300,27 +306,7 @@ pub async fn save_name(
         .take_flow_ceremony(&tenant.id, &flow.token_hash, &json)
         .await
         .map_err(internal)?;
-    flow.factor_proven(&state, tenant, MfaMethod::Passkey, true)
-        .await?;
-    meta.audit(
-        &state.store,
-        tenant,
-        Some(&flow.member.id),
-        "passkey_registered",
-        name,
-    )
-    .await;
-    factor::notify(
-        &state,
-        tenant,
-        &meta,
-        &flow.member,
-        MfaMethod::Passkey,
-        name,
-        true,
-    )
-    .await;
-    Ok(Redirect::see_other("/login/next").into_response())
+    factor::registered(&state, tenant, &meta, &flow, MfaMethod::Passkey, name).await
 }
 
 // --- login ---------------------------------------------------------------------------------
@@ -358,27 +344,15 @@ pub async fn login_options(
     jar: &CookieJar,
 ) -> poem::Result<Response> {
     let tenant = &tenant.0;
-    let flow = match super::signin::step(&state, tenant, jar, &[Action::SecondFactor]).await? {
-        Ok(flow) if flow.factors.has(MfaMethod::Passkey) => flow,
-        _ => return Ok(json_error(StatusCode::CONFLICT, "expired")),
+    let flow = match json_flow(&state, tenant, jar, Action::SecondFactor).await? {
+        Ok(flow) => flow,
+        Err(expired) => return Ok(expired),
     };
     let webauthn = relying_party(&state, tenant, &meta)?;
-    let passkeys: Vec<Passkey> = stored_passkeys(&flow.factors.passkeys)
-        .into_iter()
-        .map(|(_, p)| p)
-        .collect();
+    let passkeys = stored_passkeys(&flow.factors.passkeys);
     let (options, ceremony) =
         passkey::start_authentication(&webauthn, &passkeys).map_err(internal)?;
-    state
-        .store
-        .set_flow_ceremony(
-            &tenant.id,
-            &flow.token_hash,
-            Some(&ceremony.to_json()),
-            now_unix() + CEREMONY_SECS,
-        )
-        .await
-        .map_err(internal)?;
+    keep_ceremony(&state, tenant, &flow, &ceremony).await?;
     Ok(Json(options).into_response())
 }
 
@@ -392,14 +366,13 @@ pub async fn login_finish(
     body: Body,
 ) -> poem::Result<Response> {
     let tenant = &tenant.0;
-    let flow = match super::signin::step(&state, tenant, jar, &[Action::SecondFactor]).await? {
-        Ok(flow) if flow.factors.has(MfaMethod::Passkey) => flow,
-        _ => return Ok(json_error(StatusCode::CONFLICT, "expired")),
+    let flow = match json_flow(&state, tenant, jar, Action::SecondFactor).await? {
+        Ok(flow) => flow,
+        Err(expired) => return Ok(expired),
     };
-    let Ok(body) = body.into_bytes_limit(CREDENTIAL_MAX).await else {
+    let Ok(body) = body.into_string().await else {
         return Ok(json_error(StatusCode::BAD_REQUEST, "failed"));
     };
-    let body = String::from_utf8_lossy(&body);
     let Some((json, Ceremony::Authenticate { state: auth })) = ceremony(&flow) else {
         return Ok(json_error(StatusCode::CONFLICT, "expired"));
     };

@@ -512,25 +512,61 @@ pub async fn login(
         }
     }
 
+    meta.audit(store, tenant, Some(&member.id), "login_password_ok", "")
+        .await;
+    start_flow(
+        &state,
+        tenant,
+        jar,
+        StartFlow {
+            member_id: &member.id,
+            purpose: Purpose::Login,
+            return_to: "/",
+            lifetime_secs: FLOW_SECS,
+            factor_verified: false,
+        },
+    )
+    .await
+}
+
+/// A flow to open for a member whose password (or recent session) is proven.
+pub(super) struct StartFlow<'a> {
+    pub member_id: &'a str,
+    pub purpose: Purpose,
+    pub return_to: &'a str,
+    pub lifetime_secs: i64,
+    pub factor_verified: bool,
+}
+
+/// Opens a flow bound to a new `portal_flow` cookie and sends the member to its first
+/// owed action.
+pub(super) async fn start_flow(
+    state: &AppState,
+    tenant: &Tenant,
+    jar: &CookieJar,
+    start: StartFlow<'_>,
+) -> poem::Result<Response> {
     let (token, token_hash) = session::new_token();
-    store
+    state
+        .store
         .create_flow(
             &tenant.id,
-            &token_hash,
-            &member.id,
-            "login",
-            "/",
-            now + FLOW_SECS,
+            &crate::store::NewFlow {
+                token_hash: &token_hash,
+                member_id: start.member_id,
+                purpose: start.purpose.as_str(),
+                return_to: start.return_to,
+                expires_at: now_unix() + start.lifetime_secs,
+                factor_verified: start.factor_verified,
+            },
         )
         .await
         .map_err(internal)?;
-    meta.audit(store, tenant, Some(&member.id), "login_password_ok", "")
-        .await;
     jar.add(session::cookie(
         FLOW_COOKIE,
         &token,
-        secure(&state),
-        Some(FLOW_SECS),
+        secure(state),
+        Some(start.lifetime_secs),
     ));
     Ok(Redirect::see_other("/login/next").into_response())
 }

@@ -16,10 +16,8 @@ use super::signin::{flow_at, lockout_failure, step, Action, Flow};
 use super::{AppState, CurrentTenant, RequestMeta};
 use crate::auth::session::internal;
 use crate::mfa::totp::{self, Check};
-use crate::store::{now_unix, StoreError};
+use crate::store::{now_unix, NewDevice, StoreError};
 use crate::tenant::{MfaMethod, Tenant};
-
-const DEVICE_NAME_MAX: usize = 30;
 
 #[derive(Serialize)]
 struct DeviceChoice<'a> {
@@ -264,13 +262,7 @@ pub async fn setup(
     ctx.insert("device_name", &form.device_name);
 
     let name = form.device_name.trim();
-    let name_error = if name.is_empty() {
-        Some("device_name_required")
-    } else if name.chars().count() > DEVICE_NAME_MAX || name.chars().any(char::is_control) {
-        Some("device_name_invalid")
-    } else {
-        None
-    };
+    let name_error = factor::name_problem(name).map(|p| format!("device_name_{p}"));
     let code = totp::normalize_code(&form.code);
     let now = now_unix();
     let step = match totp::check(&tenant.settings.totp, &secret, &code, now) {
@@ -286,7 +278,7 @@ pub async fn setup(
             None
         }
     };
-    if let Some(error) = name_error {
+    if let Some(error) = &name_error {
         ctx.insert("name_error", error);
     }
     let (Some(step), None) = (step, name_error) else {
@@ -304,7 +296,17 @@ pub async fn setup(
     let sealed = state.secrets.seal(&secret, &id);
     match state
         .store
-        .add_device(&tenant.id, &flow.member.id, &id, "totp", name, &sealed)
+        .add_device(
+            &tenant.id,
+            &flow.member.id,
+            &NewDevice {
+                id: &id,
+                kind: "totp",
+                name,
+                secret: &sealed,
+                credential_id: None,
+            },
+        )
         .await
     {
         Ok(()) => {}
@@ -327,25 +329,5 @@ pub async fn setup(
         .use_totp_step(&tenant.id, &flow.member.id, &id, step, now)
         .await
         .map_err(internal)?;
-    flow.factor_proven(&state, tenant, MfaMethod::Totp, true)
-        .await?;
-    meta.audit(
-        &state.store,
-        tenant,
-        Some(&flow.member.id),
-        "totp_registered",
-        name,
-    )
-    .await;
-    factor::notify(
-        &state,
-        tenant,
-        &meta,
-        &flow.member,
-        MfaMethod::Totp,
-        name,
-        true,
-    )
-    .await;
-    Ok(Redirect::see_other("/login/next").into_response())
+    factor::registered(&state, tenant, &meta, &flow, MfaMethod::Totp, name).await
 }

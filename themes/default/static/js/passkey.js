@@ -20,54 +20,54 @@
     return btoa(raw).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
   }
 
-  function creationOptions(json) {
-    const o = Object.assign({}, json.publicKey);
-    o.challenge = toBuffer(o.challenge);
-    o.user = Object.assign({}, o.user, { id: toBuffer(o.user.id) });
-    o.excludeCredentials = (o.excludeCredentials || []).map(function (c) {
+  // The options as the browser API wants them: binary ids and challenge.
+  function withIds(list) {
+    return (list || []).map(function (c) {
       return Object.assign({}, c, { id: toBuffer(c.id) });
     });
+  }
+
+  function creationOptions(json) {
+    const o = Object.assign({}, json.publicKey, { challenge: toBuffer(json.publicKey.challenge) });
+    o.user = Object.assign({}, o.user, { id: toBuffer(o.user.id) });
+    o.excludeCredentials = withIds(o.excludeCredentials);
     return o;
   }
 
   function requestOptions(json) {
-    const o = Object.assign({}, json.publicKey);
-    o.challenge = toBuffer(o.challenge);
-    o.allowCredentials = (o.allowCredentials || []).map(function (c) {
-      return Object.assign({}, c, { id: toBuffer(c.id) });
-    });
+    const o = Object.assign({}, json.publicKey, { challenge: toBuffer(json.publicKey.challenge) });
+    o.allowCredentials = withIds(o.allowCredentials);
     return o;
+  }
+
+  // The browser's answer as JSON, binary fields in base64url.
+  function credentialJson(cred, response) {
+    return {
+      id: cred.id,
+      rawId: toBase64url(cred.rawId),
+      type: cred.type,
+      response: response,
+      extensions: cred.getClientExtensionResults ? cred.getClientExtensionResults() : {},
+    };
   }
 
   function registrationJson(cred) {
     const r = cred.response;
-    return {
-      id: cred.id,
-      rawId: toBase64url(cred.rawId),
-      type: cred.type,
-      response: {
-        clientDataJSON: toBase64url(r.clientDataJSON),
-        attestationObject: toBase64url(r.attestationObject),
-        transports: typeof r.getTransports === "function" ? r.getTransports() : undefined,
-      },
-      extensions: cred.getClientExtensionResults ? cred.getClientExtensionResults() : {},
-    };
+    return credentialJson(cred, {
+      clientDataJSON: toBase64url(r.clientDataJSON),
+      attestationObject: toBase64url(r.attestationObject),
+      transports: typeof r.getTransports === "function" ? r.getTransports() : undefined,
+    });
   }
 
   function assertionJson(cred) {
     const r = cred.response;
-    return {
-      id: cred.id,
-      rawId: toBase64url(cred.rawId),
-      type: cred.type,
-      response: {
-        clientDataJSON: toBase64url(r.clientDataJSON),
-        authenticatorData: toBase64url(r.authenticatorData),
-        signature: toBase64url(r.signature),
-        userHandle: toBase64url(r.userHandle),
-      },
-      extensions: cred.getClientExtensionResults ? cred.getClientExtensionResults() : {},
-    };
+    return credentialJson(cred, {
+      clientDataJSON: toBase64url(r.clientDataJSON),
+      authenticatorData: toBase64url(r.authenticatorData),
+      signature: toBase64url(r.signature),
+      userHandle: toBase64url(r.userHandle),
+    });
   }
 
   const button = document.querySelector("[data-mode]");
