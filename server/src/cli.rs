@@ -40,6 +40,35 @@ pub enum Command {
     /// Create members.
     #[command(subcommand)]
     Member(MemberCommand),
+    /// Society admins: invitations and API tokens.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create an admin of a society and mail the invitation; prints
+    /// {"admin_id": …, "setup_url": …}.
+    Create {
+        slug: String,
+        email: String,
+        /// admin (everything) or operator (members and the audit log only).
+        #[arg(long, default_value = "admin")]
+        role: String,
+    },
+    /// Create an API token for an admin; prints {"token": …} (shown this once).
+    Token {
+        slug: String,
+        email: String,
+        #[arg(long)]
+        name: String,
+        /// The token's role: the admin's own or narrower.
+        #[arg(long)]
+        role: Option<String>,
+        /// Days until it expires (at most 365).
+        #[arg(long, default_value_t = 90)]
+        days: i64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -153,11 +182,99 @@ pub async fn run(cli: Cli, config: Config) -> Result<(), CliError> {
             );
             store.close().await;
         }
+        Command::Admin(command) => {
+            let store = Store::connect(&config).await?;
+            store.migrate().await.context("migrating")?;
+            let state = crate::startup::build_state(config, store).await?;
+            let result = admin_command(&state, command).await;
+            state.store.close().await;
+            result?;
+        }
         Command::Mail(command) => {
             let store = Store::connect(&config).await?;
             store.migrate().await.context("migrating")?;
             mail_command(&config, &store, command).await?;
             store.close().await;
+        }
+    }
+    Ok(())
+}
+
+async fn admin_command(
+    state: &crate::state::AppState,
+    command: AdminCommand,
+) -> Result<(), CliError> {
+    use crate::admin::ServiceError;
+    use crate::store::AdminRole;
+    let role_of = |role: &str| {
+        AdminRole::parse(role).ok_or_else(|| {
+            CliError::Input(format!("--role: '{role}' is neither admin nor operator"))
+        })
+    };
+    let tenant_of = |slug: String| async move {
+        state
+            .store
+            .tenant_by_slug(&slug)
+            .await
+            .map_err(anyhow::Error::from)?
+            .ok_or_else(|| CliError::Input(format!("no tenant '{slug}'")))
+    };
+    let service = |e: ServiceError| match e {
+        ServiceError::Invalid(problems) => CliError::Input(
+            problems
+                .iter()
+                .map(|p| format!("{}: {}", p.field, p.message.as_deref().unwrap_or(p.code)))
+                .collect::<Vec<_>>()
+                .join("; "),
+        ),
+        ServiceError::Conflict(what) => CliError::Input(what.replace('_', " ")),
+        ServiceError::NotFound => CliError::Input("not found".into()),
+        other => CliError::Other(other.into()),
+    };
+    match command {
+        AdminCommand::Create { slug, email, role } => {
+            let role = role_of(&role)?;
+            let tenant = tenant_of(slug).await?;
+            let invitation = crate::admin::accounts::invite(state, &tenant, &email, role, None)
+                .await
+                .map_err(service)?;
+            println!(
+                "{}",
+                serde_json::to_string(&invitation).expect("serialisable")
+            );
+        }
+        AdminCommand::Token {
+            slug,
+            email,
+            name,
+            role,
+            days,
+        } => {
+            let tenant = tenant_of(slug).await?;
+            let admin = state
+                .store
+                .admin_by_email(&tenant.id, &email.trim().to_lowercase())
+                .await
+                .map_err(anyhow::Error::from)?
+                .filter(|a| a.state == crate::store::AdminState::Active)
+                .ok_or_else(|| CliError::Input(format!("no active admin '{email}'")))?;
+            let role = match role {
+                Some(r) => role_of(&r)?,
+                None => admin.role,
+            };
+            let token = crate::admin::tokens::create(
+                state,
+                &tenant,
+                &admin.id,
+                admin.role,
+                &name,
+                role,
+                days,
+                ("", "portal admin token"),
+            )
+            .await
+            .map_err(service)?;
+            println!("{}", serde_json::json!({ "token": token.token }));
         }
     }
     Ok(())

@@ -35,6 +35,8 @@ pub struct Config {
     pub themes_dir: PathBuf,
     /// Tenant definitions imported into an empty database at start-up.
     pub tenants_dir: PathBuf,
+    /// The society admin console's templates, texts and assets.
+    pub admin_ui_dir: PathBuf,
     /// How often each node checks whether a tenant definition changed.
     pub tenant_refresh_ms: u64,
     /// `tracing` filter, e.g. `info` or `portal=debug,info`.
@@ -79,6 +81,13 @@ pub struct Config {
     /// Mark cookies `Secure`. Default: on, except when the base domain is `localhost`
     /// (plain http in development and tests).
     pub secure_cookies: Option<bool>,
+    /// The port in links the portal mails or prints (invitations, letters). Default: none
+    /// behind the standard ports; the listener's own port when the base domain is
+    /// `localhost`.
+    pub public_port: Option<u16>,
+    /// The demo set-up: when seed tenants are imported into a new database, each gets a
+    /// demo member and a demo admin invitation, printed to the log. Off in production.
+    pub demo: bool,
 }
 
 impl Default for Config {
@@ -92,6 +101,7 @@ impl Default for Config {
             base_domain: "localhost".to_owned(),
             themes_dir: PathBuf::from("themes"),
             tenants_dir: PathBuf::from("tenants"),
+            admin_ui_dir: PathBuf::from("admin-ui"),
             tenant_refresh_ms: 1000,
             log: "info".to_owned(),
             secret_key: None,
@@ -114,6 +124,8 @@ impl Default for Config {
             hash_concurrency: 0,
             hash_queue: 256,
             secure_cookies: None,
+            public_port: None,
+            demo: true,
         }
     }
 }
@@ -226,6 +238,12 @@ impl Config {
             Some(url) => url.clone(),
             None => format!("sqlite://{}", self.data_dir.join("portal.db").display()),
         }
+    }
+
+    /// See [`Config::public_port`].
+    pub fn public_port(&self) -> Option<u16> {
+        self.public_port
+            .or_else(|| (self.base_domain == "localhost").then(|| self.listen.port()))
     }
 
     pub fn secure_cookies(&self) -> bool {

@@ -1,14 +1,17 @@
 //! portal: one engine serving the member portal of many health insurance societies.
 
+pub mod admin;
 pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod ids;
 pub mod mail;
 pub mod member;
 pub mod metrics;
 pub mod mfa;
 pub mod startup;
+pub mod state;
 pub mod store;
 pub mod tenant;
 pub mod theme;

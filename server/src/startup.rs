@@ -33,37 +33,32 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let store = Store::connect(&config).await?;
         store.migrate().await?;
-        import_seed_tenants(&store, &config.tenants_dir).await?;
+        let seeded = import_seed_tenants(&store, &config.tenants_dir).await?;
 
-        let tenants = TenantRegistry::new(store.clone(), &config.base_domain).await?;
-        tenants.spawn_refresher(Duration::from_millis(config.tenant_refresh_ms));
-        let themes = Themes::new(&config.themes_dir)
-            .with_context(|| format!("loading themes from {}", config.themes_dir.display()))?;
-        let secrets = SecretBox::load(config.secret_key.as_deref(), &config.data_dir)?;
-        let csrf_key = secrets.derive_key("csrf");
-        let passkeys = crate::mfa::passkey::RelyingParties::new(config.secure_cookies());
-        let mailer = Mailer::new(&config, themes.clone(), secrets.clone());
-        let hasher = PasswordHasher::new(&config)?;
-        create_demo_members(&store, &hasher).await?;
-        let metrics = Arc::new(Metrics::new());
-        Worker::new(&config, store.clone(), mailer.clone(), Arc::clone(&metrics))?.spawn();
+        let mut state = build_state(config, store).await?;
+        state
+            .tenants
+            .spawn_refresher(Duration::from_millis(state.config.tenant_refresh_ms));
+        Worker::new(
+            &state.config,
+            state.store.clone(),
+            state.mailer.clone(),
+            Arc::clone(&state.metrics),
+        )?
+        .spawn();
 
-        let member = bind(config.listen, "PORTAL_LISTEN").await?;
-        let ops = bind(config.ops_listen, "PORTAL_OPS_LISTEN").await?;
+        let member = bind(state.config.listen, "PORTAL_LISTEN").await?;
+        let ops = bind(state.config.ops_listen, "PORTAL_OPS_LISTEN").await?;
         let member_addr = local_addr(&member);
         let ops_addr = local_addr(&ops);
-        let state = Arc::new(AppState {
-            config,
-            store,
-            tenants,
-            themes,
-            mailer,
-            metrics,
-            hasher,
-            secrets,
-            csrf_key,
-            passkeys,
-        });
+        if state.config.public_port.is_none() && state.config.base_domain == "localhost" {
+            // Links in mail and letters name the port actually bound.
+            state.config.public_port = Some(member_addr.port());
+        }
+        if state.config.demo && seeded {
+            create_demo_accounts(&state).await?;
+        }
+        let state = Arc::new(state);
         Ok(Self {
             state,
             member,
@@ -72,7 +67,6 @@ impl Application {
             ops_addr,
         })
     }
-
     /// Serves until SIGINT or SIGTERM, then lets requests in flight finish.
     pub async fn run(self) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -101,6 +95,39 @@ impl Application {
         self.state.store.close().await;
         Ok(())
     }
+}
+
+/// Everything requests and service functions need, on a migrated database; also what the
+/// command line uses to run service functions without serving.
+pub async fn build_state(config: Config, store: Store) -> anyhow::Result<AppState> {
+    let tenants = TenantRegistry::new(store.clone(), &config.base_domain).await?;
+    let themes = Themes::new(&config.themes_dir)
+        .with_context(|| format!("loading themes from {}", config.themes_dir.display()))?;
+    let console = Themes::console(&config.admin_ui_dir).with_context(|| {
+        format!(
+            "loading the admin console from {}",
+            config.admin_ui_dir.display()
+        )
+    })?;
+    let secrets = SecretBox::load(config.secret_key.as_deref(), &config.data_dir)?;
+    let csrf_key = secrets.derive_key("csrf");
+    let passkeys = crate::mfa::passkey::RelyingParties::new(config.secure_cookies());
+    let mailer = Mailer::new(&config, themes.clone(), secrets.clone());
+    let hasher = PasswordHasher::new(&config)?;
+    let metrics = Arc::new(Metrics::new());
+    Ok(AppState {
+        config,
+        store,
+        tenants,
+        themes,
+        console,
+        mailer,
+        metrics,
+        hasher,
+        secrets,
+        csrf_key,
+        passkeys,
+    })
 }
 
 async fn bind(addr: SocketAddr, key: &str) -> anyhow::Result<TcpAcceptor> {
@@ -134,10 +161,11 @@ async fn shutdown_signal() {
 }
 
 /// On a database without tenants, applies every `*.toml` in the tenants folder. A broken
-/// file stops start-up: serving without a society it was told to serve is worse.
-pub async fn import_seed_tenants(store: &Store, dir: &Path) -> anyhow::Result<()> {
+/// file stops start-up: serving without a society it was told to serve is worse. Returns
+/// whether it did (a new installation).
+pub async fn import_seed_tenants(store: &Store, dir: &Path) -> anyhow::Result<bool> {
     if store.tenant_count().await? > 0 {
-        return Ok(());
+        return Ok(false);
     }
     let mut files: Vec<_> = match std::fs::read_dir(dir) {
         Ok(entries) => entries
@@ -147,7 +175,7 @@ pub async fn import_seed_tenants(store: &Store, dir: &Path) -> anyhow::Result<()
             .collect(),
         Err(e) => {
             tracing::warn!(dir = %dir.display(), error = %e, "no tenant definitions to import");
-            return Ok(());
+            return Ok(false);
         }
     };
     files.sort();
@@ -159,29 +187,43 @@ pub async fn import_seed_tenants(store: &Store, dir: &Path) -> anyhow::Result<()
         store.apply_tenant(&file).await?;
         tracing::info!(tenant = %file.slug, file = %path.display(), "tenant imported");
     }
-    Ok(())
+    Ok(true)
 }
 
-/// Gives every tenant without members one demo member, so that a new installation can
-/// be tried at once. The temporary credentials are printed this once.
-pub async fn create_demo_members(store: &Store, hasher: &PasswordHasher) -> anyhow::Result<()> {
+/// The demo set-up of a new installation (`PORTAL_DEMO`, on by default): every seed tenant
+/// gets one demo member and one demo admin invitation, printed this once. Runs only right
+/// after the seed tenants were imported into an empty database, so a restart or a tenant
+/// applied later never gets any.
+async fn create_demo_accounts(state: &AppState) -> anyhow::Result<()> {
     let email = crate::mail::EmailAddress::parse("demo.member@example.jp").expect("valid address");
-    for tenant in store.tenants().await? {
-        if store.member_count(&tenant.id).await? > 0 {
-            continue;
-        }
+    for tenant in state.store.tenants().await? {
         let details = crate::member::MemberDetails {
             display_name: "ダイワ タロウ",
             birth_date: "1980-04-01",
             email: &email,
         };
-        let credentials = crate::member::create_member(store, hasher, &tenant, &details).await?;
+        let credentials =
+            crate::member::create_member(&state.store, &state.hasher, &tenant, &details).await?;
         tracing::info!(
             "demo member of {}: temporary user ID {} password {} birth date {}",
             tenant.slug,
             credentials.user_id,
             credentials.password,
             details.birth_date
+        );
+        let invitation = crate::admin::accounts::invite(
+            state,
+            &tenant,
+            &format!("admin@{}", tenant.settings.mail.domain),
+            crate::store::AdminRole::Admin,
+            None,
+        )
+        .await
+        .map_err(|e| anyhow::anyhow!("demo admin invitation: {e}"))?;
+        tracing::info!(
+            "demo admin invitation of {}: open {} (valid 24 hours)",
+            tenant.slug,
+            invitation.setup_url
         );
     }
     Ok(())

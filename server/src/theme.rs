@@ -18,6 +18,8 @@ const LOCALE_FILE: &str = "locales/ja.toml";
 #[derive(Clone)]
 pub struct Themes {
     root: PathBuf,
+    /// The layer every theme starts from: `<root>/default`, or the console folder itself.
+    base: PathBuf,
     cache: Cache<String, Arc<Theme>>,
 }
 
@@ -30,9 +32,24 @@ pub struct Theme {
 impl Themes {
     /// Checks that the default theme loads, so a broken template stops start-up.
     pub fn new(root: impl Into<PathBuf>) -> anyhow::Result<Self> {
+        let root = root.into();
         let themes = Self {
-            root: root.into(),
+            base: root.join(DEFAULT_THEME),
+            root,
             cache: Cache::new(256),
+        };
+        themes.get(DEFAULT_THEME)?;
+        Ok(themes)
+    }
+
+    /// The society admin console: one folder (`templates/`, `locales/`, `static/`) with no
+    /// per-tenant layers. A broken template stops start-up.
+    pub fn console(dir: impl Into<PathBuf>) -> anyhow::Result<Self> {
+        let dir = dir.into();
+        let themes = Self {
+            base: dir.clone(),
+            root: dir,
+            cache: Cache::new(1),
         };
         themes.get(DEFAULT_THEME)?;
         Ok(themes)
@@ -43,7 +60,7 @@ impl Themes {
         if let Some(theme) = self.cache.get(slug) {
             return Ok(theme);
         }
-        let theme = Arc::new(Theme::load(&self.root, slug)?);
+        let theme = Arc::new(Theme::load(&self.root, &self.base, slug)?);
         self.cache.insert(slug.to_owned(), Arc::clone(&theme));
         Ok(theme)
     }
@@ -51,17 +68,17 @@ impl Themes {
     /// Finds a static asset: the tenant's own first, then the default theme's. The path
     /// must already be checked to be relative and plain.
     pub fn asset(&self, slug: &str, path: &str) -> Option<PathBuf> {
-        [slug, DEFAULT_THEME]
+        [self.root.join(slug), self.base.clone()]
             .iter()
-            .map(|theme| self.root.join(theme).join("static").join(path))
+            .map(|layer| layer.join("static").join(path))
             .find(|p| p.is_file())
     }
 }
 
 impl Theme {
-    fn load(root: &Path, slug: &str) -> anyhow::Result<Self> {
-        let mut layers = vec![root.join(DEFAULT_THEME)];
-        if slug != DEFAULT_THEME && is_plain_name(slug) {
+    fn load(root: &Path, base: &Path, slug: &str) -> anyhow::Result<Self> {
+        let mut layers = vec![base.to_path_buf()];
+        if slug != DEFAULT_THEME && is_plain_name(slug) && root != base {
             layers.push(root.join(slug));
         }
 

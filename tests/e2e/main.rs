@@ -5,6 +5,7 @@ mod browser_like;
 mod db;
 mod harness;
 
+mod admin;
 mod cli;
 mod config;
 mod factors;

@@ -42,6 +42,9 @@ pub async fn create_member(
             birth_date: details.birth_date,
             email: details.email.as_str(),
             password_hash: &hash,
+            card_symbol: "",
+            card_number: "",
+            name_kana: "",
         };
         match store.create_member(&tenant.id, &new).await {
             Ok(_) => return Ok(TemporaryCredentials { user_id, password }),

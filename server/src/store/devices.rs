@@ -1,19 +1,22 @@
-//! Members' second-factor devices (TOTP apps and passkeys). Every query names the tenant
-//! and the member: a device is reachable only through the member who owns it.
+//! Second-factor devices (TOTP apps and passkeys) of members and of admins. Every query
+//! names the tenant and the owner: a device is reachable only through whoever owns it.
+//! Members' devices live in `mfa_devices`, admins' in `admin_devices`, in one shape, so
+//! the factor code is the same for both.
 
 use sqlx::FromRow;
 
-use super::{on_pool, Store, StoreError, StoreResult};
+use super::{on_pool, Owner, Store, StoreError, StoreResult};
 use crate::tenant::TenantId;
 
 /// One registered device.
 #[derive(Debug, Clone, FromRow)]
 pub struct Device {
     pub id: String,
-    pub member_id: String,
+    /// The member or admin who owns it.
+    pub owner_id: String,
     /// `totp` | `passkey`
     pub kind: String,
-    /// The member's name for it (「デバイス名」), unique per member.
+    /// The owner's name for it (「デバイス名」), unique per owner.
     pub name: String,
     /// totp: the sealed secret (open with the device id as context); passkey: its JSON.
     pub secret: String,
@@ -35,18 +38,33 @@ pub struct NewDevice<'a> {
     pub credential_id: Option<&'a str>,
 }
 
-const DEVICE_COLUMNS: &str =
-    "id, member_id, kind, name, secret, created_at, last_used_at, credential_id";
+impl Owner<'_> {
+    fn device_table(&self) -> &'static str {
+        match self {
+            Owner::Member(_) => "mfa_devices",
+            Owner::Admin(_) => "admin_devices",
+        }
+    }
+
+    fn device_columns(&self) -> String {
+        format!(
+            "id, {} AS owner_id, kind, name, secret, created_at, last_used_at, credential_id",
+            self.column()
+        )
+    }
+}
 
 impl Store {
-    /// The member's devices, oldest first.
-    pub async fn devices(&self, tenant: &TenantId, member_id: &str) -> StoreResult<Vec<Device>> {
+    /// The owner's devices, oldest first.
+    pub async fn devices(&self, tenant: &TenantId, owner: &Owner<'_>) -> StoreResult<Vec<Device>> {
         let sql = format!(
-            "SELECT {DEVICE_COLUMNS} FROM mfa_devices WHERE tenant_id = $1 AND member_id = $2 \
-             ORDER BY created_at, name"
+            "SELECT {} FROM {} WHERE tenant_id = $1 AND {} = $2 ORDER BY created_at, name",
+            owner.device_columns(),
+            owner.device_table(),
+            owner.column()
         );
         let rows: Vec<Device> = on_pool!(&self.pool, p => {
-            sqlx::query_as(&sql).bind(tenant.as_str()).bind(member_id).fetch_all(p).await
+            sqlx::query_as(&sql).bind(tenant.as_str()).bind(owner.id()).fetch_all(p).await
         })?;
         Ok(rows)
     }
@@ -54,17 +72,19 @@ impl Store {
     pub async fn device(
         &self,
         tenant: &TenantId,
-        member_id: &str,
+        owner: &Owner<'_>,
         device_id: &str,
     ) -> StoreResult<Option<Device>> {
         let sql = format!(
-            "SELECT {DEVICE_COLUMNS} FROM mfa_devices \
-             WHERE tenant_id = $1 AND member_id = $2 AND id = $3"
+            "SELECT {} FROM {} WHERE tenant_id = $1 AND {} = $2 AND id = $3",
+            owner.device_columns(),
+            owner.device_table(),
+            owner.column()
         );
         let row: Option<Device> = on_pool!(&self.pool, p => {
             sqlx::query_as(&sql)
                 .bind(tenant.as_str())
-                .bind(member_id)
+                .bind(owner.id())
                 .bind(device_id)
                 .fetch_optional(p)
                 .await
@@ -72,22 +92,25 @@ impl Store {
         Ok(row)
     }
 
-    /// Registers a device. A name the member already uses, or a passkey credential
-    /// already registered in this tenant (to anyone), is a conflict.
+    /// Registers a device. A name the owner already uses, or a passkey credential
+    /// already registered in this tenant (to anyone of the same kind), is a conflict.
     pub async fn add_device(
         &self,
         tenant: &TenantId,
-        member_id: &str,
+        owner: &Owner<'_>,
         d: &NewDevice<'_>,
     ) -> StoreResult<()> {
+        let sql = format!(
+            "INSERT INTO {} (id, tenant_id, {}, kind, name, secret, created_at, credential_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            owner.device_table(),
+            owner.column()
+        );
         let result = on_pool!(&self.pool, p => {
-            sqlx::query(
-                "INSERT INTO mfa_devices (id, tenant_id, member_id, kind, name, secret, created_at, \
-                 credential_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
+            sqlx::query(&sql)
             .bind(d.id)
             .bind(tenant.as_str())
-            .bind(member_id)
+            .bind(owner.id())
             .bind(d.kind)
             .bind(d.name)
             .bind(d.secret)
@@ -106,8 +129,8 @@ impl Store {
         }
     }
 
-    /// Who holds a credential in this tenant, if anyone: refusing another member's passkey
-    /// is audited with it.
+    /// Which member holds a passkey credential in this tenant, if anyone: refusing another
+    /// member's passkey is audited with it.
     pub async fn passkey_owner(
         &self,
         tenant: &TenantId,
@@ -129,18 +152,21 @@ impl Store {
     pub async fn passkey_used(
         &self,
         tenant: &TenantId,
-        member_id: &str,
+        owner: &Owner<'_>,
         device_id: &str,
         passkey_json: &str,
         now: i64,
     ) -> StoreResult<()> {
+        let sql = format!(
+            "UPDATE {} SET secret = $4, last_used_at = $5 \
+             WHERE tenant_id = $1 AND {} = $2 AND id = $3 AND kind = 'passkey'",
+            owner.device_table(),
+            owner.column()
+        );
         on_pool!(&self.pool, p => {
-            sqlx::query(
-                "UPDATE mfa_devices SET secret = $4, last_used_at = $5 \
-                 WHERE tenant_id = $1 AND member_id = $2 AND id = $3 AND kind = 'passkey'",
-            )
+            sqlx::query(&sql)
             .bind(tenant.as_str())
-            .bind(member_id)
+            .bind(owner.id())
             .bind(device_id)
             .bind(passkey_json)
             .bind(now)
@@ -151,17 +177,22 @@ impl Store {
         Ok(())
     }
 
-    /// Removes one device; false if the member has no such device.
+    /// Removes one device; false if the owner has no such device.
     pub async fn delete_device(
         &self,
         tenant: &TenantId,
-        member_id: &str,
+        owner: &Owner<'_>,
         device_id: &str,
     ) -> StoreResult<bool> {
+        let sql = format!(
+            "DELETE FROM {} WHERE tenant_id = $1 AND {} = $2 AND id = $3",
+            owner.device_table(),
+            owner.column()
+        );
         let n = on_pool!(&self.pool, p => {
-            sqlx::query("DELETE FROM mfa_devices WHERE tenant_id = $1 AND member_id = $2 AND id = $3")
+            sqlx::query(&sql)
                 .bind(tenant.as_str())
-                .bind(member_id)
+                .bind(owner.id())
                 .bind(device_id)
                 .execute(p)
                 .await
@@ -170,21 +201,21 @@ impl Store {
         Ok(n > 0)
     }
 
-    /// Removes all the member's devices of one kind (e.g. TOTP on a password reset);
-    /// returns how many went.
-    pub async fn delete_devices_of_kind(
+    /// Removes every device of the owner (a second-factor reset); returns how many went.
+    pub async fn delete_all_devices(
         &self,
         tenant: &TenantId,
-        member_id: &str,
-        kind: &str,
+        owner: &Owner<'_>,
     ) -> StoreResult<u64> {
+        let sql = format!(
+            "DELETE FROM {} WHERE tenant_id = $1 AND {} = $2",
+            owner.device_table(),
+            owner.column()
+        );
         let n = on_pool!(&self.pool, p => {
-            sqlx::query(
-                "DELETE FROM mfa_devices WHERE tenant_id = $1 AND member_id = $2 AND kind = $3",
-            )
+            sqlx::query(&sql)
             .bind(tenant.as_str())
-            .bind(member_id)
-            .bind(kind)
+            .bind(owner.id())
             .execute(p)
             .await
             .map(|r| r.rows_affected())
@@ -199,19 +230,22 @@ impl Store {
     pub async fn use_totp_step(
         &self,
         tenant: &TenantId,
-        member_id: &str,
+        owner: &Owner<'_>,
         device_id: &str,
         step: i64,
         now: i64,
     ) -> StoreResult<bool> {
+        let sql = format!(
+            "UPDATE {} SET last_step = $4, last_used_at = $5 \
+             WHERE tenant_id = $1 AND {} = $2 AND id = $3 AND kind = 'totp' \
+             AND (last_step IS NULL OR last_step < $4)",
+            owner.device_table(),
+            owner.column()
+        );
         let n = on_pool!(&self.pool, p => {
-            sqlx::query(
-                "UPDATE mfa_devices SET last_step = $4, last_used_at = $5 \
-                 WHERE tenant_id = $1 AND member_id = $2 AND id = $3 AND kind = 'totp' \
-                 AND (last_step IS NULL OR last_step < $4)",
-            )
+            sqlx::query(&sql)
             .bind(tenant.as_str())
-            .bind(member_id)
+            .bind(owner.id())
             .bind(device_id)
             .bind(step)
             .bind(now)

@@ -3,7 +3,8 @@
 
 use sqlx::FromRow;
 
-use super::{now_unix, on_pool, Store, StoreError, StoreResult};
+use super::{now_unix, on_pool, Owner, Store, StoreError, StoreResult};
+use crate::ids::MemberId;
 use crate::tenant::TenantId;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,6 +16,14 @@ pub enum MemberState {
 }
 
 impl MemberState {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            MemberState::Temporary => "temporary",
+            MemberState::Active => "active",
+            MemberState::Disabled => "disabled",
+        }
+    }
+
     fn parse(s: &str) -> Self {
         match s {
             "temporary" => MemberState::Temporary,
@@ -26,7 +35,7 @@ impl MemberState {
 
 #[derive(Debug, Clone)]
 pub struct Member {
-    pub id: String,
+    pub id: MemberId,
     pub tenant_id: TenantId,
     pub user_id: String,
     pub display_name: String,
@@ -45,12 +54,42 @@ pub struct Member {
     pub failed_logins: i64,
     pub locked_until: Option<i64>,
     pub terms_version: Option<String>,
+    pub terms_accepted_at: Option<i64>,
+    /// The insurance card's 記号 and 番号 (empty when not known).
+    pub card_symbol: String,
+    pub card_number: String,
+    /// The name in kana (empty when not known).
+    pub name_kana: String,
+    pub created_at: i64,
 }
 
 impl Member {
     pub fn is_locked(&self, now: i64) -> bool {
         self.locked_until.is_some_and(|until| until > now)
     }
+
+    /// The state the console shows: `disabled` over `locked` over `temporary` (before the
+    /// first login) over `active`.
+    pub fn console_state(&self, now: i64) -> &'static str {
+        match self.state {
+            MemberState::Disabled => "disabled",
+            _ if self.is_locked(now) => "locked",
+            MemberState::Temporary => "temporary",
+            MemberState::Active => "active",
+        }
+    }
+}
+
+/// `text` with LIKE's wildcards escaped (`\` is the escape character).
+fn like_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
 }
 
 #[derive(FromRow)]
@@ -72,12 +111,17 @@ struct MemberRow {
     failed_logins: i64,
     locked_until: Option<i64>,
     terms_version: Option<String>,
+    terms_accepted_at: Option<i64>,
+    card_symbol: String,
+    card_number: String,
+    name_kana: String,
+    created_at: i64,
 }
 
 impl From<MemberRow> for Member {
     fn from(r: MemberRow) -> Self {
         Member {
-            id: r.id,
+            id: MemberId::from_db(r.id),
             tenant_id: TenantId::from_db(r.tenant_id),
             user_id: r.user_id,
             display_name: r.display_name,
@@ -94,6 +138,11 @@ impl From<MemberRow> for Member {
             failed_logins: r.failed_logins,
             locked_until: r.locked_until,
             terms_version: r.terms_version,
+            terms_accepted_at: r.terms_accepted_at,
+            card_symbol: r.card_symbol,
+            card_number: r.card_number,
+            name_kana: r.name_kana,
+            created_at: r.created_at,
         }
     }
 }
@@ -101,7 +150,8 @@ impl From<MemberRow> for Member {
 const MEMBER_COLUMNS: &str = "id, tenant_id, user_id, display_name, birth_date, email, \
     password_hash, password_created_at, state, user_id_chosen, email_reviewed, email_confirmed, \
     mfa_method, email_otp_enabled, \
-    failed_logins, locked_until, terms_version";
+    failed_logins, locked_until, terms_version, terms_accepted_at, card_symbol, card_number, \
+    name_kana, created_at";
 
 /// A member to create with temporary credentials.
 pub struct NewMember<'a> {
@@ -110,12 +160,34 @@ pub struct NewMember<'a> {
     pub birth_date: &'a str,
     pub email: &'a str,
     pub password_hash: &'a str,
+    pub card_symbol: &'a str,
+    pub card_number: &'a str,
+    pub name_kana: &'a str,
 }
+
+/// What the console's member search asks for; every field narrows the result.
+#[derive(Debug, Clone, Default)]
+pub struct MemberSearch {
+    /// Matches the start of the user ID or e-mail address, or part of the name (kanji or
+    /// kana).
+    pub query: Option<String>,
+    /// `YYYY-MM-DD`
+    pub birth_date: Option<String>,
+    /// `active` | `temporary` | `locked` | `disabled`
+    pub state: Option<String>,
+    /// Keyset cursor: members whose user ID sorts after this one.
+    pub after: Option<String>,
+    pub limit: i64,
+}
+
+/// A member as lists show them: the state as the console names it.
+pub type MemberSummary = Member;
 
 /// A sign-in flow to open.
 pub struct NewFlow<'a> {
     pub token_hash: &'a str,
-    pub member_id: &'a str,
+    /// The member or admin signing in.
+    pub owner: Owner<'a>,
     /// `login` | `step_up` | `add_<method>`
     pub purpose: &'a str,
     pub return_to: &'a str,
@@ -127,7 +199,9 @@ pub struct NewFlow<'a> {
 /// A sign-in in progress.
 #[derive(Debug, Clone, FromRow)]
 pub struct LoginFlow {
-    pub member_id: String,
+    /// Exactly one of the two is set.
+    pub member_id: Option<String>,
+    pub admin_id: Option<String>,
     pub purpose: String,
     pub birth_date_verified: bool,
     /// A second factor was proven in this flow.
@@ -160,16 +234,6 @@ pub struct Session {
     pub auth_method: String,
 }
 
-/// Who did what, from where: one line of the audit log.
-pub struct AuditEvent<'a> {
-    pub tenant: Option<&'a TenantId>,
-    pub member_id: Option<&'a str>,
-    pub event: &'a str,
-    pub ip: &'a str,
-    pub user_agent: &'a str,
-    pub detail: &'a str,
-}
-
 impl Store {
     pub async fn member_count(&self, tenant: &TenantId) -> StoreResult<i64> {
         let n = on_pool!(&self.pool, p => {
@@ -182,17 +246,22 @@ impl Store {
     }
 
     /// Creates a member; a user ID already used in the tenant is a conflict.
-    pub async fn create_member(&self, tenant: &TenantId, m: &NewMember<'_>) -> StoreResult<String> {
-        let id = crate::random_token(16);
+    pub async fn create_member(
+        &self,
+        tenant: &TenantId,
+        m: &NewMember<'_>,
+    ) -> StoreResult<MemberId> {
+        let id = MemberId::generate();
         let now = now_unix();
         let result = on_pool!(&self.pool, p => {
             sqlx::query(
                 "INSERT INTO members (id, tenant_id, user_id, display_name, birth_date, email, \
                  password_hash, password_created_at, state, user_id_chosen, email_reviewed, \
-                 failed_logins, created_at, updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'temporary', FALSE, FALSE, 0, $8, $8)",
+                 failed_logins, created_at, updated_at, card_symbol, card_number, name_kana) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'temporary', FALSE, FALSE, 0, $8, $8, \
+                 $9, $10, $11)",
             )
-            .bind(&id)
+            .bind(id.as_str())
             .bind(tenant.as_str())
             .bind(m.user_id)
             .bind(m.display_name)
@@ -200,6 +269,9 @@ impl Store {
             .bind(m.email)
             .bind(m.password_hash)
             .bind(now)
+            .bind(m.card_symbol)
+            .bind(m.card_number)
+            .bind(m.name_kana)
             .execute(p)
             .await
             .map(|_| ())
@@ -234,28 +306,30 @@ impl Store {
         Ok(row.map(Member::from))
     }
 
-    /// Counts a failed sign-in; locks the account at `max_failures` until `lock_until`.
-    /// Returns true if this failure locked it.
+    /// Counts a failed sign-in of a member or admin; locks the account at `max_failures`
+    /// until `lock_until`. Returns true if this failure locked it.
     pub async fn record_login_failure(
         &self,
         tenant: &TenantId,
-        member_id: &str,
+        owner: &Owner<'_>,
         max_failures: i64,
         lock_until: i64,
     ) -> StoreResult<bool> {
         // A lock that has run out starts a fresh count.
+        let sql = format!(
+            "UPDATE {} SET \
+               failed_logins = CASE WHEN locked_until <= $5 THEN 1 ELSE failed_logins + 1 END, \
+               locked_until = CASE \
+                 WHEN (CASE WHEN locked_until <= $5 THEN 1 ELSE failed_logins + 1 END) >= $3 THEN $4 \
+                 WHEN locked_until <= $5 THEN NULL \
+                 ELSE locked_until END \
+             WHERE tenant_id = $1 AND id = $2 RETURNING failed_logins, locked_until",
+            owner.account_table()
+        );
         let (_failures, locked): (i64, Option<i64>) = on_pool!(&self.pool, p => {
-            sqlx::query_as(
-                "UPDATE members SET \
-                   failed_logins = CASE WHEN locked_until <= $5 THEN 1 ELSE failed_logins + 1 END, \
-                   locked_until = CASE \
-                     WHEN (CASE WHEN locked_until <= $5 THEN 1 ELSE failed_logins + 1 END) >= $3 THEN $4 \
-                     WHEN locked_until <= $5 THEN NULL \
-                     ELSE locked_until END \
-                 WHERE tenant_id = $1 AND id = $2 RETURNING failed_logins, locked_until",
-            )
+            sqlx::query_as(&sql)
             .bind(tenant.as_str())
-            .bind(member_id)
+            .bind(owner.id())
             .bind(max_failures)
             .bind(lock_until)
             .bind(now_unix())
@@ -269,15 +343,16 @@ impl Store {
     pub async fn record_login_success(
         &self,
         tenant: &TenantId,
-        member_id: &str,
+        owner: &Owner<'_>,
     ) -> StoreResult<()> {
+        let sql = format!(
+            "UPDATE {} SET failed_logins = 0, locked_until = NULL WHERE tenant_id = $1 AND id = $2",
+            owner.account_table()
+        );
         on_pool!(&self.pool, p => {
-            sqlx::query(
-                "UPDATE members SET failed_logins = 0, locked_until = NULL \
-                 WHERE tenant_id = $1 AND id = $2",
-            )
+            sqlx::query(&sql)
             .bind(tenant.as_str())
-            .bind(member_id)
+            .bind(owner.id())
             .execute(p)
             .await
             .map(|_| ())
@@ -285,8 +360,10 @@ impl Store {
         Ok(())
     }
 
-    pub async fn unlock_member(&self, tenant: &TenantId, member_id: &str) -> StoreResult<()> {
-        self.record_login_success(tenant, member_id).await
+    /// Lifts a member's lock (「ロック解除」) and clears the failure count.
+    pub async fn unlock_member(&self, tenant: &TenantId, member: &MemberId) -> StoreResult<()> {
+        self.record_login_success(tenant, &Owner::member(member))
+            .await
     }
 
     pub async fn set_password_hash(
@@ -490,18 +567,246 @@ impl Store {
         Ok(())
     }
 
+    // --- the console's member operations -------------------------------------------------
+
+    /// One page of members matching `search`, ordered by user ID.
+    pub async fn search_members(
+        &self,
+        tenant: &TenantId,
+        search: &MemberSearch,
+    ) -> StoreResult<Vec<Member>> {
+        let sql = format!(
+            "SELECT {MEMBER_COLUMNS} FROM members WHERE tenant_id = $1 \
+             AND ($2 IS NULL OR user_id LIKE $2 ESCAPE '\\' OR email LIKE $2 ESCAPE '\\' \
+                  OR display_name LIKE $3 ESCAPE '\\' OR name_kana LIKE $3 ESCAPE '\\') \
+             AND ($4 IS NULL OR birth_date = $4) \
+             AND ($5 IS NULL \
+                  OR ($5 = 'disabled' AND state = 'disabled') \
+                  OR ($5 = 'locked' AND state <> 'disabled' AND locked_until > $7) \
+                  OR ($5 = 'temporary' AND state = 'temporary' \
+                      AND (locked_until IS NULL OR locked_until <= $7)) \
+                  OR ($5 = 'active' AND state = 'active' \
+                      AND (locked_until IS NULL OR locked_until <= $7))) \
+             AND ($6 IS NULL OR user_id > $6) \
+             ORDER BY user_id LIMIT {}",
+            search.limit.clamp(1, 500)
+        );
+        let query = search
+            .query
+            .as_deref()
+            .map(str::trim)
+            .filter(|q| !q.is_empty());
+        let prefix = query.map(|q| format!("{}%", like_escape(&q.to_lowercase())));
+        let part = query.map(|q| format!("%{}%", like_escape(q)));
+        let rows: Vec<MemberRow> = on_pool!(&self.pool, p => {
+            sqlx::query_as(&sql)
+                .bind(tenant.as_str())
+                .bind(prefix.as_deref())
+                .bind(part.as_deref())
+                .bind(search.birth_date.as_deref())
+                .bind(search.state.as_deref())
+                .bind(search.after.as_deref())
+                .bind(now_unix())
+                .fetch_all(p)
+                .await
+        })?;
+        Ok(rows.into_iter().map(Member::from).collect())
+    }
+
+    /// Changes a member's display name (and name in kana).
+    pub async fn rename_member(
+        &self,
+        tenant: &TenantId,
+        member: &MemberId,
+        name: &str,
+        kana: &str,
+    ) -> StoreResult<()> {
+        on_pool!(&self.pool, p => {
+            sqlx::query(
+                "UPDATE members SET display_name = $3, name_kana = $4, updated_at = $5 \
+                 WHERE tenant_id = $1 AND id = $2",
+            )
+            .bind(tenant.as_str())
+            .bind(member.as_str())
+            .bind(name)
+            .bind(kana)
+            .bind(now_unix())
+            .execute(p)
+            .await
+            .map(|_| ())
+        })?;
+        Ok(())
+    }
+
+    /// Gives a member new temporary credentials: at the next login they prove their birth
+    /// date and choose a new password. A lock is lifted; a disabled member stays disabled.
+    pub async fn reset_member_password(
+        &self,
+        tenant: &TenantId,
+        member: &MemberId,
+        hash: &str,
+    ) -> StoreResult<()> {
+        let now = now_unix();
+        on_pool!(&self.pool, p => {
+            sqlx::query(
+                "UPDATE members SET password_hash = $3, password_created_at = $4, updated_at = $4, \
+                 failed_logins = 0, locked_until = NULL, \
+                 state = CASE WHEN state = 'disabled' THEN 'disabled' ELSE 'temporary' END, \
+                 state_before_disable = CASE WHEN state = 'disabled' THEN 'temporary' \
+                   ELSE state_before_disable END \
+                 WHERE tenant_id = $1 AND id = $2",
+            )
+            .bind(tenant.as_str())
+            .bind(member.as_str())
+            .bind(hash)
+            .bind(now)
+            .execute(p)
+            .await
+            .map(|_| ())
+        })?;
+        Ok(())
+    }
+
+    /// Removes every second factor of a member: they set one up at the next login.
+    pub async fn reset_member_factors(
+        &self,
+        tenant: &TenantId,
+        member: &MemberId,
+    ) -> StoreResult<u64> {
+        let n = self
+            .delete_all_devices(tenant, &Owner::member(member))
+            .await?;
+        on_pool!(&self.pool, p => {
+            sqlx::query(
+                "UPDATE members SET email_otp_enabled = FALSE, updated_at = $3 \
+                 WHERE tenant_id = $1 AND id = $2",
+            )
+            .bind(tenant.as_str())
+            .bind(member.as_str())
+            .bind(now_unix())
+            .execute(p)
+            .await
+            .map(|_| ())
+        })?;
+        Ok(n)
+    }
+
+    /// Disables a member (keeping the state to restore) or enables them again.
+    pub async fn set_member_disabled(
+        &self,
+        tenant: &TenantId,
+        member: &MemberId,
+        disabled: bool,
+    ) -> StoreResult<()> {
+        let sql = if disabled {
+            "UPDATE members SET state_before_disable = state, state = 'disabled', updated_at = $3 \
+             WHERE tenant_id = $1 AND id = $2 AND state <> 'disabled'"
+        } else {
+            "UPDATE members SET state = COALESCE(state_before_disable, 'active'), \
+             state_before_disable = NULL, updated_at = $3 \
+             WHERE tenant_id = $1 AND id = $2 AND state = 'disabled'"
+        };
+        on_pool!(&self.pool, p => {
+            sqlx::query(sql)
+                .bind(tenant.as_str())
+                .bind(member.as_str())
+                .bind(now_unix())
+                .execute(p)
+                .await
+                .map(|_| ())
+        })?;
+        Ok(())
+    }
+
+    /// The member's sessions, newest first.
+    pub async fn member_sessions(
+        &self,
+        tenant: &TenantId,
+        member: &MemberId,
+    ) -> StoreResult<Vec<Session>> {
+        let rows = on_pool!(&self.pool, p => {
+            sqlx::query_as(
+                "SELECT member_id, created_at, last_seen_at, authenticated_at, auth_method \
+                 FROM sessions WHERE tenant_id = $1 AND member_id = $2 ORDER BY created_at DESC",
+            )
+            .bind(tenant.as_str())
+            .bind(member.as_str())
+            .fetch_all(p)
+            .await
+        })?;
+        Ok(rows)
+    }
+
+    /// Ends every session and sign-in flow of a member; returns how many sessions ended.
+    pub async fn end_member_sessions(
+        &self,
+        tenant: &TenantId,
+        member: &MemberId,
+    ) -> StoreResult<u64> {
+        let n = on_pool!(&self.pool, p => {
+            let n = sqlx::query("DELETE FROM sessions WHERE tenant_id = $1 AND member_id = $2")
+                .bind(tenant.as_str())
+                .bind(member.as_str())
+                .execute(p)
+                .await?
+                .rows_affected();
+            sqlx::query("DELETE FROM login_flows WHERE tenant_id = $1 AND member_id = $2")
+                .bind(tenant.as_str())
+                .bind(member.as_str())
+                .execute(p)
+                .await?;
+            Ok::<_, sqlx::Error>(n)
+        })?;
+        Ok(n)
+    }
+
+    /// Members by console state, for the dashboard: (state, count).
+    pub async fn member_state_counts(&self, tenant: &TenantId) -> StoreResult<Vec<(String, i64)>> {
+        let rows = on_pool!(&self.pool, p => {
+            sqlx::query_as(
+                "SELECT CASE WHEN state = 'disabled' THEN 'disabled' \
+                   WHEN locked_until > $2 THEN 'locked' ELSE state END AS s, COUNT(*) \
+                 FROM members WHERE tenant_id = $1 GROUP BY s ORDER BY s",
+            )
+            .bind(tenant.as_str())
+            .bind(now_unix())
+            .fetch_all(p)
+            .await
+        })?;
+        Ok(rows)
+    }
+
+    /// Members holding each kind of second factor, for the dashboard: (kind, members).
+    pub async fn factor_adoption(&self, tenant: &TenantId) -> StoreResult<Vec<(String, i64)>> {
+        let rows = on_pool!(&self.pool, p => {
+            sqlx::query_as(
+                "SELECT kind, COUNT(DISTINCT member_id) FROM mfa_devices WHERE tenant_id = $1 \
+                 GROUP BY kind \
+                 UNION ALL \
+                 SELECT 'email_otp', COUNT(*) FROM members \
+                 WHERE tenant_id = $1 AND email_otp_enabled = TRUE",
+            )
+            .bind(tenant.as_str())
+            .fetch_all(p)
+            .await
+        })?;
+        Ok(rows)
+    }
+
     // --- sign-in flows -------------------------------------------------------------------
 
     pub async fn create_flow(&self, tenant: &TenantId, f: &NewFlow<'_>) -> StoreResult<()> {
+        let sql = format!(
+            "INSERT INTO login_flows (token_hash, tenant_id, {}, purpose, \
+             birth_date_verified, return_to, created_at, expires_at, factor_verified) \
+             VALUES ($1, $2, $3, $4, FALSE, $5, $6, $7, $8)",
+            f.owner.column()
+        );
         on_pool!(&self.pool, p => {
-            sqlx::query(
-                "INSERT INTO login_flows (token_hash, tenant_id, member_id, purpose, \
-                 birth_date_verified, return_to, created_at, expires_at, factor_verified) \
-                 VALUES ($1, $2, $3, $4, FALSE, $5, $6, $7, $8)",
-            )
+            sqlx::query(&sql)
             .bind(f.token_hash)
             .bind(tenant.as_str())
-            .bind(f.member_id)
+            .bind(f.owner.id())
             .bind(f.purpose)
             .bind(f.return_to)
             .bind(now_unix())
@@ -521,7 +826,7 @@ impl Store {
     ) -> StoreResult<Option<LoginFlow>> {
         let flow = on_pool!(&self.pool, p => {
             sqlx::query_as(
-                "SELECT member_id, purpose, birth_date_verified, factor_verified, pending_secret, \
+                "SELECT member_id, admin_id, purpose, birth_date_verified, factor_verified, pending_secret, \
                  return_to, expires_at, factor_method, setup_done, ceremony, ceremony_expires_at, \
                  email_code_hash, email_code_sent_at, email_code_expires_at, email_code_attempts \
                  FROM login_flows WHERE tenant_id = $1 AND token_hash = $2 AND expires_at > $3",
@@ -699,63 +1004,6 @@ impl Store {
                 .map(|_| ())
         })?;
         Ok(())
-    }
-
-    // --- audit ---------------------------------------------------------------------------
-
-    pub async fn audit(&self, e: &AuditEvent<'_>) -> StoreResult<()> {
-        on_pool!(&self.pool, p => {
-            sqlx::query(
-                "INSERT INTO audit_events (id, tenant_id, member_id, event, ip, user_agent, \
-                 detail, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(crate::random_token(16))
-            .bind(e.tenant.map(TenantId::as_str))
-            .bind(e.member_id)
-            .bind(e.event)
-            .bind(e.ip)
-            .bind(e.user_agent)
-            .bind(e.detail)
-            .bind(now_unix())
-            .execute(p)
-            .await
-            .map(|_| ())
-        })?;
-        Ok(())
-    }
-
-    /// How many times `event` came from `ip` since `since`, across all tenants.
-    pub async fn events_from_ip(&self, ip: &str, event: &str, since: i64) -> StoreResult<i64> {
-        let n = on_pool!(&self.pool, p => {
-            sqlx::query_scalar(
-                "SELECT COUNT(*) FROM audit_events WHERE ip = $1 AND event = $2 AND created_at >= $3",
-            )
-            .bind(ip)
-            .bind(event)
-            .bind(since)
-            .fetch_one(p)
-            .await
-        })?;
-        Ok(n)
-    }
-
-    /// The member's audit events, newest first: (event, detail, ip).
-    pub async fn member_events(
-        &self,
-        tenant: &TenantId,
-        member_id: &str,
-    ) -> StoreResult<Vec<(String, String, String)>> {
-        let rows = on_pool!(&self.pool, p => {
-            sqlx::query_as(
-                "SELECT event, detail, ip FROM audit_events \
-                 WHERE tenant_id = $1 AND member_id = $2 ORDER BY created_at DESC, id",
-            )
-            .bind(tenant.as_str())
-            .bind(member_id)
-            .fetch_all(p)
-            .await
-        })?;
-        Ok(rows)
     }
 }
 

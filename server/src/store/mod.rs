@@ -5,6 +5,8 @@
 //! the same code against whichever pool is configured, so each statement is type-checked
 //! for both backends. SQL that has to differ per backend is matched on [`Pool`] here.
 
+mod admins;
+mod audit;
 mod devices;
 mod flows;
 mod mail;
@@ -18,12 +20,55 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::{PgPool, SqlitePool};
 
+pub use admins::{Admin, AdminRole, AdminSession, AdminState, ApiToken, NewApiToken, StoredLetter};
+pub use audit::{Actor, AuditEvent, AuditFilter, AuditRow};
 pub use devices::{Device, NewDevice};
 pub use mail::{MailCounts, NewMail, OutboxMail};
-pub use members::{AuditEvent, LoginFlow, Member, MemberState, NewFlow, NewMember, Session};
+pub use members::{
+    LoginFlow, Member, MemberSearch, MemberState, MemberSummary, NewFlow, NewMember, Session,
+};
 pub use tenants::ApplyOutcome;
 
 use crate::config::{Config, DatabaseKind};
+
+/// Who owns a device or a sign-in flow: a member or an admin of the tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Owner<'a> {
+    Member(&'a str),
+    Admin(&'a str),
+}
+
+impl<'a> Owner<'a> {
+    pub fn member(id: &'a crate::ids::MemberId) -> Self {
+        Owner::Member(id.as_str())
+    }
+
+    pub fn admin(id: &'a crate::ids::AdminId) -> Self {
+        Owner::Admin(id.as_str())
+    }
+
+    pub fn id(&self) -> &'a str {
+        match self {
+            Owner::Member(id) | Owner::Admin(id) => id,
+        }
+    }
+
+    /// The table of the owner's account.
+    fn account_table(&self) -> &'static str {
+        match self {
+            Owner::Member(_) => "members",
+            Owner::Admin(_) => "admins",
+        }
+    }
+
+    /// The column naming the owner in tables that hold rows of either kind.
+    fn column(&self) -> &'static str {
+        match self {
+            Owner::Member(_) => "member_id",
+            Owner::Admin(_) => "admin_id",
+        }
+    }
+}
 
 static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../migrations");
 

@@ -8,7 +8,7 @@ use poem::web::{Data, Redirect};
 use poem::{handler, IntoResponse, Response};
 use serde::Serialize;
 
-use super::signin::{flow_at, Action, Flow};
+use super::signin::{flow_at, Action, Flow, Subject};
 use super::{AppState, CurrentTenant, RequestMeta};
 use crate::mail::EmailAddress;
 use crate::store::Member;
@@ -30,19 +30,19 @@ pub fn label_key(method: MfaMethod) -> &'static str {
 
 #[derive(Serialize)]
 struct Other {
-    path: &'static str,
+    path: String,
     kind: &'static str,
 }
 
 /// The context of a factor page: the other kinds the member may switch to.
-pub fn context(flow: &Flow, current: MfaMethod) -> tera::Context {
+pub fn context<S: Subject>(flow: &Flow<S>, current: MfaMethod) -> tera::Context {
     let others: Vec<Other> = flow
         .factors
         .methods()
         .into_iter()
         .filter(|m| *m != current)
         .map(|m| Other {
-            path: path(m),
+            path: flow.path(path(m)),
             kind: label_key(m),
         })
         .collect();
@@ -53,16 +53,16 @@ pub fn context(flow: &Flow, current: MfaMethod) -> tera::Context {
 
 /// Sends the member to their preferred factor: the kind chosen at first login if they hold
 /// it, else the first they hold.
-pub fn choose(flow: &Flow) -> Response {
+pub fn choose<S: Subject>(flow: &Flow<S>) -> Response {
     let held = flow.factors.methods();
     let preferred = held
         .iter()
         .copied()
-        .find(|m| flow.member.mfa_method.as_deref() == Some(m.as_str()))
+        .find(|m| flow.who.preferred_method() == Some(m.as_str()))
         .or_else(|| held.first().copied());
     match preferred {
-        Some(method) => Redirect::see_other(path(method)).into_response(),
-        None => Redirect::see_other("/login/next").into_response(),
+        Some(method) => Redirect::see_other(&flow.path(path(method))).into_response(),
+        None => flow.next(),
     }
 }
 
@@ -73,7 +73,16 @@ pub async fn factor_page(
     tenant: CurrentTenant,
     jar: &CookieJar,
 ) -> poem::Result<Response> {
-    let flow = flow_at!(&state, &tenant.0, jar, Action::SecondFactor);
+    pick::<Member>(&state, &tenant.0, jar).await
+}
+
+/// The second-factor step of any kind of account: on to its preferred kind.
+pub async fn pick<S: Subject>(
+    state: &AppState,
+    tenant: &Tenant,
+    jar: &CookieJar,
+) -> poem::Result<Response> {
+    let flow = flow_at!(<S> state, tenant, jar, Action::SecondFactor);
     Ok(choose(&flow))
 }
 
@@ -94,34 +103,35 @@ pub fn name_problem(name: &str) -> Option<&'static str> {
 
 /// A factor was registered in this flow: it proves the flow's second factor, is audited
 /// (`<method>_registered`) and the member gets a notice mail. Goes on with the flow.
-pub async fn registered(
+pub async fn registered<S: Subject>(
     state: &AppState,
     tenant: &Tenant,
     meta: &RequestMeta,
-    flow: &Flow,
+    flow: &Flow<S>,
     method: MfaMethod,
     name: &str,
 ) -> poem::Result<Response> {
     flow.factor_proven(state, tenant, method, true).await?;
     let event = format!("{}_registered", method.as_str());
-    meta.audit(&state.store, tenant, Some(&flow.member.id), &event, name)
+    meta.audit_by(&state.store, tenant, flow.who.owner(), &event, name)
         .await;
-    notify(state, tenant, meta, &flow.member, method, name, true).await;
-    Ok(Redirect::see_other("/login/next").into_response())
+    notify(state, tenant, meta, &flow.who, method, name, true).await;
+    Ok(flow.next())
 }
 
 /// Tells the member by mail that a factor was added or removed, so an unexpected change
 /// does not go unnoticed. A failure is logged; the change itself stands.
-pub async fn notify(
+pub async fn notify<S: Subject>(
     state: &AppState,
     tenant: &Tenant,
     meta: &RequestMeta,
-    member: &Member,
+    who: &S,
     method: MfaMethod,
     name: &str,
     added: bool,
 ) {
-    let Ok(to) = EmailAddress::parse(&member.email) else {
+    let (address, greeting) = who.notice_to();
+    let Ok(to) = EmailAddress::parse(address) else {
         return;
     };
     let themes = match state.themes.get(&tenant.slug) {
@@ -132,12 +142,12 @@ pub async fn notify(
         }
     };
     let mut ctx = tera::Context::new();
-    ctx.insert("name", &member.display_name);
+    ctx.insert("name", greeting);
     let kind_key = format!("factors.{}", label_key(method));
     ctx.insert("kind", themes.text(&kind_key));
     ctx.insert("device", name);
     ctx.insert("added", &added);
-    ctx.insert("at", &super::account::date_time(crate::store::now_unix()));
+    ctx.insert("at", &super::pages::date_time(crate::store::now_unix()));
     let result = state
         .mailer
         .send(&state.store, tenant, &to, "factor_changed", ctx)
@@ -149,7 +159,7 @@ pub async fn notify(
             } else {
                 "factor_removed_notice_sent"
             };
-            meta.audit(&state.store, tenant, Some(&member.id), event, name)
+            meta.audit_by(&state.store, tenant, who.owner(), event, name)
                 .await;
         }
         Err(error) => tracing::error!(%error, "queueing a factor notice mail failed"),

@@ -1,19 +1,18 @@
-//! HTTP: the member/admin listener (tenant hosts) and the operations listener.
+//! HTTP, split by who is served: `member/` (the member pages of a tenant host), `admin/`
+//! (the society admin console and its JSON API, under `/admin` of the same host) and
+//! `ops` (the operations listener). The sign-in machine (`signin`, `factor`, `totp`) is
+//! shared by members and admins.
 
-mod account;
+pub mod admin;
 mod assets;
 mod csrf;
-mod email_confirm;
-mod email_otp;
-mod factor;
-mod first_login;
-mod methods;
+pub mod factor;
+pub mod member;
 mod ops;
-mod pages;
-mod passkey;
-mod signin;
+pub mod pages;
+pub mod signin;
 mod tenant_host;
-mod totp;
+pub mod totp;
 
 use std::sync::Arc;
 
@@ -22,35 +21,12 @@ use poem::web::cookie::SameSite;
 use poem::web::CsrfToken;
 use poem::{get, EndpointExt, FromRequest, Request, RequestBody, Route};
 
+pub use crate::state::AppState;
 pub use ops::ops_app;
 pub use tenant_host::CurrentTenant;
 
-use crate::auth::password::PasswordHasher;
+use crate::store::{Actor, Owner, Store};
 use crate::tenant::Tenant;
-
-use crate::config::Config;
-use crate::mail::Mailer;
-use crate::metrics::Metrics;
-use crate::store::Store;
-use crate::tenant::TenantRegistry;
-use crate::theme::Themes;
-
-/// Everything a request handler may need, built once at start-up.
-pub struct AppState {
-    pub config: Config,
-    pub store: Store,
-    pub tenants: Arc<TenantRegistry>,
-    pub themes: Themes,
-    pub mailer: Mailer,
-    pub metrics: Arc<Metrics>,
-    pub hasher: PasswordHasher,
-    /// Seals secrets at rest (TOTP keys, pending set-ups).
-    pub secrets: crate::crypto::SecretBox,
-    /// Keys the CSRF tokens; derived from the installation's secret key.
-    pub csrf_key: [u8; 32],
-    /// The WebAuthn relying party of each tenant host.
-    pub passkeys: crate::mfa::passkey::RelyingParties,
-}
 
 /// The listener that tenant hosts reach. Every route runs with its tenant resolved.
 pub fn member_app(state: Arc<AppState>) -> impl poem::Endpoint {
@@ -59,82 +35,11 @@ pub fn member_app(state: Arc<AppState>) -> impl poem::Endpoint {
         .key(state.csrf_key)
         .secure(state.config.secure_cookies())
         .same_site(SameSite::Lax);
-    Route::new()
-        .at("/", get(account::top))
-        .at("/login", get(signin::login_page).post(signin::login))
-        .at("/login/next", get(signin::next))
-        .at(
-            "/login/birth-date",
-            get(first_login::birth_date_page).post(first_login::birth_date),
-        )
-        .at(
-            "/login/terms",
-            get(first_login::terms_page).post(first_login::accept_terms),
-        )
-        .at(
-            "/login/user-id",
-            get(first_login::user_id_page).post(first_login::choose_user_id),
-        )
-        .at(
-            "/login/password",
-            get(first_login::password_page).post(first_login::update_password),
-        )
-        .at(
-            "/login/email",
-            get(first_login::email_page).post(first_login::review_email),
-        )
-        .at(
-            "/login/email/confirm",
-            get(email_confirm::confirm_email_page),
-        )
-        .at(
-            "/login/email/resend",
-            poem::post(email_confirm::resend_confirmation),
-        )
-        .at("/email/confirm", get(email_confirm::open_confirmation_link))
-        .at("/login/factor", get(factor::factor_page))
-        .at("/login/otp", get(totp::otp_page).post(totp::verify_otp))
-        .at("/login/passkey", get(passkey::login_page))
-        .at("/login/passkey/options", poem::post(passkey::login_options))
-        .at("/login/passkey/finish", poem::post(passkey::login_finish))
-        .at("/login/passkey/setup", get(passkey::setup_page))
-        .at(
-            "/login/passkey/setup/options",
-            poem::post(passkey::setup_options),
-        )
-        .at(
-            "/login/passkey/setup/finish",
-            poem::post(passkey::setup_finish),
-        )
-        .at(
-            "/login/passkey/name",
-            get(passkey::name_page).post(passkey::save_name),
-        )
-        .at(
-            "/login/email-otp",
-            get(email_otp::page).post(email_otp::verify),
-        )
-        .at("/login/email-otp/resend", poem::post(email_otp::resend))
-        .at("/login/totp", get(totp::setup_page).post(totp::setup))
-        .at("/login/totp/qr.png", get(totp::setup_qr))
-        .at("/logout", get(account::logout_page).post(account::logout))
-        .at(
-            "/profile",
-            get(account::profile_page).post(account::change_user_id),
-        )
-        .at("/login-methods", get(methods::page))
-        .at("/login-methods/add/:kind", get(methods::add))
-        .at(
-            "/login-methods/devices/:id/delete",
-            get(methods::delete_page).post(methods::delete),
-        )
-        .at(
-            "/login-methods/password",
-            get(account::password_page).post(account::change_password),
-        )
-        .at("/reauth", get(account::reauth_page).post(account::reauth))
+    let route = Route::new()
+        .nest("/admin", admin::routes(&state))
         .at("/theme.css", get(assets::theme_css))
-        .at("/static/*path", get(assets::static_file))
+        .at("/static/*path", get(assets::static_file));
+    member::routes(route)
         .around(csrf::verify)
         .with(csrf)
         .around(tenant_host::resolve_tenant)
@@ -153,6 +58,13 @@ pub struct RequestMeta {
 
 impl<'a> FromRequest<'a> for RequestMeta {
     async fn from_request(req: &'a Request, _body: &mut RequestBody) -> poem::Result<Self> {
+        Self::from_request_without_body(req).await
+    }
+}
+
+impl RequestMeta {
+    /// The same, for code that holds the request but not its body.
+    pub async fn from_request_without_body(req: &Request) -> poem::Result<Self> {
         let ip = match req.remote_addr().as_socket_addr() {
             Some(addr) => addr.ip().to_string(),
             None => "unknown".to_owned(),
@@ -185,10 +97,9 @@ impl<'a> FromRequest<'a> for RequestMeta {
             csrf_token,
         })
     }
-}
 
-impl RequestMeta {
-    /// Writes an audit event; a failure to do so is logged, not shown to the member.
+    /// Writes an audit event of a member's own doing (or of nobody known, without a
+    /// member); a failure to do so is logged, not shown to the member.
     pub async fn audit(
         &self,
         store: &Store,
@@ -197,16 +108,72 @@ impl RequestMeta {
         event: &str,
         detail: &str,
     ) {
+        let actor = match member_id {
+            Some(id) => Actor::Member(id),
+            None => Actor::Anonymous,
+        };
+        self.record(store, tenant, actor, member_id, event, detail, None)
+            .await
+    }
+
+    /// Writes an audit event of a member's or an admin's own doing.
+    pub async fn audit_by(
+        &self,
+        store: &Store,
+        tenant: &Tenant,
+        who: Owner<'_>,
+        event: &str,
+        detail: &str,
+    ) {
+        let (actor, member) = match who {
+            Owner::Member(id) => (Actor::Member(id), Some(id)),
+            Owner::Admin(id) => (Actor::Admin(id), None),
+        };
+        self.record(store, tenant, actor, member, event, detail, None)
+            .await
+    }
+
+    /// Writes one audit event; `change` is the value before and after.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn record(
+        &self,
+        store: &Store,
+        tenant: &Tenant,
+        actor: Actor<'_>,
+        member_id: Option<&str>,
+        event: &str,
+        detail: &str,
+        change: Option<(&str, &str)>,
+    ) {
         let e = crate::store::AuditEvent {
             tenant: Some(&tenant.id),
             member_id,
+            actor,
             event,
             ip: &self.ip,
             user_agent: &self.user_agent,
             detail,
+            before: change.map(|c| c.0),
+            after: change.map(|c| c.1),
         };
         if let Err(error) = store.audit(&e).await {
             tracing::error!(%error, event, "writing the audit log failed");
         }
+    }
+}
+
+pub fn internal(e: impl std::fmt::Display) -> poem::Error {
+    tracing::error!(error = %e, "request failed");
+    poem::Error::from_status(poem::http::StatusCode::INTERNAL_SERVER_ERROR)
+}
+
+/// A hashing error as an HTTP error: "busy" becomes 503, which the tenant host shows as
+/// 「ただいま混み合っています」; anything else is an internal error.
+pub fn hash_error(e: crate::auth::password::HashError) -> poem::Error {
+    match e {
+        crate::auth::password::HashError::Busy => {
+            poem::Error::from_status(poem::http::StatusCode::SERVICE_UNAVAILABLE)
+        }
+        crate::auth::password::HashError::Internal(e) => internal(e),
     }
 }

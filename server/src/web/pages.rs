@@ -118,3 +118,24 @@ pub fn error_page(state: &AppState, tenant: Option<&Tenant>, kind: ErrorKind) ->
     context.insert("error", key);
     render_page(state, tenant, "error.html", context, status)
 }
+
+/// A time in Japan, for notices: `2026/11/21 09:30`.
+pub fn date_time(unix: i64) -> String {
+    let format = time::macros::format_description!("[year]/[month]/[day] [hour]:[minute]");
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .map(|t| t.to_offset(time::macros::offset!(+9)))
+        .ok()
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_default()
+}
+
+/// A date in Japan: `2026/11/21`.
+pub fn date(unix: i64) -> String {
+    let format = time::macros::format_description!("[year]/[month]/[day]");
+    // Shown in Japan time.
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .map(|t| t.to_offset(time::macros::offset!(+9)))
+        .ok()
+        .and_then(|t| t.format(&format).ok())
+        .unwrap_or_default()
+}

@@ -12,10 +12,10 @@ use poem::{handler, IntoResponse, Response};
 use serde::Deserialize;
 
 use super::pages::{render, MemberView};
-use super::{AppState, CurrentTenant, RequestMeta};
+use super::{internal, AppState, CurrentTenant, RequestMeta};
 use crate::auth::password::HashError;
-use crate::auth::session::{self, internal, FLOW_COOKIE, SESSION_COOKIE};
-use crate::store::{now_unix, Device, LoginFlow, Member, MemberState};
+use crate::auth::session::{self, FLOW_COOKIE, SESSION_COOKIE};
+use crate::store::{now_unix, Device, LoginFlow, Member, MemberState, Owner, StoreResult};
 use crate::tenant::{MfaMethod, Tenant};
 
 /// How long a sign-in may take from password to the last step.
@@ -47,6 +47,7 @@ pub enum Action {
 }
 
 impl Action {
+    /// The page of this action on the member side; the console's is under `/admin`.
     pub fn path(self) -> &'static str {
         match self {
             Action::VerifyBirthDate => "/login/birth-date",
@@ -111,7 +112,17 @@ pub struct Factors {
 
 impl Factors {
     pub fn of(tenant: &Tenant, member: &Member, devices: Vec<Device>) -> Self {
-        let allowed = |m: MfaMethod| tenant.settings.mfa.methods.contains(&m);
+        Self::allowed(
+            &tenant.settings.mfa.methods,
+            member.email_otp_enabled,
+            devices,
+        )
+    }
+
+    /// The devices of the kinds in `methods`; `email` if e-mail codes are a factor of the
+    /// owner and allowed.
+    pub fn allowed(methods: &[MfaMethod], email: bool, devices: Vec<Device>) -> Self {
+        let allowed = |m: MfaMethod| methods.contains(&m);
         let (mut totp, mut passkeys) = (Vec::new(), Vec::new());
         for d in devices {
             match d.kind.as_str() {
@@ -123,7 +134,7 @@ impl Factors {
         Self {
             totp,
             passkeys,
-            email: member.email_otp_enabled && allowed(MfaMethod::EmailOtp),
+            email: email && allowed(MfaMethod::EmailOtp),
         }
     }
 
@@ -214,26 +225,153 @@ pub fn owed(member: &Member, tenant: &Tenant, flow: &LoginFlow, factors: &Factor
     actions
 }
 
-/// The flow of this request with its member, or a redirect to the login page.
-pub(super) struct Flow {
+/// Which side of the portal a sign-in belongs to: the member pages or the society admin
+/// console. The steps are the same machine; the side decides the paths, the cookie and
+/// the pages that show them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Audience {
+    Member,
+    Admin,
+}
+
+impl Audience {
+    /// `path` (a member-side path such as `/login/next`) on this side.
+    pub fn path(self, path: &str) -> String {
+        match self {
+            Audience::Member => path.to_owned(),
+            Audience::Admin => format!("/admin{path}"),
+        }
+    }
+
+    pub fn flow_cookie(self) -> &'static str {
+        match self {
+            Audience::Member => FLOW_COOKIE,
+            Audience::Admin => crate::auth::session::ADMIN_FLOW_COOKIE,
+        }
+    }
+
+    fn cookie_path(self) -> &'static str {
+        match self {
+            Audience::Member => "/",
+            Audience::Admin => "/admin",
+        }
+    }
+
+    /// Renders a sign-in page of this side: the tenant's theme, or the console.
+    pub fn render(
+        self,
+        state: &AppState,
+        tenant: &Tenant,
+        meta: &RequestMeta,
+        template: &str,
+        ctx: tera::Context,
+        status: StatusCode,
+    ) -> Response {
+        match self {
+            Audience::Member => render(state, tenant, meta, template, ctx, status),
+            Audience::Admin => {
+                crate::web::admin::console::render(state, tenant, meta, None, template, ctx, status)
+            }
+        }
+    }
+
+    fn redirect(self, path: &str) -> Response {
+        Redirect::see_other(self.path(path)).into_response()
+    }
+}
+
+/// Who signs in through a flow: a member or a society admin. The steps owed are computed
+/// from the account and the tenant; the pages of every step are shared.
+pub trait Subject: Sized + Send + Sync {
+    const AUDIENCE: Audience;
+    /// Loads the account a flow belongs to, if the flow is of this kind.
+    fn load(
+        state: &AppState,
+        tenant: &Tenant,
+        flow: &LoginFlow,
+    ) -> impl std::future::Future<Output = StoreResult<Option<Self>>> + Send;
+    fn owner(&self) -> Owner<'_>;
+    /// The account name an authenticator app shows.
+    fn account_label(&self) -> &str;
+    /// Where notices about the account's factors go, and the name they greet.
+    fn notice_to(&self) -> (&str, &str);
+    /// The kind of factor this account prefers at sign-in.
+    fn preferred_method(&self) -> Option<&str>;
+    fn unusable(&self, now: i64) -> bool;
+    /// The second-factor kinds this account may hold under the tenant's policy.
+    fn methods(tenant: &Tenant) -> Vec<MfaMethod>;
+    fn email_factor(&self) -> bool;
+    /// What the account still owes in this flow before a session may be issued.
+    fn owed(&self, tenant: &Tenant, flow: &LoginFlow, factors: &Factors) -> Vec<Action>;
+}
+
+impl Subject for Member {
+    const AUDIENCE: Audience = Audience::Member;
+
+    async fn load(
+        state: &AppState,
+        tenant: &Tenant,
+        flow: &LoginFlow,
+    ) -> StoreResult<Option<Self>> {
+        match &flow.member_id {
+            Some(id) => state.store.member(&tenant.id, id).await,
+            None => Ok(None),
+        }
+    }
+
+    fn owner(&self) -> Owner<'_> {
+        Owner::member(&self.id)
+    }
+
+    fn account_label(&self) -> &str {
+        &self.user_id
+    }
+
+    fn notice_to(&self) -> (&str, &str) {
+        (&self.email, &self.display_name)
+    }
+
+    fn preferred_method(&self) -> Option<&str> {
+        self.mfa_method.as_deref()
+    }
+
+    fn unusable(&self, now: i64) -> bool {
+        self.is_locked(now) || self.state == MemberState::Disabled
+    }
+
+    fn methods(tenant: &Tenant) -> Vec<MfaMethod> {
+        tenant.settings.mfa.methods.clone()
+    }
+
+    fn email_factor(&self) -> bool {
+        self.email_otp_enabled
+    }
+
+    fn owed(&self, tenant: &Tenant, flow: &LoginFlow, factors: &Factors) -> Vec<Action> {
+        owed(self, tenant, flow, factors)
+    }
+}
+
+/// The flow of this request with its account, or a redirect to the login page.
+pub struct Flow<S = Member> {
     pub token_hash: String,
     pub flow: LoginFlow,
-    pub member: Member,
-    /// The second factors the member holds.
+    pub who: S,
+    /// The second factors the account holds.
     pub factors: Factors,
 }
 
-/// Where a member goes when their flow is gone.
+/// Where an account goes when its flow is gone.
 const EXPIRED: &str = "/login?expired=1";
 const LOCKED: &str = "/login?locked=1";
 
-impl Flow {
+impl<S: Subject> Flow<S> {
     async fn load(
         state: &AppState,
         tenant: &Tenant,
         jar: &CookieJar,
     ) -> poem::Result<Result<Self, &'static str>> {
-        let Some(token_hash) = session::cookie_token_hash(jar, FLOW_COOKIE) else {
+        let Some(token_hash) = session::cookie_token_hash(jar, S::AUDIENCE.flow_cookie()) else {
             return Ok(Err(EXPIRED));
         };
         let Some(flow) = state
@@ -244,43 +382,60 @@ impl Flow {
         else {
             return Ok(Err(EXPIRED));
         };
-        let Some(member) = state
-            .store
-            .member(&tenant.id, &flow.member_id)
-            .await
-            .map_err(internal)?
-        else {
+        let Some(who) = S::load(state, tenant, &flow).await.map_err(internal)? else {
             return Ok(Err(EXPIRED));
         };
-        if member.is_locked(now_unix()) || member.state == MemberState::Disabled {
+        if who.unusable(now_unix()) {
             state
                 .store
                 .delete_flow(&tenant.id, &token_hash)
                 .await
                 .map_err(internal)?;
-            // The member proved the password in this flow: they may know why it ended.
+            // The account proved the password in this flow: they may know why it ended.
             return Ok(Err(LOCKED));
         }
         let devices = state
             .store
-            .devices(&tenant.id, &member.id)
+            .devices(&tenant.id, &who.owner())
             .await
             .map_err(internal)?;
-        let factors = Factors::of(tenant, &member, devices);
+        let factors = Factors::allowed(&S::methods(tenant), who.email_factor(), devices);
         Ok(Ok(Self {
             token_hash,
             flow,
-            member,
+            who,
             factors,
         }))
     }
 
     pub fn owed(&self, tenant: &Tenant) -> Vec<Action> {
-        owed(&self.member, tenant, &self.flow, &self.factors)
+        self.who.owed(tenant, &self.flow, &self.factors)
     }
 
     pub fn purpose(&self) -> Purpose {
         Purpose::parse(&self.flow.purpose)
+    }
+
+    /// `path` on this flow's side.
+    pub fn path(&self, path: &str) -> String {
+        S::AUDIENCE.path(path)
+    }
+
+    /// Renders a page of this flow's side.
+    pub fn render(
+        &self,
+        state: &AppState,
+        tenant: &Tenant,
+        meta: &RequestMeta,
+        template: &str,
+        ctx: tera::Context,
+    ) -> Response {
+        S::AUDIENCE.render(state, tenant, meta, template, ctx, StatusCode::OK)
+    }
+
+    /// On to the next owed action.
+    pub fn next(&self) -> Response {
+        S::AUDIENCE.redirect("/login/next")
     }
 
     /// The context every page of the flow starts from: a signed-in member adding a factor
@@ -319,31 +474,35 @@ impl Flow {
 /// The flow of this request at one of `$action`s; otherwise the handler returns the
 /// redirect to where the member has to be (see [`step`]).
 macro_rules! flow_at {
-    ($state:expr, $tenant:expr, $jar:expr, $($action:expr),+) => {
-        match $crate::web::signin::step($state, $tenant, $jar, &[$($action),+]).await? {
+    (<$who:ty> $state:expr, $tenant:expr, $jar:expr, $($action:expr),+) => {
+        match $crate::web::signin::step::<$who>($state, $tenant, $jar, &[$($action),+]).await? {
             Ok(flow) => flow,
             Err(redirect) => return Ok(redirect),
         }
     };
+    ($state:expr, $tenant:expr, $jar:expr, $($action:expr),+) => {
+        flow_at!(<$crate::store::Member> $state, $tenant, $jar, $($action),+)
+    };
 }
-pub(super) use flow_at;
+pub(crate) use flow_at;
 
 /// Loads the flow and checks that the action owed now is one of `actions`; otherwise
 /// answers with the redirect to where the member has to be.
-pub(super) async fn step(
+pub async fn step<S: Subject>(
     state: &AppState,
     tenant: &Tenant,
     jar: &CookieJar,
     actions: &[Action],
-) -> poem::Result<Result<Flow, Response>> {
-    let flow = match Flow::load(state, tenant, jar).await? {
+) -> poem::Result<Result<Flow<S>, Response>> {
+    let audience = S::AUDIENCE;
+    let flow = match Flow::<S>::load(state, tenant, jar).await? {
         Ok(flow) => flow,
-        Err(to) => return Ok(Err(Redirect::see_other(to).into_response())),
+        Err(to) => return Ok(Err(audience.redirect(to))),
     };
     match flow.owed(tenant).first() {
         Some(owed) if actions.contains(owed) => Ok(Ok(flow)),
-        Some(&owed) => Ok(Err(Redirect::see_other(owed.path()).into_response())),
-        None => Ok(Err(Redirect::see_other("/login/next").into_response())),
+        Some(&owed) => Ok(Err(audience.redirect(owed.path()))),
+        None => Ok(Err(audience.redirect("/login/next"))),
     }
 }
 
@@ -519,7 +678,7 @@ pub async fn login(
         tenant,
         jar,
         StartFlow {
-            member_id: &member.id,
+            owner: Owner::member(&member.id),
             purpose: Purpose::Login,
             return_to: "/",
             lifetime_secs: FLOW_SECS,
@@ -530,8 +689,8 @@ pub async fn login(
 }
 
 /// A flow to open for a member whose password (or recent session) is proven.
-pub(super) struct StartFlow<'a> {
-    pub member_id: &'a str,
+pub struct StartFlow<'a> {
+    pub owner: Owner<'a>,
     pub purpose: Purpose,
     pub return_to: &'a str,
     pub lifetime_secs: i64,
@@ -540,12 +699,16 @@ pub(super) struct StartFlow<'a> {
 
 /// Opens a flow bound to a new `portal_flow` cookie and sends the member to its first
 /// owed action.
-pub(super) async fn start_flow(
+pub async fn start_flow(
     state: &AppState,
     tenant: &Tenant,
     jar: &CookieJar,
     start: StartFlow<'_>,
 ) -> poem::Result<Response> {
+    let audience = match start.owner {
+        Owner::Member(_) => Audience::Member,
+        Owner::Admin(_) => Audience::Admin,
+    };
     let (token, token_hash) = session::new_token();
     state
         .store
@@ -553,7 +716,7 @@ pub(super) async fn start_flow(
             &tenant.id,
             &crate::store::NewFlow {
                 token_hash: &token_hash,
-                member_id: start.member_id,
+                owner: start.owner,
                 purpose: start.purpose.as_str(),
                 return_to: start.return_to,
                 expires_at: now_unix() + start.lifetime_secs,
@@ -562,23 +725,24 @@ pub(super) async fn start_flow(
         )
         .await
         .map_err(internal)?;
-    jar.add(session::cookie(
-        FLOW_COOKIE,
+    let mut cookie = session::cookie(
+        audience.flow_cookie(),
         &token,
         secure(state),
         Some(start.lifetime_secs),
-    ));
-    Ok(Redirect::see_other("/login/next").into_response())
+    );
+    cookie.set_path(audience.cookie_path());
+    jar.add(cookie);
+    Ok(audience.redirect("/login/next"))
 }
 
-/// Counts a failure against the member and locks the account at the tenant's limit.
-/// Counts a failed proof (`event`, e.g. `login_failed`) against the member and locks the
-/// account at the tenant's limit. Returns true if this failure locked it.
-pub(super) async fn lockout_failure(
+/// Counts a failed proof (`event`, e.g. `login_failed`) against a member or admin and
+/// locks the account at the tenant's limit. Returns true if this failure locked it.
+pub async fn lockout_failure<S: Subject>(
     state: &AppState,
     tenant: &Tenant,
     meta: &RequestMeta,
-    member: &Member,
+    who: &S,
     event: &str,
     what: &str,
 ) -> poem::Result<bool> {
@@ -591,20 +755,14 @@ pub(super) async fn lockout_failure(
     };
     let locked = state
         .store
-        .record_login_failure(&tenant.id, &member.id, policy.max_failures.into(), until)
+        .record_login_failure(&tenant.id, &who.owner(), policy.max_failures.into(), until)
         .await
         .map_err(internal)?;
-    meta.audit(&state.store, tenant, Some(&member.id), event, what)
+    meta.audit_by(&state.store, tenant, who.owner(), event, what)
         .await;
     if locked {
-        meta.audit(
-            &state.store,
-            tenant,
-            Some(&member.id),
-            "account_locked",
-            what,
-        )
-        .await;
+        meta.audit_by(&state.store, tenant, who.owner(), "account_locked", what)
+            .await;
     }
     Ok(locked)
 }
@@ -618,7 +776,7 @@ pub async fn next(
     jar: &CookieJar,
 ) -> poem::Result<Response> {
     let tenant = &tenant.0;
-    let flow = match Flow::load(&state, tenant, jar).await? {
+    let flow = match Flow::<Member>::load(&state, tenant, jar).await? {
         Ok(flow) => flow,
         Err(to) => return Ok(Redirect::see_other(to).into_response()),
     };
@@ -632,7 +790,7 @@ pub async fn next(
         .await
         .map_err(internal)?;
     store
-        .record_login_success(&tenant.id, &flow.member.id)
+        .record_login_success(&tenant.id, &flow.who.owner())
         .await
         .map_err(internal)?;
     if let Some(old) = session::cookie_token_hash(jar, SESSION_COOKIE) {
@@ -644,7 +802,7 @@ pub async fn next(
     let (token, token_hash) = session::new_token();
     let auth_method = flow.flow.factor_method.as_deref().unwrap_or("password");
     store
-        .create_session(&tenant.id, &token_hash, &flow.member.id, auth_method)
+        .create_session(&tenant.id, &token_hash, &flow.who.id, auth_method)
         .await
         .map_err(internal)?;
     let event = match flow.purpose() {
@@ -652,7 +810,7 @@ pub async fn next(
         Purpose::StepUp => "step_up_succeeded",
         Purpose::Add(_) => "factor_add_finished",
     };
-    meta.audit(store, tenant, Some(&flow.member.id), event, auth_method)
+    meta.audit(store, tenant, Some(&flow.who.id), event, auth_method)
         .await;
     session::remove_cookie(jar, FLOW_COOKIE, secure(&state));
     jar.add(session::cookie(
@@ -705,7 +863,7 @@ mod tests {
     /// A member past the first login, who chose `method`.
     fn member(method: Option<&str>) -> Member {
         Member {
-            id: "m1".into(),
+            id: crate::ids::MemberId::from_db("m1".into()),
             tenant_id: TenantId::from_db("t1".into()),
             user_id: "member-1".into(),
             display_name: "組合員".into(),
@@ -722,12 +880,18 @@ mod tests {
             failed_logins: 0,
             locked_until: None,
             terms_version: None,
+            terms_accepted_at: None,
+            card_symbol: String::new(),
+            card_number: String::new(),
+            name_kana: String::new(),
+            created_at: 0,
         }
     }
 
     fn flow(purpose: &str) -> LoginFlow {
         LoginFlow {
-            member_id: "m1".into(),
+            member_id: Some("m1".into()),
+            admin_id: None,
             purpose: purpose.into(),
             birth_date_verified: false,
             factor_verified: false,
@@ -748,7 +912,7 @@ mod tests {
     fn device(kind: &str) -> Device {
         Device {
             id: format!("{kind}-1"),
-            member_id: "m1".into(),
+            owner_id: "m1".into(),
             kind: kind.into(),
             name: kind.into(),
             secret: String::new(),

@@ -24,6 +24,13 @@ impl<'a> FromRequest<'a> for CurrentTenant {
 
 const CSP: &str = "default-src 'self'; img-src 'self' https: data:; object-src 'none'; \
                    base-uri 'none'; frame-ancestors 'none'; form-action 'self'";
+/// The API's interactive documentation is one page of the API library with inline script
+/// and style; it holds no data of the tenant and sends nothing but what its reader types.
+const DOCS_CSP: &str = "default-src 'self'; script-src 'self' 'unsafe-inline'; \
+                        style-src 'self' 'unsafe-inline'; img-src 'self' data:; \
+                        object-src 'none'; base-uri 'none'; frame-ancestors 'none'";
+/// Where the interactive API documentation is served.
+const DOCS_PATH: &str = "/admin/api/docs";
 
 pub async fn resolve_tenant<E: Endpoint>(next: Arc<E>, mut req: Request) -> poem::Result<Response> {
     let state = req
@@ -38,6 +45,8 @@ pub async fn resolve_tenant<E: Endpoint>(next: Arc<E>, mut req: Request) -> poem
         .or_else(|| req.uri().authority().map(|a| a.to_string()))
         .unwrap_or_default();
 
+    let path = req.uri().path().to_owned();
+    let console = path == "/admin" || path.starts_with("/admin/");
     let mut response = match state.tenants.resolve(&host).await {
         Err(e) => {
             tracing::error!(error = %e, "resolving tenant failed");
@@ -52,9 +61,10 @@ pub async fn resolve_tenant<E: Endpoint>(next: Arc<E>, mut req: Request) -> poem
                 .insert(CurrentTenant(Arc::clone(&tenant)));
             match next.call(req).await {
                 Ok(resp) => resp.into_response(),
-                // Pages for members only: sign in first.
+                // Pages for signed-in members or admins only: sign in first.
                 Err(e) if e.status() == StatusCode::UNAUTHORIZED => {
-                    poem::web::Redirect::see_other("/login").into_response()
+                    let to = if console { "/admin/login" } else { "/login" };
+                    poem::web::Redirect::see_other(to).into_response()
                 }
                 Err(e) if e.status() == StatusCode::SERVICE_UNAVAILABLE => {
                     error_page(&state, Some(&tenant), ErrorKind::Busy)
@@ -75,7 +85,14 @@ pub async fn resolve_tenant<E: Endpoint>(next: Arc<E>, mut req: Request) -> poem
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::X_FRAME_OPTIONS, "DENY"),
         (header::REFERRER_POLICY, "same-origin"),
-        (header::CONTENT_SECURITY_POLICY, CSP),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            if path.starts_with(DOCS_PATH) {
+                DOCS_CSP
+            } else {
+                CSP
+            },
+        ),
     ] {
         headers.insert(name, HeaderValue::from_static(value));
     }

@@ -1,22 +1,22 @@
 //! Authenticator apps in the sign-in flow: registering one at first login (QR code,
 //! 「スキャンできませんか？」, 「デバイス名」 + code, 「実行」) and the one-time password step
 //! of every later login (pick the device by name, code, 「トップページへ」).
+//!
+//! The steps are written once for any [`Subject`]: the member handlers here and the
+//! console's sign-in call the same functions.
 
 use std::sync::Arc;
 
-use poem::http::StatusCode;
 use poem::web::cookie::CookieJar;
-use poem::web::{Data, Form, Redirect};
+use poem::web::{Data, Form};
 use poem::{handler, IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::factor;
-use super::pages::render;
-use super::signin::{flow_at, lockout_failure, step, Action, Flow};
-use super::{AppState, CurrentTenant, RequestMeta};
-use crate::auth::session::internal;
+use super::signin::{flow_at, lockout_failure, step, Action, Flow, Subject};
+use super::{internal, AppState, CurrentTenant, RequestMeta};
 use crate::mfa::totp::{self, Check};
-use crate::store::{now_unix, NewDevice, StoreError};
+use crate::store::{now_unix, Member, NewDevice, StoreError};
 use crate::tenant::{MfaMethod, Tenant};
 
 #[derive(Serialize)]
@@ -25,7 +25,7 @@ struct DeviceChoice<'a> {
     name: &'a str,
 }
 
-fn otp_context(flow: &Flow) -> tera::Context {
+fn otp_context<S: Subject>(flow: &Flow<S>) -> tera::Context {
     let mut ctx = factor::context(flow, MfaMethod::Totp);
     let devices: Vec<DeviceChoice> = flow
         .factors
@@ -47,27 +47,29 @@ pub async fn otp_page(
     meta: RequestMeta,
     jar: &CookieJar,
 ) -> poem::Result<Response> {
-    let flow = flow_at!(&state, &tenant.0, jar, Action::SecondFactor);
+    show_otp::<Member>(&state, &tenant.0, &meta, jar).await
+}
+
+pub async fn show_otp<S: Subject>(
+    state: &AppState,
+    tenant: &Tenant,
+    meta: &RequestMeta,
+    jar: &CookieJar,
+) -> poem::Result<Response> {
+    let flow = flow_at!(<S> state, tenant, jar, Action::SecondFactor);
     if !flow.factors.has(MfaMethod::Totp) {
         return Ok(factor::choose(&flow));
     }
     let ctx = otp_context(&flow);
-    Ok(render(
-        &state,
-        &tenant.0,
-        &meta,
-        "login_otp.html",
-        ctx,
-        StatusCode::OK,
-    ))
+    Ok(flow.render(state, tenant, meta, "login_otp.html", ctx))
 }
 
 #[derive(Deserialize)]
 pub struct OtpForm {
     #[serde(default)]
-    device: String,
+    pub device: String,
     #[serde(default)]
-    code: String,
+    pub code: String,
 }
 
 #[handler]
@@ -78,8 +80,17 @@ pub async fn verify_otp(
     jar: &CookieJar,
     Form(form): Form<OtpForm>,
 ) -> poem::Result<Response> {
-    let tenant = &tenant.0;
-    let flow = flow_at!(&state, tenant, jar, Action::SecondFactor);
+    check_otp::<Member>(&state, &tenant.0, &meta, jar, form).await
+}
+
+pub async fn check_otp<S: Subject>(
+    state: &AppState,
+    tenant: &Tenant,
+    meta: &RequestMeta,
+    jar: &CookieJar,
+    form: OtpForm,
+) -> poem::Result<Response> {
+    let flow = flow_at!(<S> state, tenant, jar, Action::SecondFactor);
     if !flow.factors.has(MfaMethod::Totp) {
         return Ok(factor::choose(&flow));
     }
@@ -92,14 +103,7 @@ pub async fn verify_otp(
     };
     let Some(device) = device else {
         ctx.insert("error", "device_required");
-        return Ok(render(
-            &state,
-            tenant,
-            &meta,
-            "login_otp.html",
-            ctx,
-            StatusCode::OK,
-        ));
+        return Ok(flow.render(state, tenant, meta, "login_otp.html", ctx));
     };
     let policy = &tenant.settings.totp;
     let secret = state
@@ -112,26 +116,26 @@ pub async fn verify_otp(
         Check::Valid { step: time_step } => {
             let first_use = state
                 .store
-                .use_totp_step(&tenant.id, &flow.member.id, &device.id, time_step, now)
+                .use_totp_step(&tenant.id, &flow.who.owner(), &device.id, time_step, now)
                 .await
                 .map_err(internal)?;
             if first_use {
-                flow.factor_proven(&state, tenant, MfaMethod::Totp, false)
+                flow.factor_proven(state, tenant, MfaMethod::Totp, false)
                     .await?;
-                meta.audit(
+                meta.audit_by(
                     &state.store,
                     tenant,
-                    Some(&flow.member.id),
+                    flow.who.owner(),
                     "totp_used",
                     &device.name,
                 )
                 .await;
-                return Ok(Redirect::see_other("/login/next").into_response());
+                return Ok(flow.next());
             }
-            meta.audit(
+            meta.audit_by(
                 &state.store,
                 tenant,
-                Some(&flow.member.id),
+                flow.who.owner(),
                 "totp_replay_refused",
                 &device.name,
             )
@@ -146,30 +150,27 @@ pub async fn verify_otp(
         Check::Wrong => "otp_wrong".to_owned(),
     };
     lockout_failure(
-        &state,
+        state,
         tenant,
-        &meta,
-        &flow.member,
+        meta,
+        &flow.who,
         "totp_failed",
         "wrong one-time password",
     )
     .await?;
     ctx.insert("error", &error);
-    Ok(render(
-        &state,
-        tenant,
-        &meta,
-        "login_otp.html",
-        ctx,
-        StatusCode::OK,
-    ))
+    Ok(flow.render(state, tenant, meta, "login_otp.html", ctx))
 }
 
 // --- set-up at first login -----------------------------------------------------------------
 
 /// The secret being registered in this flow; made on first view and kept (sealed) in the
 /// flow, so reloading the page shows the same QR code.
-async fn pending_secret(state: &AppState, tenant: &Tenant, flow: &Flow) -> poem::Result<Vec<u8>> {
+async fn pending_secret<S: Subject>(
+    state: &AppState,
+    tenant: &Tenant,
+    flow: &Flow<S>,
+) -> poem::Result<Vec<u8>> {
     let secrets = &state.secrets;
     if let Some(sealed) = &flow.flow.pending_secret {
         if let Ok(secret) = secrets.open(sealed, &flow.token_hash) {
@@ -186,15 +187,16 @@ async fn pending_secret(state: &AppState, tenant: &Tenant, flow: &Flow) -> poem:
     Ok(secret)
 }
 
-fn setup_context(tenant: &Tenant, flow: &Flow, secret: &[u8]) -> tera::Context {
+fn setup_context<S: Subject>(tenant: &Tenant, flow: &Flow<S>, secret: &[u8]) -> tera::Context {
     let mut ctx = flow.context();
+    let account = flow.who.account_label();
     ctx.insert("key", &totp::base32(secret));
     ctx.insert(
         "uri",
-        &totp::otpauth_uri(&tenant.settings.totp, &flow.member.user_id, secret),
+        &totp::otpauth_uri(&tenant.settings.totp, account, secret),
     );
     ctx.insert("issuer", &tenant.settings.totp.issuer);
-    ctx.insert("account", &flow.member.user_id);
+    ctx.insert("account", account);
     ctx
 }
 
@@ -205,18 +207,19 @@ pub async fn setup_page(
     meta: RequestMeta,
     jar: &CookieJar,
 ) -> poem::Result<Response> {
-    let tenant = &tenant.0;
-    let flow = flow_at!(&state, tenant, jar, Action::SetupTotp);
-    let secret = pending_secret(&state, tenant, &flow).await?;
+    show_setup::<Member>(&state, &tenant.0, &meta, jar).await
+}
+
+pub async fn show_setup<S: Subject>(
+    state: &AppState,
+    tenant: &Tenant,
+    meta: &RequestMeta,
+    jar: &CookieJar,
+) -> poem::Result<Response> {
+    let flow = flow_at!(<S> state, tenant, jar, Action::SetupTotp);
+    let secret = pending_secret(state, tenant, &flow).await?;
     let ctx = setup_context(tenant, &flow, &secret);
-    Ok(render(
-        &state,
-        tenant,
-        &meta,
-        "login_totp.html",
-        ctx,
-        StatusCode::OK,
-    ))
+    Ok(flow.render(state, tenant, meta, "login_totp.html", ctx))
 }
 
 /// The QR code of the pending secret, as a PNG. Never cached.
@@ -226,13 +229,20 @@ pub async fn setup_qr(
     tenant: CurrentTenant,
     jar: &CookieJar,
 ) -> poem::Result<Response> {
-    let tenant = &tenant.0;
-    let flow = match step(&state, tenant, jar, &[Action::SetupTotp]).await? {
+    qr::<Member>(&state, &tenant.0, jar).await
+}
+
+pub async fn qr<S: Subject>(
+    state: &AppState,
+    tenant: &Tenant,
+    jar: &CookieJar,
+) -> poem::Result<Response> {
+    let flow = match step::<S>(state, tenant, jar, &[Action::SetupTotp]).await? {
         Ok(flow) => flow,
         Err(_) => return Err(poem::error::NotFoundError.into()),
     };
-    let secret = pending_secret(&state, tenant, &flow).await?;
-    let uri = totp::otpauth_uri(&tenant.settings.totp, &flow.member.user_id, &secret);
+    let secret = pending_secret(state, tenant, &flow).await?;
+    let uri = totp::otpauth_uri(&tenant.settings.totp, flow.who.account_label(), &secret);
     Ok(totp::qr_png(&uri)
         .with_content_type("image/png")
         .with_header("Cache-Control", "no-store")
@@ -242,9 +252,9 @@ pub async fn setup_qr(
 #[derive(Deserialize)]
 pub struct SetupForm {
     #[serde(default)]
-    device_name: String,
+    pub device_name: String,
     #[serde(default)]
-    code: String,
+    pub code: String,
 }
 
 #[handler]
@@ -255,9 +265,18 @@ pub async fn setup(
     jar: &CookieJar,
     Form(form): Form<SetupForm>,
 ) -> poem::Result<Response> {
-    let tenant = &tenant.0;
-    let flow = flow_at!(&state, tenant, jar, Action::SetupTotp);
-    let secret = pending_secret(&state, tenant, &flow).await?;
+    register::<Member>(&state, &tenant.0, &meta, jar, form).await
+}
+
+pub async fn register<S: Subject>(
+    state: &AppState,
+    tenant: &Tenant,
+    meta: &RequestMeta,
+    jar: &CookieJar,
+    form: SetupForm,
+) -> poem::Result<Response> {
+    let flow = flow_at!(<S> state, tenant, jar, Action::SetupTotp);
+    let secret = pending_secret(state, tenant, &flow).await?;
     let mut ctx = setup_context(tenant, &flow, &secret);
     ctx.insert("device_name", &form.device_name);
 
@@ -282,14 +301,7 @@ pub async fn setup(
         ctx.insert("name_error", error);
     }
     let (Some(step), None) = (step, name_error) else {
-        return Ok(render(
-            &state,
-            tenant,
-            &meta,
-            "login_totp.html",
-            ctx,
-            StatusCode::OK,
-        ));
+        return Ok(flow.render(state, tenant, meta, "login_totp.html", ctx));
     };
 
     let id = crate::random_token(16);
@@ -298,7 +310,7 @@ pub async fn setup(
         .store
         .add_device(
             &tenant.id,
-            &flow.member.id,
+            &flow.who.owner(),
             &NewDevice {
                 id: &id,
                 kind: "totp",
@@ -312,22 +324,15 @@ pub async fn setup(
         Ok(()) => {}
         Err(StoreError::Conflict(_)) => {
             ctx.insert("name_error", "device_name_taken");
-            return Ok(render(
-                &state,
-                tenant,
-                &meta,
-                "login_totp.html",
-                ctx,
-                StatusCode::OK,
-            ));
+            return Ok(flow.render(state, tenant, meta, "login_totp.html", ctx));
         }
         Err(e) => return Err(internal(e)),
     }
     // The code that proved the set-up is spent, and proves the second factor of this flow.
     state
         .store
-        .use_totp_step(&tenant.id, &flow.member.id, &id, step, now)
+        .use_totp_step(&tenant.id, &flow.who.owner(), &id, step, now)
         .await
         .map_err(internal)?;
-    factor::registered(&state, tenant, &meta, &flow, MfaMethod::Totp, name).await
+    factor::registered(state, tenant, meta, &flow, MfaMethod::Totp, name).await
 }

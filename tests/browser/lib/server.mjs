@@ -60,6 +60,7 @@ export async function startPortal(options = {}) {
     PORTAL_OPS_LISTEN: '127.0.0.1:0',
     PORTAL_DATA_DIR: dataDir,
     PORTAL_THEMES_DIR: path.join(repoRoot, 'themes'),
+    PORTAL_ADMIN_UI_DIR: path.join(repoRoot, 'admin-ui'),
     PORTAL_TENANTS_DIR: path.join(repoRoot, 'tenants'),
     NO_COLOR: '1',
     ...options.env,

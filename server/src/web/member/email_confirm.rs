@@ -10,13 +10,14 @@ use poem::web::{Data, Query};
 use poem::{handler, Response};
 use serde::Deserialize;
 
-use super::pages::render;
-use super::signin::{flow_at, Action};
-use super::{AppState, CurrentTenant, RequestMeta};
-use crate::auth::session::{self, internal};
+use crate::auth::session;
 use crate::mail::{EmailAddress, MailError};
 use crate::store::now_unix;
 use crate::tenant::Tenant;
+use crate::web::internal;
+use crate::web::pages::render;
+use crate::web::signin::{flow_at, Action};
+use crate::web::{AppState, CurrentTenant, RequestMeta};
 
 /// Mails a single-use confirmation link for `email`; the token and its mail are
 /// committed together.
@@ -77,7 +78,7 @@ pub async fn confirm_email_page(
 ) -> poem::Result<Response> {
     let flow = flow_at!(&state, &tenant.0, jar, Action::ConfirmEmail);
     let mut ctx = tera::Context::new();
-    ctx.insert("email", &flow.member.email);
+    ctx.insert("email", &flow.who.email);
     Ok(render(
         &state,
         &tenant.0,
@@ -98,14 +99,14 @@ pub async fn resend_confirmation(
 ) -> poem::Result<Response> {
     let tenant = &tenant.0;
     let flow = flow_at!(&state, tenant, jar, Action::ConfirmEmail);
-    let sent = match EmailAddress::parse(&flow.member.email) {
-        Ok(email) => send_confirmation(&state, tenant, &meta, &flow.member.id, &email)
+    let sent = match EmailAddress::parse(&flow.who.email) {
+        Ok(email) => send_confirmation(&state, tenant, &meta, &flow.who.id, &email)
             .await
             .is_ok(),
         Err(_) => false,
     };
     let mut ctx = tera::Context::new();
-    ctx.insert("email", &flow.member.email);
+    ctx.insert("email", &flow.who.email);
     ctx.insert("notice", if sent { "resent" } else { "resend_failed" });
     Ok(render(
         &state,

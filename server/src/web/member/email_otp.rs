@@ -13,16 +13,16 @@ use rand::Rng;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::factor;
-use super::pages::render;
-use super::signin::{lockout_failure, Action, Flow};
-use super::{AppState, CurrentTenant, RequestMeta};
-use crate::auth::session::internal;
 use crate::crypto::constant_time_eq;
 use crate::mail::EmailAddress;
 use crate::mfa::totp::normalize_code;
 use crate::store::now_unix;
 use crate::tenant::{MfaMethod, Tenant};
+use crate::web::factor;
+use crate::web::internal;
+use crate::web::pages::render;
+use crate::web::signin::{lockout_failure, Action, Flow};
+use crate::web::{AppState, CurrentTenant, RequestMeta};
 
 /// The keyed hash the flow keeps of its code: a leaked table gives no code away.
 fn code_hash(state: &AppState, flow_token_hash: &str, code: &str) -> String {
@@ -62,7 +62,7 @@ async fn send_code(
     flow: &Flow,
 ) -> poem::Result<bool> {
     let policy = &tenant.settings.email_otp;
-    let Ok(to) = EmailAddress::parse(&flow.member.email) else {
+    let Ok(to) = EmailAddress::parse(&flow.who.email) else {
         return Ok(false);
     };
     let digits = policy.code_length.clamp(4, 10) as usize;
@@ -86,7 +86,7 @@ async fn send_code(
         meta.audit(
             &state.store,
             tenant,
-            Some(&flow.member.id),
+            Some(&flow.who.id),
             "email_otp_send_failed",
             &error.to_string(),
         )
@@ -107,7 +107,7 @@ async fn send_code(
     meta.audit(
         &state.store,
         tenant,
-        Some(&flow.member.id),
+        Some(&flow.who.id),
         "email_otp_sent",
         to.as_str(),
     )
@@ -127,7 +127,7 @@ fn masked(email: &str) -> String {
 
 fn page_context(tenant: &Tenant, flow: &Flow, now: i64) -> tera::Context {
     let mut ctx = factor::context(flow, MfaMethod::EmailOtp);
-    ctx.insert("email", &masked(&flow.member.email));
+    ctx.insert("email", &masked(&flow.who.email));
     ctx.insert("digits", &tenant.settings.email_otp.code_length);
     ctx.insert(
         "lifetime_minutes",
@@ -143,7 +143,7 @@ async fn load(
     tenant: &Tenant,
     jar: &CookieJar,
 ) -> poem::Result<Result<(Flow, bool), Response>> {
-    let flow = match super::signin::step(
+    let flow = match crate::web::signin::step(
         state,
         tenant,
         jar,
@@ -242,7 +242,7 @@ pub async fn verify(
         if setup {
             state
                 .store
-                .set_email_otp_enabled(&tenant.id, &flow.member.id, true)
+                .set_email_otp_enabled(&tenant.id, &flow.who.id, true)
                 .await
                 .map_err(internal)?;
             let theme = state.themes.get(&tenant.slug).map_err(internal)?;
@@ -253,7 +253,7 @@ pub async fn verify(
         meta.audit(
             &state.store,
             tenant,
-            Some(&flow.member.id),
+            Some(&flow.who.id),
             "email_otp_used",
             "",
         )
@@ -271,7 +271,7 @@ pub async fn verify(
         &state,
         tenant,
         &meta,
-        &flow.member,
+        &flow.who,
         "email_otp_failed",
         "wrong e-mail one-time password",
     )

@@ -10,14 +10,14 @@ use poem::web::{Data, Form, Redirect};
 use poem::{handler, IntoResponse, Response};
 use serde::Deserialize;
 
-use super::pages::render;
-use super::signin::{flow_at, lockout_failure, step, Action};
-use super::{AppState, CurrentTenant, RequestMeta};
-use crate::auth::session::{self, internal};
 use crate::mail::EmailAddress;
 use crate::member::policy::{check_password, forbidden_user_id_characters, PasswordRule, UserId};
 use crate::store::{Member, StoreError};
 use crate::tenant::{MfaMethod, Tenant};
+use crate::web::pages::render;
+use crate::web::signin::{flow_at, lockout_failure, step, Action};
+use crate::web::{hash_error, internal};
+use crate::web::{AppState, CurrentTenant, RequestMeta};
 
 // --- birth date --------------------------------------------------------------------------
 
@@ -28,7 +28,9 @@ pub async fn birth_date_page(
     meta: RequestMeta,
     jar: &CookieJar,
 ) -> poem::Result<Response> {
-    if let Err(redirect) = step(&state, &tenant.0, jar, &[Action::VerifyBirthDate]).await? {
+    if let Err(redirect) =
+        step::<crate::store::Member>(&state, &tenant.0, jar, &[Action::VerifyBirthDate]).await?
+    {
         return Ok(redirect);
     }
     Ok(render(
@@ -60,7 +62,7 @@ pub async fn birth_date(
     let given = form.birth_date.trim();
     let valid_date = given.len() == 10 && is_date(given);
     if valid_date
-        && crate::crypto::constant_time_eq(given.as_bytes(), flow.member.birth_date.as_bytes())
+        && crate::crypto::constant_time_eq(given.as_bytes(), flow.who.birth_date.as_bytes())
     {
         state
             .store
@@ -70,7 +72,7 @@ pub async fn birth_date(
         meta.audit(
             &state.store,
             tenant,
-            Some(&flow.member.id),
+            Some(&flow.who.id),
             "birth_date_verified",
             "",
         )
@@ -83,7 +85,7 @@ pub async fn birth_date(
             &state,
             tenant,
             &meta,
-            &flow.member,
+            &flow.who,
             "login_failed",
             "wrong birth date",
         )
@@ -117,7 +119,9 @@ pub async fn terms_page(
     meta: RequestMeta,
     jar: &CookieJar,
 ) -> poem::Result<Response> {
-    if let Err(redirect) = step(&state, &tenant.0, jar, &[Action::AcceptTerms]).await? {
+    if let Err(redirect) =
+        step::<crate::store::Member>(&state, &tenant.0, jar, &[Action::AcceptTerms]).await?
+    {
         return Ok(redirect);
     }
     let mut ctx = tera::Context::new();
@@ -157,13 +161,13 @@ pub async fn accept_terms(
     }
     state
         .store
-        .accept_terms(&tenant.id, &flow.member.id, &tenant.terms.current)
+        .accept_terms(&tenant.id, &flow.who.id, &tenant.terms.current)
         .await
         .map_err(internal)?;
     meta.audit(
         &state.store,
         tenant,
-        Some(&flow.member.id),
+        Some(&flow.who.id),
         "terms_accepted",
         &tenant.terms.current,
     )
@@ -199,7 +203,9 @@ pub async fn user_id_page(
     meta: RequestMeta,
     jar: &CookieJar,
 ) -> poem::Result<Response> {
-    if let Err(redirect) = step(&state, &tenant.0, jar, &[Action::ChooseUserId]).await? {
+    if let Err(redirect) =
+        step::<crate::store::Member>(&state, &tenant.0, jar, &[Action::ChooseUserId]).await?
+    {
         return Ok(redirect);
     }
     Ok(render(
@@ -268,7 +274,7 @@ pub async fn choose_user_id(
         .store
         .choose_user_id(
             &tenant.id,
-            &flow.member.id,
+            &flow.who.id,
             user_id.as_str(),
             method.map(MfaMethod::as_str),
         )
@@ -295,11 +301,11 @@ pub async fn choose_user_id(
         }
         Err(e) => return Err(internal(e)),
     }
-    let detail = format!("{} -> {}", flow.member.user_id, user_id);
+    let detail = format!("{} -> {}", flow.who.user_id, user_id);
     meta.audit(
         &state.store,
         tenant,
-        Some(&flow.member.id),
+        Some(&flow.who.id),
         "user_id_changed",
         &detail,
     )
@@ -316,7 +322,9 @@ pub async fn password_page(
     meta: RequestMeta,
     jar: &CookieJar,
 ) -> poem::Result<Response> {
-    if let Err(redirect) = step(&state, &tenant.0, jar, &[Action::UpdatePassword]).await? {
+    if let Err(redirect) =
+        step::<crate::store::Member>(&state, &tenant.0, jar, &[Action::UpdatePassword]).await?
+    {
         return Ok(redirect);
     }
     let mut ctx = tera::Context::new();
@@ -368,7 +376,7 @@ pub async fn new_password_errors(
             .hasher
             .verify(password, Some(&member.password_hash))
             .await
-            .map_err(session::hash_error)?;
+            .map_err(hash_error)?;
         if same.ok {
             errors.push(PasswordRule::SameAsCurrent.message());
         }
@@ -389,7 +397,7 @@ pub async fn update_password(
     let errors = new_password_errors(
         &state,
         tenant,
-        &flow.member,
+        &flow.who,
         &form.password,
         &form.password_confirm,
     )
@@ -411,16 +419,16 @@ pub async fn update_password(
         .hasher
         .hash(&form.password)
         .await
-        .map_err(session::hash_error)?;
+        .map_err(hash_error)?;
     state
         .store
-        .set_password_hash(&tenant.id, &flow.member.id, &hash, true)
+        .set_password_hash(&tenant.id, &flow.who.id, &hash, true)
         .await
         .map_err(internal)?;
     meta.audit(
         &state.store,
         tenant,
-        Some(&flow.member.id),
+        Some(&flow.who.id),
         "password_changed",
         "first login",
     )
@@ -439,7 +447,7 @@ pub async fn email_page(
 ) -> poem::Result<Response> {
     let flow = flow_at!(&state, &tenant.0, jar, Action::ReviewEmail);
     let mut ctx = tera::Context::new();
-    ctx.insert("email", &flow.member.email);
+    ctx.insert("email", &flow.who.email);
     Ok(render(
         &state,
         &tenant.0,
@@ -487,25 +495,25 @@ pub async fn review_email(
     };
     state
         .store
-        .set_email(&tenant.id, &flow.member.id, email.as_str())
+        .set_email(&tenant.id, &flow.who.id, email.as_str())
         .await
         .map_err(internal)?;
-    if email.as_str() != flow.member.email {
+    if email.as_str() != flow.who.email {
         meta.audit(
             &state.store,
             tenant,
-            Some(&flow.member.id),
+            Some(&flow.who.id),
             "email_changed",
             "first login",
         )
         .await;
     }
     let needs_link = tenant.settings.first_login.confirm_email_by_link
-        && !(flow.member.email_confirmed && email.as_str() == flow.member.email);
+        && !(flow.who.email_confirmed && email.as_str() == flow.who.email);
     if needs_link {
         // Whether or not the mail could be queued, the next page offers 「再送信」.
         if let Err(e) =
-            super::email_confirm::send_confirmation(&state, tenant, &meta, &flow.member.id, &email)
+            super::email_confirm::send_confirmation(&state, tenant, &meta, &flow.who.id, &email)
                 .await
         {
             tracing::warn!(error = %e, "queueing the confirmation mail failed");

@@ -14,14 +14,14 @@ use serde::Deserialize;
 use serde_json::json;
 use webauthn_rs::prelude::Passkey;
 
-use super::factor;
-use super::pages::render;
-use super::signin::{flow_at, lockout_failure, Action, Flow};
-use super::{AppState, CurrentTenant, RequestMeta};
-use crate::auth::session::internal;
 use crate::mfa::passkey::{self, Ceremony, Refused, CEREMONY_SECS};
 use crate::store::{now_unix, Device, NewDevice, StoreError};
 use crate::tenant::{MfaMethod, Tenant};
+use crate::web::factor;
+use crate::web::internal;
+use crate::web::pages::render;
+use crate::web::signin::{flow_at, lockout_failure, Action, Flow};
+use crate::web::{AppState, CurrentTenant, RequestMeta};
 
 fn json_error(status: StatusCode, key: &str) -> Response {
     Json(json!({ "error": key }))
@@ -52,7 +52,7 @@ async fn json_flow(
     jar: &CookieJar,
     action: Action,
 ) -> poem::Result<Result<Flow, Response>> {
-    match super::signin::step(state, tenant, jar, &[action]).await? {
+    match crate::web::signin::step(state, tenant, jar, &[action]).await? {
         Ok(flow) if action != Action::SecondFactor || flow.factors.has(MfaMethod::Passkey) => {
             Ok(Ok(flow))
         }
@@ -132,9 +132,9 @@ pub async fn setup_options(
     let (options, ceremony) = passkey::start_registration(
         &webauthn,
         tenant,
-        &flow.member.id,
-        &flow.member.user_id,
-        &flow.member.display_name,
+        &flow.who.id,
+        &flow.who.user_id,
+        &flow.who.display_name,
         &existing,
     )
     .map_err(internal)?;
@@ -176,7 +176,7 @@ pub async fn setup_finish(
                 meta.audit(
                     &state.store,
                     tenant,
-                    Some(&flow.member.id),
+                    Some(&flow.who.id),
                     "passkey_register_refused",
                     "credential already registered",
                 )
@@ -200,7 +200,7 @@ pub async fn setup_finish(
     meta.audit(
         &state.store,
         tenant,
-        Some(&flow.member.id),
+        Some(&flow.who.id),
         "passkey_register_refused",
         &refused.to_string(),
     )
@@ -283,7 +283,7 @@ pub async fn save_name(
         .store
         .add_device(
             &tenant.id,
-            &flow.member.id,
+            &crate::store::Owner::member(&flow.who.id),
             &NewDevice {
                 id: &id,
                 kind: "passkey",
@@ -392,7 +392,7 @@ pub async fn login_finish(
             meta.audit(
                 &state.store,
                 tenant,
-                Some(&flow.member.id),
+                Some(&flow.who.id),
                 "passkey_used",
                 &device,
             )
@@ -410,7 +410,7 @@ pub async fn login_finish(
         &state,
         tenant,
         &meta,
-        &flow.member,
+        &flow.who,
         event,
         &refused.to_string(),
     )
@@ -450,7 +450,7 @@ async fn verify_assertion(
         meta.audit(
             &state.store,
             tenant,
-            Some(&flow.member.id),
+            Some(&flow.who.id),
             "passkey_credential_refused",
             detail,
         )
@@ -464,7 +464,13 @@ async fn verify_assertion(
             let json = serde_json::to_string(&updated).map_err(internal)?;
             state
                 .store
-                .passkey_used(&tenant.id, &flow.member.id, &device.id, &json, now_unix())
+                .passkey_used(
+                    &tenant.id,
+                    &crate::store::Owner::member(&flow.who.id),
+                    &device.id,
+                    &json,
+                    now_unix(),
+                )
                 .await
                 .map_err(internal)?;
             Ok(Ok(device.name.clone()))

@@ -12,12 +12,13 @@ use poem::{handler, IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::account::{date, recent_enough, signed_in_context, step_up};
-use super::factor;
-use super::pages::render;
-use super::signin::{start_flow, Factors, Purpose, StartFlow};
-use super::{AppState, CurrentTenant, RequestMeta};
-use crate::auth::session::{internal, SignedIn};
+use super::session::SignedIn;
 use crate::tenant::{MfaMethod, Tenant};
+use crate::web::factor;
+use crate::web::internal;
+use crate::web::pages::render;
+use crate::web::signin::{start_flow, Factors, Purpose, StartFlow};
+use crate::web::{AppState, CurrentTenant, RequestMeta};
 
 /// The pseudo device id of the e-mail code factor.
 const EMAIL_ID: &str = "email";
@@ -39,7 +40,10 @@ struct KindView {
 async fn factors(state: &AppState, tenant: &Tenant, signed_in: &SignedIn) -> poem::Result<Factors> {
     let devices = state
         .store
-        .devices(&tenant.id, &signed_in.member.id)
+        .devices(
+            &tenant.id,
+            &crate::store::Owner::member(&signed_in.member.id),
+        )
         .await
         .map_err(internal)?;
     Ok(Factors::of(tenant, &signed_in.member, devices))
@@ -163,7 +167,7 @@ pub async fn add(
         tenant,
         jar,
         StartFlow {
-            member_id: &signed_in.member.id,
+            owner: crate::store::Owner::member(&signed_in.member.id),
             purpose: Purpose::Add(method),
             return_to: "/login-methods?added=1",
             lifetime_secs: 15 * 60,
@@ -308,7 +312,7 @@ pub async fn delete(
             .map_err(internal)?;
     } else {
         store
-            .delete_device(&tenant.id, &member.id, &id)
+            .delete_device(&tenant.id, &crate::store::Owner::member(&member.id), &id)
             .await
             .map_err(internal)?;
     }

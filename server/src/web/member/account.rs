@@ -10,14 +10,16 @@ use poem::{handler, IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::first_login::new_password_errors;
-use super::pages::render;
-use super::signin::{lockout_failure, member_view, start_flow, Factors, Purpose, StartFlow};
-use super::{AppState, CurrentTenant, RequestMeta};
+use super::session::SignedIn;
 use crate::auth::password::HashError;
-use crate::auth::session::{self, internal, SignedIn, SESSION_COOKIE};
+use crate::auth::session::{self, SESSION_COOKIE};
 use crate::member::policy::UserId;
 use crate::store::{now_unix, StoreError};
 use crate::tenant::Tenant;
+use crate::web::pages::render;
+use crate::web::signin::{lockout_failure, member_view, start_flow, Factors, Purpose, StartFlow};
+use crate::web::{hash_error, internal};
+use crate::web::{AppState, CurrentTenant, RequestMeta};
 
 pub(super) fn signed_in_context(signed_in: &SignedIn) -> tera::Context {
     let mut ctx = tera::Context::new();
@@ -227,25 +229,7 @@ pub async fn change_user_id(
 
 // --- login methods: password ---------------------------------------------------------------
 
-/// A time in Japan, for notices: `2026/11/21 09:30`.
-pub fn date_time(unix: i64) -> String {
-    let format = time::macros::format_description!("[year]/[month]/[day] [hour]:[minute]");
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .map(|t| t.to_offset(time::macros::offset!(+9)))
-        .ok()
-        .and_then(|t| t.format(&format).ok())
-        .unwrap_or_default()
-}
-
-pub fn date(unix: i64) -> String {
-    let format = time::macros::format_description!("[year]/[month]/[day]");
-    // Shown in Japan time.
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .map(|t| t.to_offset(time::macros::offset!(+9)))
-        .ok()
-        .and_then(|t| t.format(&format).ok())
-        .unwrap_or_default()
-}
+pub use crate::web::pages::{date, date_time};
 
 /// Whether the member proved who they are recently enough for a sensitive change.
 pub(super) fn recent_enough(tenant: &Tenant, signed_in: &SignedIn) -> bool {
@@ -326,7 +310,7 @@ pub async fn change_password(
         .hasher
         .hash(&form.password)
         .await
-        .map_err(session::hash_error)?;
+        .map_err(hash_error)?;
     let store = &state.store;
     store
         .set_password_hash(&tenant.id, &member.id, &hash, false)
@@ -477,14 +461,14 @@ pub async fn reauth(
     }
     state
         .store
-        .record_login_success(&tenant.id, &member.id)
+        .record_login_success(&tenant.id, &crate::store::Owner::member(&member.id))
         .await
         .map_err(internal)?;
     // The password is proven. A member with a second factor proves it too, unless this
     // session was opened with a passkey (which already verified the member).
     let devices = state
         .store
-        .devices(&tenant.id, &member.id)
+        .devices(&tenant.id, &crate::store::Owner::member(&member.id))
         .await
         .map_err(internal)?;
     let factors = Factors::of(tenant, member, devices);
@@ -502,7 +486,7 @@ pub async fn reauth(
             tenant,
             jar,
             StartFlow {
-                member_id: &member.id,
+                owner: crate::store::Owner::member(&member.id),
                 purpose: Purpose::StepUp,
                 return_to: &return_to,
                 lifetime_secs: 10 * 60,

@@ -1,0 +1,146 @@
+//! Admin accounts: invitations (a one-time link, 24 hours, stored hashed) and accepting
+//! one by setting the first password. Signing in is the shared sign-in machine (see
+//! `web::admin::signin`).
+
+use serde::Serialize;
+
+use super::{tenant_url, FieldProblem, ServiceError};
+use crate::auth::session::{new_token, token_hash};
+use crate::ids::AdminId;
+use crate::mail::EmailAddress;
+use crate::member::policy::check_password;
+use crate::state::AppState;
+use crate::store::{Actor, AdminRole, AuditEvent, StoreError};
+use crate::tenant::settings::PasswordPolicy;
+use crate::tenant::Tenant;
+
+/// How long an invitation link works.
+pub const INVITATION_SECS: i64 = 24 * 60 * 60;
+/// Admins' passwords are at least this long, whatever the tenant allows members.
+pub const ADMIN_MIN_PASSWORD: u32 = 12;
+
+/// An admin invited: who, and the link that sets their account up (shown once).
+#[derive(Debug, Clone, Serialize)]
+pub struct Invitation {
+    pub admin_id: AdminId,
+    pub setup_url: String,
+}
+
+/// The tenant's password rules with the admins' minimum length.
+pub fn password_policy(tenant: &Tenant) -> PasswordPolicy {
+    let mut policy = tenant.settings.password.clone();
+    policy.min_length = policy.min_length.max(ADMIN_MIN_PASSWORD);
+    policy.max_length = policy.max_length.max(policy.min_length);
+    policy
+}
+
+/// Creates an invited admin and mails the invitation link. `by` is the admin who invites,
+/// or None for the platform (command line, demo set-up).
+pub async fn invite(
+    state: &AppState,
+    tenant: &Tenant,
+    email: &str,
+    role: AdminRole,
+    by: Option<&super::FullAdmin>,
+) -> Result<Invitation, ServiceError> {
+    let address = EmailAddress::parse(email.trim())
+        .map_err(|_| ServiceError::Invalid(vec![FieldProblem::new("email", "email_invalid")]))?;
+    let email = address.as_str().to_lowercase();
+    let admin_id = match state.store.create_admin(&tenant.id, &email, role).await {
+        Ok(id) => id,
+        Err(StoreError::Conflict(_)) => return Err(ServiceError::Conflict("conflict_email")),
+        Err(e) => return Err(e.into()),
+    };
+    let (token, hash) = new_token();
+    let expires = crate::store::now_unix() + INVITATION_SECS;
+    state
+        .store
+        .create_invitation(&tenant.id, &admin_id, &hash, expires)
+        .await?;
+    let setup_url = format!("{}/admin/invite?token={token}", tenant_url(state, tenant));
+    let mut mail = tera::Context::new();
+    mail.insert("url", &setup_url);
+    mail.insert("role", role.as_str());
+    if let Err(error) = state
+        .mailer
+        .send(&state.store, tenant, &address, "admin_invitation", mail)
+        .await
+    {
+        tracing::error!(%error, "queueing an admin invitation failed");
+    }
+    let (actor, ip, ua) = match by {
+        Some(by) => (
+            Actor::Admin(&by.acting().admin),
+            by.acting().ip.as_str(),
+            by.acting().user_agent.as_str(),
+        ),
+        None => (Actor::System, "", ""),
+    };
+    let event = AuditEvent {
+        tenant: Some(&tenant.id),
+        member_id: None,
+        actor,
+        event: "admin_invited",
+        ip,
+        user_agent: ua,
+        detail: &format!("{email} ({})", role.as_str()),
+        before: None,
+        after: None,
+    };
+    state.store.audit(&event).await?;
+    Ok(Invitation {
+        admin_id,
+        setup_url,
+    })
+}
+
+/// The problems of a first password: the tenant's rules with the admins' minimum length,
+/// and the confirmation.
+pub fn password_problems(
+    tenant: &Tenant,
+    email: &str,
+    password: &str,
+    confirm: &str,
+) -> Vec<FieldProblem> {
+    let mut problems: Vec<FieldProblem> =
+        match check_password(&password_policy(tenant), password, Some(email)) {
+            Ok(()) => Vec::new(),
+            Err(rules) => rules
+                .iter()
+                .map(|r| FieldProblem {
+                    field: "password",
+                    code: "password",
+                    message: Some(r.message()),
+                })
+                .collect(),
+        };
+    if password != confirm {
+        problems.push(FieldProblem::new("password_confirm", "password_mismatch"));
+    }
+    problems
+}
+
+/// Accepts an invitation: the link is spent and the first password set, at once. Returns
+/// the admin, who goes on to register a second factor.
+pub async fn accept(
+    state: &AppState,
+    tenant: &Tenant,
+    token: &str,
+    password: &str,
+    confirm: &str,
+) -> Result<AdminId, ServiceError> {
+    let hash_of_token = token_hash(token);
+    let Some(admin) = state.store.invitation(&tenant.id, &hash_of_token).await? else {
+        return Err(ServiceError::NotFound);
+    };
+    let problems = password_problems(tenant, &admin.email, password, confirm);
+    if !problems.is_empty() {
+        return Err(ServiceError::Invalid(problems));
+    }
+    let hash = state.hasher.hash(password).await?;
+    state
+        .store
+        .accept_invitation(&tenant.id, &hash_of_token, &hash)
+        .await?
+        .ok_or(ServiceError::NotFound)
+}

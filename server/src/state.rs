@@ -1,0 +1,29 @@
+//! What every request handler and service function may need, built once at start-up.
+
+use std::sync::Arc;
+
+use crate::auth::password::PasswordHasher;
+use crate::config::Config;
+use crate::mail::Mailer;
+use crate::metrics::Metrics;
+use crate::store::Store;
+use crate::tenant::TenantRegistry;
+use crate::theme::Themes;
+
+pub struct AppState {
+    pub config: Config,
+    pub store: Store,
+    pub tenants: Arc<TenantRegistry>,
+    pub themes: Themes,
+    /// The society admin console's templates and texts.
+    pub console: Themes,
+    pub mailer: Mailer,
+    pub metrics: Arc<Metrics>,
+    pub hasher: PasswordHasher,
+    /// Seals secrets at rest (TOTP keys, pending set-ups, letters waiting to be printed).
+    pub secrets: crate::crypto::SecretBox,
+    /// Keys the CSRF tokens; derived from the installation's secret key.
+    pub csrf_key: [u8; 32],
+    /// The WebAuthn relying party of each tenant host.
+    pub passkeys: crate::mfa::passkey::RelyingParties,
+}

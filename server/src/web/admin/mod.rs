@@ -1,0 +1,143 @@
+//! The society admin console (`console`, server-rendered from `admin-ui/`) and its JSON
+//! API (`api`), under `/admin` of each tenant host. Admins sign in through the shared
+//! sign-in machine (`signin`). Their session is a cookie of its own, sent to `/admin` only:
+//! a member session never opens a console page and an admin session never a member page.
+
+pub mod api;
+pub mod console;
+pub mod signin;
+
+use std::sync::Arc;
+
+use poem::{get, post, FromRequest, Request, RequestBody, Route};
+
+use super::{internal, AppState, CurrentTenant, RequestMeta};
+use crate::admin::{Acting, FullAdmin};
+use crate::auth::session::{cookie_token_hash, ADMIN_SESSION_COOKIE};
+use crate::store::{now_unix, Admin, AdminState};
+
+/// Console sessions end after this long without a request …
+pub const IDLE_SECS: i64 = 15 * 60;
+/// … and after this long in any case.
+pub const ABSOLUTE_SECS: i64 = 8 * 60 * 60;
+
+pub fn routes(state: &Arc<AppState>) -> Route {
+    Route::new()
+        .at("/", get(console::dashboard))
+        .at("/login", get(signin::login_page).post(signin::login))
+        .at("/login/next", get(signin::next))
+        .at("/login/factor", get(signin::factor_page))
+        .at("/login/otp", get(signin::otp_page).post(signin::verify_otp))
+        .at(
+            "/login/totp",
+            get(signin::totp_page).post(signin::totp_setup),
+        )
+        .at("/login/totp/qr.png", get(signin::totp_qr))
+        .at(
+            "/invite",
+            get(signin::invite_page).post(signin::accept_invite),
+        )
+        .at("/logout", post(signin::logout))
+        .at("/members", get(console::members))
+        .at(
+            "/members/new",
+            get(console::new_member_page).post(console::create_member),
+        )
+        .at("/members/:id", get(console::member))
+        .at(
+            "/members/:id/name",
+            get(console::rename_page).post(console::rename),
+        )
+        .at(
+            "/members/:id/:action",
+            get(console::confirm_page).post(console::act),
+        )
+        .at("/letters/:batch", get(console::letters))
+        .at("/audit", get(console::audit))
+        .at("/audit.csv", get(console::audit_csv))
+        .at("/static/*path", get(console::static_file))
+        .nest("/api", api::routes(state))
+}
+
+/// A signed-in admin of the request's tenant, loaded from the console cookie. Handlers
+/// that take it run only for one; others are sent to the console's login page.
+pub struct ConsoleAdmin {
+    pub admin: Admin,
+    pub token_hash: String,
+    pub meta: RequestMeta,
+}
+
+impl ConsoleAdmin {
+    /// The acting admin for service functions.
+    pub fn acting(&self) -> Acting {
+        Acting {
+            admin: self.admin.id.clone(),
+            role: self.admin.role,
+            ip: self.meta.ip.clone(),
+            user_agent: self.meta.user_agent.clone(),
+        }
+    }
+}
+
+impl<'a> FromRequest<'a> for ConsoleAdmin {
+    async fn from_request(req: &'a Request, body: &mut RequestBody) -> poem::Result<Self> {
+        let state = req.data::<Arc<AppState>>().expect("AppState");
+        let tenant = CurrentTenant::from_request(req, body).await?;
+        let tenant = &tenant.0;
+        let unauthorized = || poem::Error::from_status(poem::http::StatusCode::UNAUTHORIZED);
+        let Some(token_hash) = cookie_token_hash(req.cookie(), ADMIN_SESSION_COOKIE) else {
+            return Err(unauthorized());
+        };
+        let store = &state.store;
+        let Some(session) = store
+            .admin_session(&tenant.id, &token_hash)
+            .await
+            .map_err(internal)?
+        else {
+            return Err(unauthorized());
+        };
+        let now = now_unix();
+        let admin = store
+            .admin(&tenant.id, &session.admin_id)
+            .await
+            .map_err(internal)?;
+        let fresh =
+            now - session.last_seen_at <= IDLE_SECS && now - session.created_at <= ABSOLUTE_SECS;
+        match admin {
+            Some(admin) if fresh && admin.state == AdminState::Active && !admin.is_locked(now) => {
+                if now > session.last_seen_at {
+                    store
+                        .touch_admin_session(&tenant.id, &token_hash, now)
+                        .await
+                        .map_err(internal)?;
+                }
+                let meta = RequestMeta::from_request(req, body).await?;
+                Ok(Self {
+                    admin,
+                    token_hash,
+                    meta,
+                })
+            }
+            _ => {
+                store
+                    .delete_admin_session(&tenant.id, &token_hash)
+                    .await
+                    .map_err(internal)?;
+                Err(unauthorized())
+            }
+        }
+    }
+}
+
+/// A signed-in admin whose role is `admin`; an operator gets the 403 page.
+pub struct ConsoleFullAdmin(pub ConsoleAdmin, pub FullAdmin);
+
+impl<'a> FromRequest<'a> for ConsoleFullAdmin {
+    async fn from_request(req: &'a Request, body: &mut RequestBody) -> poem::Result<Self> {
+        let admin = ConsoleAdmin::from_request(req, body).await?;
+        match admin.acting().require_admin() {
+            Ok(full) => Ok(Self(admin, full)),
+            Err(_) => Err(poem::Error::from_status(poem::http::StatusCode::FORBIDDEN)),
+        }
+    }
+}
