@@ -61,7 +61,7 @@ pub fn choose<S: Subject>(flow: &Flow<S>) -> Response {
         .find(|m| flow.who.preferred_method() == Some(m.as_str()))
         .or_else(|| held.first().copied());
     match preferred {
-        Some(method) => Redirect::see_other(&flow.path(path(method))).into_response(),
+        Some(method) => Redirect::see_other(flow.path(path(method))).into_response(),
         None => flow.next(),
     }
 }

@@ -4,7 +4,7 @@
 //! shared by members and admins.
 
 pub mod admin;
-mod assets;
+pub mod assets;
 mod csrf;
 pub mod factor;
 pub mod member;
@@ -19,7 +19,7 @@ use std::sync::Arc;
 use poem::middleware::{CookieJarManager, Csrf};
 use poem::web::cookie::SameSite;
 use poem::web::CsrfToken;
-use poem::{get, EndpointExt, FromRequest, Request, RequestBody, Route};
+use poem::{EndpointExt, FromRequest, Request, RequestBody, Route};
 
 pub use crate::state::AppState;
 pub use ops::ops_app;
@@ -35,10 +35,7 @@ pub fn member_app(state: Arc<AppState>) -> impl poem::Endpoint {
         .key(state.csrf_key)
         .secure(state.config.secure_cookies())
         .same_site(SameSite::Lax);
-    let route = Route::new()
-        .nest("/admin", admin::routes(&state))
-        .at("/theme.css", get(assets::theme_css))
-        .at("/static/*path", get(assets::static_file));
+    let route = Route::new().nest("/admin", admin::routes(&state));
     member::routes(route)
         .around(csrf::verify)
         .with(csrf)
