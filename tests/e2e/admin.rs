@@ -213,9 +213,14 @@ async fn an_invited_admin_sets_up_an_app_signs_in_and_registers_a_member(backend
         "{}",
         reply.summary()
     );
-    let reply = b.follow(b.follow(reply).await).await;
+    let reply = b.follow(b.follow(b.follow(reply).await).await).await;
     // The app's code of the set-up is spent; the next time step's code is accepted.
     assert_eq!(reply.status, 200, "{}", reply.summary());
+    assert!(
+        reply.text().contains("ワンタイムパスワード"),
+        "{}",
+        reply.summary()
+    );
     let otp = b.get("/admin/login/otp").await;
     let replayed = b
         .post(
@@ -577,7 +582,9 @@ async fn demo_accounts_exist_only_in_the_demo_set_up() {
     // A new installation with the demo on: one demo member and one invitation per seed
     // tenant, printed in the log.
     let db = TestDb::fresh(Backend::Sqlite).await;
-    let app = TestApp::spawn_on(db, |_| {});
+    let app = TestApp::spawn_on(db, |cmd| {
+        cmd.env("PORTAL_DEMO", "true");
+    });
     assert_eq!(member_count(&app.db, "daiwakenpo").await, 1);
     assert!(
         app.log().contains("demo admin invitation of daiwakenpo"),
@@ -593,7 +600,9 @@ async fn demo_accounts_exist_only_in_the_demo_set_up() {
         .replace("www.daiwakenpo.localhost", "www.laterkenpo.localhost");
     let out = db.run_with_input(&["tenant", "apply", "-"], &file);
     assert!(out.status.success(), "{}", stderr(&out));
-    let app = TestApp::spawn_on(db, |_| {});
+    let app = TestApp::spawn_on(db, |cmd| {
+        cmd.env("PORTAL_DEMO", "true");
+    });
     assert_eq!(member_count(&app.db, "laterkenpo").await, 0);
     assert_eq!(member_count(&app.db, "daiwakenpo").await, 1);
     drop(app);

@@ -99,6 +99,8 @@ impl TestDb {
             .env("PORTAL_DATA_DIR", self.data_dir.path())
             .env("PORTAL_THEMES_DIR", root.join("themes"))
             .env("PORTAL_ADMIN_UI_DIR", root.join("admin-ui"))
+            // Tests make the members and admins they need; the demo test turns it on.
+            .env("PORTAL_DEMO", "false")
             .env("PORTAL_TENANTS_DIR", root.join("tenants"))
             .env("PORTAL_LISTEN", "127.0.0.1:0")
             .env("PORTAL_OPS_LISTEN", "127.0.0.1:0")

@@ -185,6 +185,7 @@ function cliEnv(portal) {
     PORTAL_DATA_DIR: portal.dataDir,
     PORTAL_THEMES_DIR: path.join(repoRoot, 'themes'),
     PORTAL_ADMIN_UI_DIR: path.join(repoRoot, 'admin-ui'),
+    PORTAL_DEMO: 'false',
     PORTAL_TENANTS_DIR: path.join(repoRoot, 'tenants'),
     NO_COLOR: '1',
   });

@@ -61,6 +61,7 @@ export async function startPortal(options = {}) {
     PORTAL_DATA_DIR: dataDir,
     PORTAL_THEMES_DIR: path.join(repoRoot, 'themes'),
     PORTAL_ADMIN_UI_DIR: path.join(repoRoot, 'admin-ui'),
+    PORTAL_DEMO: 'false',
     PORTAL_TENANTS_DIR: path.join(repoRoot, 'tenants'),
     NO_COLOR: '1',
     ...options.env,

@@ -26,6 +26,8 @@ use crate::web::{AppState, CurrentTenant};
 
 /// Where problem types are named; a stable identifier, not a page to fetch.
 const PROBLEM_BASE: &str = "https://portal.invalid/problems/";
+/// The largest request body the API reads.
+const MAX_BODY: usize = 64 * 1024;
 
 /// The API's OpenAPI service; `openapi_json` is the committed document's source.
 pub fn service() -> OpenApiService<Api, ()> {
@@ -47,11 +49,7 @@ pub fn routes(_state: &Arc<AppState>) -> Route {
     let docs = api.swagger_ui();
     let spec = api.spec_endpoint();
     Route::new()
-        .nest(
-            "/v1",
-            api.with(poem::middleware::SizeLimit::new(64 * 1024))
-                .around(problems),
-        )
+        .nest("/v1", api.around(problems))
         .at("/openapi.json", spec)
         .nest("/docs", docs)
 }
@@ -111,8 +109,20 @@ fn problem_response(p: Problem) -> Response {
 
 /// Every error of the API, whatever raised it (routing, parsing, authentication), leaves
 /// as a problem document.
-async fn problems<E: Endpoint>(next: Arc<E>, req: Request) -> poem::Result<Response> {
+async fn problems<E: Endpoint>(next: Arc<E>, mut req: Request) -> poem::Result<Response> {
     let state = req.data::<Arc<AppState>>().cloned();
+    // No request of the API needs more than this; longer bodies are refused unread.
+    let body = match req.take_body().into_bytes_limit(MAX_BODY).await {
+        Ok(body) => body,
+        Err(_) => {
+            return Ok(problem_response(problem(
+                state.as_deref(),
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+            )))
+        }
+    };
+    req.set_body(poem::Body::from(body));
     match next.call(req).await {
         Ok(resp) => Ok(resp.into_response()),
         Err(e) => {
