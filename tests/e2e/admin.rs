@@ -115,6 +115,7 @@ async fn api(
     let mut req = match method {
         "GET" => client.get(url),
         "PUT" => client.put(url),
+        "DELETE" => client.delete(url),
         _ => client.post(url),
     };
     if let Some(token) = token {
@@ -154,6 +155,7 @@ on_both_backends!(
     the_api_refuses_whoever_may_not_act,
     invalid_input_gets_field_problems_and_changes_nothing,
     console_actions_unlock_reset_and_disable_a_member,
+    admins_and_tokens_are_managed_by_admins_only,
 );
 
 async fn an_invited_admin_sets_up_an_app_signs_in_and_registers_a_member(backend: Backend) {
@@ -613,4 +615,194 @@ async fn demo_accounts_exist_only_in_the_demo_set_up() {
     });
     assert_eq!(member_count(&app.db, "daiwakenpo").await, 0);
     assert!(!app.log().contains("demo"), "{}", app.log());
+}
+
+async fn admins_and_tokens_are_managed_by_admins_only(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (boss, _) = signed_in_admin(
+        &app,
+        DAIWA_HOST,
+        "daiwakenpo",
+        "boss@daiwa.example.jp",
+        "admin",
+    )
+    .await;
+    let (desk, _) = signed_in_admin(
+        &app,
+        DAIWA_HOST,
+        "daiwakenpo",
+        "desk@daiwa.example.jp",
+        "operator",
+    )
+    .await;
+    // An operator sees neither page nor the links to them.
+    let dashboard = desk.get("/admin/").await;
+    assert!(!dashboard.body.contains("href=\"/admin/admins\""));
+    assert_eq!(desk.get("/admin/admins").await.status, 403);
+    assert_eq!(desk.get("/admin/tokens").await.status, 403);
+
+    // The last active admin cannot be demoted; the change is refused and nothing changes.
+    let page = boss.get("/admin/admins").await;
+    assert_eq!(page.status, 200, "{}", page.summary());
+    let boss_id = crate::db::value(
+        &app.db,
+        "SELECT id FROM admins WHERE email = $1",
+        &[Arg::Text("boss@daiwa.example.jp")],
+    )
+    .await
+    .unwrap();
+    let refused = boss
+        .post(
+            &format!("/admin/admins/{boss_id}"),
+            &[
+                ("role", "operator"),
+                ("state", "active"),
+                ("csrf_token", &page.csrf_token()),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, 409, "{}", refused.summary());
+    assert!(refused.text().contains("管理者"), "{}", refused.summary());
+    let role = crate::db::value(
+        &app.db,
+        "SELECT role FROM admins WHERE id = $1",
+        &[Arg::Text(&boss_id)],
+    )
+    .await;
+    assert_eq!(role.as_deref(), Some("admin"));
+
+    // Disabling the operator ends their console session at once.
+    let desk_id = crate::db::value(
+        &app.db,
+        "SELECT id FROM admins WHERE email = $1",
+        &[Arg::Text("desk@daiwa.example.jp")],
+    )
+    .await
+    .unwrap();
+    let done = boss
+        .post(
+            &format!("/admin/admins/{desk_id}"),
+            &[
+                ("role", "operator"),
+                ("state", "disabled"),
+                ("csrf_token", &page.csrf_token()),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, 200, "{}", done.summary());
+    assert!(desk.get("/admin/").await.is_see_other("/admin/login"));
+
+    // A token made in the console is shown once and works; revoked, it stops.
+    let tokens = boss.get("/admin/tokens").await;
+    let created = boss
+        .post(
+            "/admin/tokens",
+            &[
+                ("name", "会員システム"),
+                ("role", "operator"),
+                ("days", "30"),
+                ("csrf_token", &tokens.csrf_token()),
+            ],
+        )
+        .await;
+    assert_eq!(created.status, 200, "{}", created.summary());
+    let token = created
+        .body
+        .split("id=\"api-token\" class=\"secret\">")
+        .nth(1)
+        .and_then(|s| s.split('<').next())
+        .unwrap_or_else(|| panic!("the token is shown: {}", created.summary()))
+        .to_owned();
+    let (status, _, _) = api(&app, DAIWA_HOST, "GET", "/members", Some(&token), None).await;
+    assert_eq!(status, 200);
+    // An operator token may not manage tokens or admins.
+    let (status, _, _) = api(&app, DAIWA_HOST, "GET", "/tokens", Some(&token), None).await;
+    assert_eq!(status, 403);
+    let boss_token = api_token(&app.db, "daiwakenpo", "boss@daiwa.example.jp", None);
+    let (status, _, list) = api(&app, DAIWA_HOST, "GET", "/tokens", Some(&boss_token), None).await;
+    assert_eq!(status, 200, "{list}");
+    let id = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["name"] == "会員システム")
+        .map(|t| t["id"].as_str().unwrap().to_owned())
+        .unwrap();
+    let confirm = boss.get(&format!("/admin/tokens/{id}/revoke")).await;
+    assert_eq!(confirm.status, 200, "{}", confirm.summary());
+    let revoked = boss
+        .post(
+            &format!("/admin/tokens/{id}/revoke"),
+            &[("csrf_token", &confirm.csrf_token())],
+        )
+        .await;
+    assert_eq!(revoked.status, 200, "{}", revoked.summary());
+    let (status, _, _) = api(&app, DAIWA_HOST, "GET", "/members", Some(&token), None).await;
+    assert_eq!(status, 401);
+    // The API invites an admin and refuses a role wider than the token's.
+    let (status, _, json) = api(
+        &app,
+        DAIWA_HOST,
+        "POST",
+        "/admins",
+        Some(&boss_token),
+        Some(serde_json::json!({"email": "new@daiwa.example.jp", "role": "operator"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{json}");
+    let (status, _, json) = api(
+        &app,
+        DAIWA_HOST,
+        "POST",
+        "/admins",
+        Some(&boss_token),
+        Some(serde_json::json!({"email": "new@daiwa.example.jp", "role": "operator"})),
+    )
+    .await;
+    assert_eq!(status, 409, "{json}");
+}
+
+/// schemathesis (from pip, in the test command's Python environment) fuzzes every
+/// endpoint of the committed OpenAPI document with an admin token: no 5xx, and every
+/// answer matches the document.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemathesis_finds_no_server_error_and_no_answer_off_the_schema() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let (_b, _) = signed_in_admin(
+        &app,
+        DAIWA_HOST,
+        "daiwakenpo",
+        "boss@daiwa.example.jp",
+        "admin",
+    )
+    .await;
+    add_some_member(&app.db, "daiwakenpo");
+    let token = api_token(&app.db, "daiwakenpo", "boss@daiwa.example.jp", None);
+    let python = std::env::var("PORTAL_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let st = std::path::Path::new(&python).with_file_name("schemathesis");
+    assert!(
+        st.exists(),
+        "schemathesis is needed next to {python} (bash tests/run installs tests/api/requirements.txt)"
+    );
+    let schema = crate::harness::repo_root().join("docs/admin-api.json");
+    let out = std::process::Command::new(st)
+        .arg("run")
+        .arg(&schema)
+        .args(["--url", &format!("http://127.0.0.1:{}/admin/api/v1", app.member.port())])
+        .args(["-H", &format!("Host: {DAIWA_HOST}")])
+        .args(["-H", &format!("Authorization: Bearer {token}")])
+        .args(["--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"])
+        .args(["--max-examples", "30", "--seed", "1", "--phases", "examples,fuzzing"])
+        .args(["--request-timeout", "10"])
+        .env("NO_COLOR", "1")
+        .current_dir(app.db.data_dir.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("running schemathesis");
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "schemathesis found problems:\n{text}");
 }

@@ -144,3 +144,61 @@ pub async fn accept(
         .await?
         .ok_or(ServiceError::NotFound)
 }
+
+/// The society's admins, by address (role `admin` only).
+pub async fn list(
+    state: &AppState,
+    tenant: &Tenant,
+    by: &super::FullAdmin,
+) -> Result<Vec<crate::store::Admin>, ServiceError> {
+    let _ = by;
+    Ok(state.store.admins(&tenant.id).await?)
+}
+
+/// Changes another admin's role, or disables or enables them. The society always keeps
+/// one active `admin`: a change that would leave none is refused and changes nothing.
+/// A disabled admin's console sessions end at once.
+pub async fn update(
+    state: &AppState,
+    tenant: &Tenant,
+    by: &super::FullAdmin,
+    id: &AdminId,
+    role: AdminRole,
+    disabled: bool,
+) -> Result<crate::store::Admin, ServiceError> {
+    let Some(before) = state.store.admin(&tenant.id, id).await? else {
+        return Err(ServiceError::NotFound);
+    };
+    if !state
+        .store
+        .update_admin(&tenant.id, id, role, disabled)
+        .await?
+    {
+        return Err(ServiceError::Conflict("last_admin"));
+    }
+    let after = state
+        .store
+        .admin(&tenant.id, id)
+        .await?
+        .ok_or(ServiceError::NotFound)?;
+    let acting = by.acting();
+    let describe = |a: &crate::store::Admin| format!("{} {}", a.role.as_str(), a.state.as_str());
+    let (was, now) = (describe(&before), describe(&after));
+    if was != now {
+        state
+            .store
+            .audit(&AuditEvent {
+                tenant: Some(&tenant.id),
+                member_id: None,
+                actor: Actor::Admin(&acting.admin),
+                event: "admin_updated",
+                ip: &acting.ip,
+                user_agent: &acting.user_agent,
+                detail: &after.email,
+                before: Some(&was),
+                after: Some(&now),
+            })
+            .await?;
+    }
+    Ok(after)
+}

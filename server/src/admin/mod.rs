@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod members;
+pub mod stats;
 pub mod tokens;
 
 use crate::ids::{AdminId, MemberId};

@@ -83,3 +83,41 @@ pub async fn create(
         expires_at,
     })
 }
+
+/// The society's tokens, newest first (role `admin` only).
+pub async fn list(
+    state: &AppState,
+    tenant: &Tenant,
+    by: &super::FullAdmin,
+) -> Result<Vec<crate::store::ApiToken>, ServiceError> {
+    let _ = by;
+    Ok(state.store.api_tokens(&tenant.id).await?)
+}
+
+/// Revokes a token at once (role `admin` only).
+pub async fn revoke(
+    state: &AppState,
+    tenant: &Tenant,
+    by: &super::FullAdmin,
+    id: &str,
+) -> Result<(), ServiceError> {
+    if !state.store.revoke_api_token(&tenant.id, id).await? {
+        return Err(ServiceError::NotFound);
+    }
+    let acting = by.acting();
+    state
+        .store
+        .audit(&AuditEvent {
+            tenant: Some(&tenant.id),
+            member_id: None,
+            actor: Actor::Admin(&acting.admin),
+            event: "api_token_revoked",
+            ip: &acting.ip,
+            user_agent: &acting.user_agent,
+            detail: id,
+            before: None,
+            after: None,
+        })
+        .await?;
+    Ok(())
+}

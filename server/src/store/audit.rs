@@ -232,3 +232,27 @@ impl Store {
         }
     }
 }
+
+impl Store {
+    /// Sign-ins of the tenant's members per day in Japan since `since`:
+    /// (event, day number since the epoch in Japan time, count), for `login_succeeded` and
+    /// `login_failed`.
+    pub async fn signins_per_day(
+        &self,
+        tenant: &TenantId,
+        since: i64,
+    ) -> StoreResult<Vec<(String, i64, i64)>> {
+        let rows = on_pool!(&self.pool, p => {
+            sqlx::query_as(
+                "SELECT event, (created_at + 32400) / 86400 AS day, COUNT(*) FROM audit_events \
+                 WHERE tenant_id = $1 AND event IN ('login_succeeded', 'login_failed') \
+                 AND created_at >= $2 GROUP BY event, (created_at + 32400) / 86400",
+            )
+            .bind(tenant.as_str())
+            .bind(since)
+            .fetch_all(p)
+            .await
+        })?;
+        Ok(rows)
+    }
+}

@@ -262,3 +262,25 @@ impl Store {
         Ok(row)
     }
 }
+
+impl Store {
+    /// The tenant's mail still waiting for delivery and given up as failed.
+    pub async fn tenant_mail_backlog(&self, tenant: &TenantId) -> StoreResult<(i64, i64)> {
+        let rows: Vec<(String, i64)> = on_pool!(&self.pool, p => {
+            sqlx::query_as(
+                "SELECT status, COUNT(*) FROM mail_outbox WHERE tenant_id = $1 \
+                 AND status IN ('queued', 'sending', 'failed') GROUP BY status",
+            )
+            .bind(tenant.as_str())
+            .fetch_all(p)
+            .await
+        })?;
+        let count = |s: &str| {
+            rows.iter()
+                .filter(|(k, _)| k == s)
+                .map(|(_, n)| n)
+                .sum::<i64>()
+        };
+        Ok((count("queued") + count("sending"), count("failed")))
+    }
+}

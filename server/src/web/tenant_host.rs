@@ -85,16 +85,20 @@ pub async fn resolve_tenant<E: Endpoint>(next: Arc<E>, mut req: Request) -> poem
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::X_FRAME_OPTIONS, "DENY"),
         (header::REFERRER_POLICY, "same-origin"),
-        (
-            header::CONTENT_SECURITY_POLICY,
-            if path.starts_with(DOCS_PATH) {
-                DOCS_CSP
-            } else {
-                CSP
-            },
-        ),
     ] {
         headers.insert(name, HeaderValue::from_static(value));
+    }
+    // A response that set a stricter policy of its own (an SVG image) keeps it.
+    if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+        let csp = if path.starts_with(DOCS_PATH) {
+            DOCS_CSP
+        } else {
+            CSP
+        };
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(csp),
+        );
     }
     Ok(response)
 }

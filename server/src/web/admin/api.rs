@@ -301,6 +301,7 @@ pub struct MemberOut {
     pub state: String,
     pub card_symbol: String,
     pub card_number: String,
+    #[oai(skip_serializing_if_is_none)]
     pub terms_version: Option<String>,
     /// Unix seconds.
     pub created_at: i64,
@@ -329,6 +330,7 @@ impl MemberOut {
 pub struct MemberPage {
     pub members: Vec<MemberOut>,
     /// Pass as `after` for the next page; absent on the last page.
+    #[oai(skip_serializing_if_is_none)]
     pub next_after: Option<String>,
 }
 
@@ -337,7 +339,9 @@ pub struct FactorOut {
     /// totp | passkey | email_otp
     pub kind: String,
     pub name: String,
+    #[oai(skip_serializing_if_is_none)]
     pub created_at: Option<i64>,
+    #[oai(skip_serializing_if_is_none)]
     pub last_used_at: Option<i64>,
 }
 
@@ -354,13 +358,19 @@ pub struct AuditEventOut {
     pub created_at: i64,
     /// member | admin | system | anonymous
     pub actor_type: String,
+    #[oai(skip_serializing_if_is_none)]
     pub actor_id: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
     pub actor_name: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
     pub member_id: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
     pub member_user_id: Option<String>,
     pub event: String,
     pub detail: String,
+    #[oai(skip_serializing_if_is_none)]
     pub before: Option<String>,
+    #[oai(skip_serializing_if_is_none)]
     pub after: Option<String>,
     pub ip: String,
     pub user_agent: String,
@@ -449,6 +459,7 @@ pub struct Count {
 pub struct AuditPage {
     pub events: Vec<AuditEventOut>,
     /// Pass as `before` for older events; absent on the last page.
+    #[oai(skip_serializing_if_is_none)]
     pub next_before: Option<String>,
 }
 
@@ -816,20 +827,209 @@ impl Api {
     async fn admins(&self, req: &Request, Token(acting): Token) -> Reply<Vec<AdminOut>> {
         let (app, tenant) = parts(req);
         let result = async {
-            let _full = acting.require_admin()?;
-            let admins = app.store.admins(&tenant.0.id).await?;
-            Ok(admins
-                .iter()
-                .map(|a| AdminOut {
-                    id: a.id.to_string(),
-                    email: a.email.clone(),
-                    role: a.role.as_str().to_owned(),
-                    state: a.state.as_str().to_owned(),
-                })
-                .collect())
+            let full = acting.require_admin()?;
+            let admins = crate::admin::accounts::list(app, &tenant.0, &full).await?;
+            Ok(admins.iter().map(AdminOut::of).collect())
         }
         .await;
         Reply::from(app, result)
+    }
+
+    /// Invite an admin: the invitation link is mailed (role `admin` only).
+    #[oai(path = "/admins", method = "post", tag = "Tag::Admins")]
+    async fn invite_admin(
+        &self,
+        req: &Request,
+        Token(acting): Token,
+        body: Json<AdminInvite>,
+    ) -> Reply<InvitedOut> {
+        let (app, tenant) = parts(req);
+        let result = async {
+            let full = acting.require_admin()?;
+            let role = parse_role(&body.0.role)?;
+            crate::admin::accounts::invite(app, &tenant.0, &body.0.email, role, Some(&full)).await
+        }
+        .await;
+        match result {
+            Ok(i) => Reply::Created(Json(InvitedOut {
+                admin_id: i.admin_id.to_string(),
+            })),
+            Err(e) => Reply::failed(app, e),
+        }
+    }
+
+    /// Change an admin's role or disable/enable them; the society keeps one active `admin`
+    /// (role `admin` only).
+    #[oai(path = "/admins/:id", method = "put", tag = "Tag::Admins")]
+    async fn update_admin(
+        &self,
+        req: &Request,
+        Token(acting): Token,
+        id: Path<String>,
+        body: Json<AdminUpdate>,
+    ) -> Reply<AdminOut> {
+        let (app, tenant) = parts(req);
+        let result = async {
+            let full = acting.require_admin()?;
+            let role = parse_role(&body.0.role)?;
+            let id = AdminId::from_db(id.0.clone());
+            crate::admin::accounts::update(app, &tenant.0, &full, &id, role, body.0.disabled).await
+        }
+        .await;
+        Reply::from(app, result.map(|a| AdminOut::of(&a)))
+    }
+
+    /// The society's API tokens, newest first (role `admin` only).
+    #[oai(path = "/tokens", method = "get", tag = "Tag::Admins")]
+    async fn tokens(&self, req: &Request, Token(acting): Token) -> Reply<Vec<TokenOut>> {
+        let (app, tenant) = parts(req);
+        let result = async {
+            let full = acting.require_admin()?;
+            let list = crate::admin::tokens::list(app, &tenant.0, &full).await?;
+            Ok(list.iter().map(TokenOut::of).collect())
+        }
+        .await;
+        Reply::from(app, result)
+    }
+
+    /// Create a token for the calling admin: shown this once (role `admin` only).
+    #[oai(path = "/tokens", method = "post", tag = "Tag::Admins")]
+    async fn create_token(
+        &self,
+        req: &Request,
+        Token(acting): Token,
+        body: Json<TokenCreate>,
+    ) -> Reply<TokenCreated> {
+        let (app, tenant) = parts(req);
+        let result = async {
+            let full = acting.require_admin()?;
+            let role = parse_role(&body.0.role)?;
+            let a = full.acting();
+            crate::admin::tokens::create(
+                app,
+                &tenant.0,
+                &a.admin,
+                a.role,
+                &body.0.name,
+                role,
+                body.0.days,
+                (&a.ip, &a.user_agent),
+            )
+            .await
+        }
+        .await;
+        match result {
+            Ok(t) => Reply::Created(Json(TokenCreated {
+                id: t.id,
+                token: t.token,
+                expires_at: t.expires_at,
+            })),
+            Err(e) => Reply::failed(app, e),
+        }
+    }
+
+    /// Revoke a token at once (role `admin` only).
+    #[oai(path = "/tokens/:id/revoke", method = "post", tag = "Tag::Admins")]
+    async fn revoke_token(
+        &self,
+        req: &Request,
+        Token(acting): Token,
+        id: Path<String>,
+    ) -> Reply<Count> {
+        let (app, tenant) = parts(req);
+        let result = async {
+            let full = acting.require_admin()?;
+            crate::admin::tokens::revoke(app, &tenant.0, &full, &id.0).await?;
+            Ok(Count { count: 1 })
+        }
+        .await;
+        Reply::from(app, result)
+    }
+}
+
+fn parse_role(role: &str) -> Result<AdminRole, ServiceError> {
+    AdminRole::parse(role)
+        .ok_or_else(|| ServiceError::Invalid(vec![FieldProblem::new("role", "role_unknown")]))
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct AdminInvite {
+    #[oai(validator(max_length = 320))]
+    pub email: String,
+    /// admin | operator
+    #[oai(validator(max_length = 20))]
+    pub role: String,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct InvitedOut {
+    pub admin_id: String,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct AdminUpdate {
+    /// admin | operator
+    #[oai(validator(max_length = 20))]
+    pub role: String,
+    pub disabled: bool,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct TokenCreate {
+    #[oai(validator(max_length = 200))]
+    pub name: String,
+    /// admin | operator (at most the caller's role)
+    #[oai(validator(max_length = 20))]
+    pub role: String,
+    /// Days until it expires, 1–365.
+    pub days: i64,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct TokenCreated {
+    pub id: String,
+    /// Shown this once.
+    pub token: String,
+    pub expires_at: i64,
+}
+
+#[derive(Debug, Clone, Object)]
+pub struct TokenOut {
+    pub id: String,
+    pub name: String,
+    pub admin_id: String,
+    pub role: String,
+    pub created_at: i64,
+    pub expires_at: i64,
+    #[oai(skip_serializing_if_is_none)]
+    pub last_used_at: Option<i64>,
+    #[oai(skip_serializing_if_is_none)]
+    pub revoked_at: Option<i64>,
+}
+
+impl TokenOut {
+    fn of(t: &crate::store::ApiToken) -> Self {
+        Self {
+            id: t.id.clone(),
+            name: t.name.clone(),
+            admin_id: t.admin_id.clone(),
+            role: t.role.clone(),
+            created_at: t.created_at,
+            expires_at: t.expires_at,
+            last_used_at: t.last_used_at,
+            revoked_at: t.revoked_at,
+        }
+    }
+}
+
+impl AdminOut {
+    fn of(a: &crate::store::Admin) -> Self {
+        Self {
+            id: a.id.to_string(),
+            email: a.email.clone(),
+            role: a.role.as_str().to_owned(),
+            state: a.state.as_str().to_owned(),
+        }
     }
 }
 

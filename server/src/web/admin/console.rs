@@ -87,7 +87,7 @@ pub fn render(
 }
 
 /// A console text by key (`errors.not_found`); the key itself if missing.
-fn text(state: &AppState, key: &str) -> String {
+pub(super) fn text(state: &AppState, key: &str) -> String {
     state
         .console
         .get(DEFAULT_THEME)
@@ -96,14 +96,14 @@ fn text(state: &AppState, key: &str) -> String {
 }
 
 /// A page of the console for a signed-in admin.
-struct Page<'a> {
-    state: &'a AppState,
-    tenant: &'a Tenant,
-    admin: &'a ConsoleAdmin,
+pub(super) struct Page<'a> {
+    pub state: &'a AppState,
+    pub tenant: &'a Tenant,
+    pub admin: &'a ConsoleAdmin,
 }
 
 impl<'a> Page<'a> {
-    fn new(state: &'a AppState, tenant: &'a CurrentTenant, admin: &'a ConsoleAdmin) -> Self {
+    pub fn new(state: &'a AppState, tenant: &'a CurrentTenant, admin: &'a ConsoleAdmin) -> Self {
         Self {
             state,
             tenant: &tenant.0,
@@ -111,7 +111,7 @@ impl<'a> Page<'a> {
         }
     }
 
-    fn render(
+    pub fn render(
         &self,
         nav: &str,
         template: &str,
@@ -131,7 +131,7 @@ impl<'a> Page<'a> {
     }
 
     /// The page for an action that did not happen.
-    fn failure(&self, error: ServiceError) -> Response {
+    pub fn failure(&self, error: ServiceError) -> Response {
         let (status, key) = match &error {
             ServiceError::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             ServiceError::Forbidden => (StatusCode::FORBIDDEN, "forbidden"),
@@ -151,7 +151,10 @@ impl<'a> Page<'a> {
 }
 
 /// Field problems as the forms show them: field → messages.
-fn field_errors(state: &AppState, problems: &[FieldProblem]) -> HashMap<&'static str, Vec<String>> {
+pub(super) fn field_errors(
+    state: &AppState,
+    problems: &[FieldProblem],
+) -> HashMap<&'static str, Vec<String>> {
     let mut map: HashMap<&'static str, Vec<String>> = HashMap::new();
     for p in problems {
         let message = p
@@ -161,6 +164,11 @@ fn field_errors(state: &AppState, problems: &[FieldProblem]) -> HashMap<&'static
         map.entry(p.field).or_default().push(message);
     }
     map
+}
+
+/// A time, or nothing when there is none.
+pub(super) fn date_or_empty(unix: Option<i64>) -> String {
+    unix.map(date_time).unwrap_or_default()
 }
 
 #[derive(Serialize)]
@@ -222,46 +230,83 @@ pub async fn dashboard(
     admin: ConsoleAdmin,
 ) -> poem::Result<Response> {
     let page = Page::new(&state, &tenant, &admin);
-    let store = &state.store;
-    let id = &tenant.0.id;
-    let counts = store.member_state_counts(id).await.map_err(internal)?;
-    let total: i64 = counts.iter().map(|(_, n)| n).sum();
-    let states: Vec<Count> = ["active", "temporary", "locked", "disabled"]
+    let acting = admin.acting();
+    let ctx_s = Ctx {
+        state: &state,
+        tenant: &tenant.0,
+        acting: &acting,
+    };
+    let d = match crate::admin::stats::dashboard(&ctx_s).await {
+        Ok(d) => d,
+        Err(e) => return Ok(page.failure(e)),
+    };
+    let states: Vec<Count> = d
+        .states
         .iter()
-        .map(|key| Count {
+        .map(|(key, count)| Count {
             key: (*key).to_owned(),
-            count: counts.iter().find(|(k, _)| k == key).map_or(0, |(_, n)| *n),
+            count: *count,
         })
         .collect();
-    let locked = states
+    let locked = d
+        .states
         .iter()
-        .find(|s| s.key == "locked")
-        .map_or(0, |s| s.count);
-    let adoption: Vec<Adoption> = store
-        .factor_adoption(id)
-        .await
-        .map_err(internal)?
-        .into_iter()
+        .find(|(k, _)| *k == "locked")
+        .map_or(0, |(_, n)| *n);
+    let adoption: Vec<Adoption> = d
+        .adoption
+        .iter()
         .map(|(kind, count)| Adoption {
-            percent: if total > 0 { count * 100 / total } else { 0 },
-            kind,
-            count,
+            percent: if d.total > 0 {
+                count * 100 / d.total
+            } else {
+                0
+            },
+            kind: (*kind).to_owned(),
+            count: *count,
         })
         .collect();
-    let filter = AuditFilter::default();
-    let events: Vec<EventView> = store
-        .audit_page(id, &filter, 10)
+    let events: Vec<EventView> = state
+        .store
+        .audit_page(&tenant.0.id, &AuditFilter::default(), 10)
         .await
         .map_err(internal)?
         .iter()
         .map(|r| EventView::of(&state, r))
         .collect();
+    let (ok, failed) = d
+        .signins
+        .iter()
+        .fold((0, 0), |(o, f), day| (o + day.ok, f + day.failed));
+    let adoption_of = |k: &str| {
+        d.adoption
+            .iter()
+            .find(|(kind, _)| *kind == k)
+            .map_or(0, |(_, n)| *n)
+            .to_string()
+    };
     let mut ctx = tera::Context::new();
     ctx.insert("states", &states);
-    ctx.insert("total", &total);
+    ctx.insert("total", &d.total);
     ctx.insert("locked", &locked);
     ctx.insert("adoption", &adoption);
     ctx.insert("events", &events);
+    ctx.insert("mail_queued", &d.mail_waiting);
+    ctx.insert("mail_failed", &d.mail_failed);
+    ctx.insert("signins", &d.signins);
+    ctx.insert(
+        "signins_alt",
+        &text(&state, "dashboard.signins_alt")
+            .replace("{ok}", &ok.to_string())
+            .replace("{failed}", &failed.to_string()),
+    );
+    ctx.insert(
+        "adoption_alt",
+        &text(&state, "dashboard.adoption_alt")
+            .replace("{passkey}", &adoption_of("passkey"))
+            .replace("{totp}", &adoption_of("totp"))
+            .replace("{email_otp}", &adoption_of("email_otp")),
+    );
     Ok(page.render("dashboard", "dashboard.html", ctx, StatusCode::OK))
 }
 

@@ -3,7 +3,9 @@
 //! sign-in machine (`signin`). Their session is a cookie of its own, sent to `/admin` only:
 //! a member session never opens a console page and an admin session never a member page.
 
+pub mod accounts;
 pub mod api;
+pub mod charts;
 pub mod console;
 pub mod signin;
 
@@ -53,6 +55,17 @@ pub fn routes(state: &Arc<AppState>) -> Route {
             get(console::confirm_page).post(console::act),
         )
         .at("/letters/:batch", get(console::letters))
+        .at("/admins", get(accounts::admins_list).post(accounts::invite))
+        .at("/admins/:id", post(accounts::update))
+        .at(
+            "/tokens",
+            get(accounts::token_list).post(accounts::token_create),
+        )
+        .at(
+            "/tokens/:id/revoke",
+            get(accounts::token_revoke_page).post(accounts::token_revoke),
+        )
+        .at("/charts/:name", get(charts::image))
         .at("/audit", get(console::audit))
         .at("/audit.csv", get(console::audit_csv))
         .at("/static/*path", get(console::static_file))
