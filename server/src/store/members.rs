@@ -285,6 +285,55 @@ impl Store {
         }
     }
 
+    /// Creates many members in one transaction (a roster import); any conflict (a user
+    /// ID already in use) refuses the whole batch and changes nothing.
+    pub async fn create_members(
+        &self,
+        tenant: &TenantId,
+        members: &[NewMember<'_>],
+    ) -> StoreResult<Vec<MemberId>> {
+        let now = now_unix();
+        let mut ids = Vec::with_capacity(members.len());
+        let mut tx = self.begin().await?;
+        let result = super::on_tx!(&mut tx, c => {
+            for m in members {
+                let id = MemberId::generate();
+                sqlx::query(
+                    "INSERT INTO members (id, tenant_id, user_id, display_name, birth_date, email, \
+                     password_hash, password_created_at, state, user_id_chosen, email_reviewed, \
+                     failed_logins, created_at, updated_at, card_symbol, card_number, name_kana) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'temporary', FALSE, FALSE, 0, $8, $8, \
+                     $9, $10, $11)",
+                )
+                .bind(id.as_str())
+                .bind(tenant.as_str())
+                .bind(m.user_id)
+                .bind(m.display_name)
+                .bind(m.birth_date)
+                .bind(m.email)
+                .bind(m.password_hash)
+                .bind(now)
+                .bind(m.card_symbol)
+                .bind(m.card_number)
+                .bind(m.name_kana)
+                .execute(&mut *c)
+                .await?;
+                ids.push(id);
+            }
+            Ok::<_, sqlx::Error>(())
+        });
+        match result {
+            Ok(()) => {
+                tx.commit().await?;
+                Ok(ids)
+            }
+            Err(e) if is_unique_violation(&e) => {
+                Err(StoreError::Conflict("user ID already in use".into()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     pub async fn member_by_user_id(
         &self,
         tenant: &TenantId,
@@ -575,10 +624,37 @@ impl Store {
         tenant: &TenantId,
         search: &MemberSearch,
     ) -> StoreResult<Vec<Member>> {
+        // What the clerk typed decides where to look: text with kanji or kana is part of
+        // a name (kanji or kana); plain ASCII is the start of a user ID or an e-mail
+        // address. Each shape reads only the columns it can match.
+        let query = search
+            .query
+            .as_deref()
+            .map(str::trim)
+            .filter(|q| !q.is_empty());
+        let ascii = query.is_some_and(|q| q.is_ascii());
+        // A prefix is looked up as a range of the index on (tenant, column); byte order
+        // ("C" in PostgreSQL, SQLite's default) so that the range holds every match, and
+        // LIKE on top so that it holds nothing else.
+        let bytes = match self.pool {
+            super::Pool::Sqlite(_) => "",
+            super::Pool::Postgres(_) => " COLLATE \"C\"",
+        };
+        let text_condition = match (query, ascii) {
+            (None, _) => String::new(),
+            (Some(_), true) => format!(
+                "AND ((user_id{bytes} >= $8 AND user_id{bytes} < $9 AND user_id LIKE $2 ESCAPE '\\') \
+                 OR (email{bytes} >= $8 AND email{bytes} < $9 AND email LIKE $2 ESCAPE '\\')) "
+            ),
+            (Some(_), false) => {
+                "AND (display_name LIKE $3 ESCAPE '\\' OR name_kana LIKE $3 ESCAPE '\\') ".to_owned()
+            }
+        };
         let sql = format!(
             "SELECT {MEMBER_COLUMNS} FROM members WHERE tenant_id = $1 \
-             AND ($2 IS NULL OR user_id LIKE $2 ESCAPE '\\' OR email LIKE $2 ESCAPE '\\' \
-                  OR display_name LIKE $3 ESCAPE '\\' OR name_kana LIKE $3 ESCAPE '\\') \
+             AND (CAST($2 AS TEXT) IS NULL OR TRUE) AND (CAST($3 AS TEXT) IS NULL OR TRUE) \
+             AND (CAST($8 AS TEXT) IS NULL OR TRUE) AND (CAST($9 AS TEXT) IS NULL OR TRUE) \
+             {text_condition}\
              AND ($4 IS NULL OR birth_date = $4) \
              AND ($5 IS NULL \
                   OR ($5 = 'disabled' AND state = 'disabled') \
@@ -591,13 +667,10 @@ impl Store {
              ORDER BY user_id LIMIT {}",
             search.limit.clamp(1, 500)
         );
-        let query = search
-            .query
-            .as_deref()
-            .map(str::trim)
-            .filter(|q| !q.is_empty());
         let prefix = query.map(|q| format!("{}%", like_escape(&q.to_lowercase())));
         let part = query.map(|q| format!("%{}%", like_escape(q)));
+        let low = query.map(str::to_lowercase);
+        let high = low.as_ref().map(|q| format!("{q}\u{10FFFF}"));
         let rows: Vec<MemberRow> = on_pool!(&self.pool, p => {
             sqlx::query_as(&sql)
                 .bind(tenant.as_str())
@@ -607,6 +680,8 @@ impl Store {
                 .bind(search.state.as_deref())
                 .bind(search.after.as_deref())
                 .bind(now_unix())
+                .bind(low.as_deref())
+                .bind(high.as_deref())
                 .fetch_all(p)
                 .await
         })?;
