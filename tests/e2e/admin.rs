@@ -156,6 +156,7 @@ on_both_backends!(
     invalid_input_gets_field_problems_and_changes_nothing,
     console_actions_unlock_reset_and_disable_a_member,
     admins_and_tokens_are_managed_by_admins_only,
+    search_finds_by_name_id_and_address_and_a_batch_prints_one_letter_each,
 );
 
 async fn an_invited_admin_sets_up_an_app_signs_in_and_registers_a_member(backend: Backend) {
@@ -805,4 +806,119 @@ async fn schemathesis_finds_no_server_error_and_no_answer_off_the_schema() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(out.status.success(), "schemathesis found problems:\n{text}");
+}
+
+async fn search_finds_by_name_id_and_address_and_a_batch_prints_one_letter_each(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (b, _) = signed_in_admin(
+        &app,
+        DAIWA_HOST,
+        "daiwakenpo",
+        "boss@daiwa.example.jp",
+        "admin",
+    )
+    .await;
+    let hanako = crate::browser_like::add_member(
+        &app.db,
+        "daiwakenpo",
+        "鈴木 花子",
+        "1975-02-03",
+        "hanako.s@example.jp",
+    );
+    let jiro = crate::browser_like::add_member(
+        &app.db,
+        "daiwakenpo",
+        "佐藤 次郎",
+        "1990-10-10",
+        "jiro@example.jp",
+    );
+    let search = |q: &str| {
+        let q = form_urlencoded::byte_serialize(q.as_bytes()).collect::<String>();
+        let b = b.clone();
+        async move { b.get(&format!("/admin/members?q={q}")).await.text() }
+    };
+    let found = search("花子").await;
+    assert!(found.contains(&hanako.user_id) && !found.contains(&jiro.user_id));
+    let found = search(&jiro.user_id[..5]).await;
+    assert!(found.contains(&jiro.user_id), "{found}");
+    let found = search("HANAKO.S@").await;
+    assert!(
+        found.contains(&hanako.user_id),
+        "an address is found whatever its case"
+    );
+    // LIKE's wildcards are text like any other.
+    let found = search("%").await;
+    assert!(!found.contains(&hanako.user_id) && !found.contains(&jiro.user_id));
+    let by_date = b.get("/admin/members?birth_date=1990-10-10").await.text();
+    assert!(by_date.contains(&jiro.user_id) && !by_date.contains(&hanako.user_id));
+
+    // Two members chosen in the list: a confirmation naming both, then one batch.
+    let list = b.get("/admin/members").await;
+    let mut ids = Vec::new();
+    for l in [&hanako, &jiro] {
+        let r = rows(
+            &app.db,
+            "SELECT id FROM members WHERE user_id = $1",
+            &[Arg::Text(&l.user_id)],
+        )
+        .await;
+        ids.push(r[0][0].clone().unwrap());
+    }
+    let token = list.csrf_token();
+    let confirm = b
+        .post(
+            "/admin/batch/reset-password",
+            &[("ids", &ids[0]), ("ids", &ids[1]), ("csrf_token", &token)],
+        )
+        .await;
+    assert_eq!(confirm.status, 200, "{}", confirm.summary());
+    assert!(confirm.text().contains("鈴木 花子") && confirm.text().contains("佐藤 次郎"));
+    // Nothing changed yet: the old password still opens the first login.
+    let member = Browser::new(&app, DAIWA_HOST);
+    assert!(login(&member, &hanako.user_id, &hanako.password)
+        .await
+        .is_see_other("/login/next"));
+    let done = b
+        .post(
+            "/admin/batch/reset-password",
+            &[
+                ("ids", &ids[0]),
+                ("ids", &ids[1]),
+                ("confirm", "yes"),
+                ("csrf_token", &token),
+            ],
+        )
+        .await;
+    assert_eq!(done.status, 200, "{}", done.summary());
+    let letter_url = done
+        .text()
+        .split("href=\"/admin/letters/")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .map(|batch| format!("/admin/letters/{batch}"))
+        .unwrap();
+    let letters = b.get(&letter_url).await;
+    assert_eq!(
+        letters.body.matches("<article class=\"letter\"").count(),
+        2,
+        "{}",
+        letters.summary()
+    );
+    assert!(letters.text().contains(&hanako.user_id) && letters.text().contains(&jiro.user_id));
+    let member = Browser::new(&app, DAIWA_HOST);
+    assert!(!login(&member, &jiro.user_id, &jiro.password)
+        .await
+        .is_see_other("/login/next"));
+    // Another society's member cannot be slipped into a batch.
+    let refused = b
+        .post(
+            "/admin/batch/reset-password",
+            &[
+                ("ids", "0123456789abcdef0123456789abcdef"),
+                ("confirm", "yes"),
+                ("csrf_token", &token),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status, 404, "{}", refused.summary());
 }

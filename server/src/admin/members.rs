@@ -353,24 +353,36 @@ pub async fn rename(
     get(ctx, id).await
 }
 
-/// 「パスワード再発行」: new temporary credentials and a letter; the member proves their
-/// birth date and sets a new password at the next login. Every session ends.
-pub async fn reset_password(ctx: &Ctx<'_>, id: &MemberId) -> Result<Issued, ServiceError> {
-    let member = get(ctx, id).await?;
+/// The most members one batch of letters may reissue.
+pub const MAX_BATCH: usize = 100;
+
+/// New temporary credentials for one member: every session ends, the member is told.
+async fn reissue(ctx: &Ctx<'_>, member: &Member) -> Result<Letter, ServiceError> {
     let password = credentials::temporary_password();
     let hash = ctx.state.hasher.hash(&password).await?;
     let store = &ctx.state.store;
     store
-        .reset_member_password(&ctx.tenant.id, id, &hash)
+        .reset_member_password(&ctx.tenant.id, &member.id, &hash)
         .await?;
-    store.end_member_sessions(&ctx.tenant.id, id).await?;
-    ctx.audit("member_password_reset", Some(id), "", None).await;
-    notify(ctx, &member, "password_reset").await;
-    let letter = Letter {
+    store
+        .end_member_sessions(&ctx.tenant.id, &member.id)
+        .await?;
+    ctx.audit("member_password_reset", Some(&member.id), "", None)
+        .await;
+    notify(ctx, member, "password_reset").await;
+    Ok(Letter {
         display_name: member.display_name.clone(),
         user_id: member.user_id.clone(),
-        password: password.clone(),
-    };
+        password,
+    })
+}
+
+/// 「パスワード再発行」: new temporary credentials and a letter; the member proves their
+/// birth date and sets a new password at the next login. Every session ends.
+pub async fn reset_password(ctx: &Ctx<'_>, id: &MemberId) -> Result<Issued, ServiceError> {
+    let member = get(ctx, id).await?;
+    let letter = reissue(ctx, &member).await?;
+    let password = letter.password.clone();
     let letter_batch = keep_letters(ctx, &[(id.clone(), letter)]).await?;
     Ok(Issued {
         member_id: id.clone(),
@@ -378,6 +390,48 @@ pub async fn reset_password(ctx: &Ctx<'_>, id: &MemberId) -> Result<Issued, Serv
         password,
         letter_batch,
     })
+}
+
+/// The members a batch action names, all of this society, in the order given; an unknown
+/// id (another society's, or none) refuses the batch before anything changes.
+pub async fn batch_members(ctx: &Ctx<'_>, ids: &[MemberId]) -> Result<Vec<Member>, ServiceError> {
+    if ids.is_empty() || ids.len() > MAX_BATCH {
+        return Err(ServiceError::Invalid(vec![FieldProblem::new(
+            "ids",
+            "batch_size",
+        )]));
+    }
+    let mut members: Vec<Member> = Vec::with_capacity(ids.len());
+    for id in ids {
+        if members.iter().any(|m| &m.id == id) {
+            continue;
+        }
+        members.push(get(ctx, id).await?);
+    }
+    Ok(members)
+}
+
+/// 「パスワード再発行」 for several members at once: one batch of letters, one per page.
+pub async fn reset_passwords(
+    ctx: &Ctx<'_>,
+    ids: &[MemberId],
+) -> Result<(Vec<Issued>, String), ServiceError> {
+    let members = batch_members(ctx, ids).await?;
+    let mut letters = Vec::with_capacity(members.len());
+    for member in &members {
+        letters.push((member.id.clone(), reissue(ctx, member).await?));
+    }
+    let batch = keep_letters(ctx, &letters).await?;
+    let issued = letters
+        .into_iter()
+        .map(|(id, l)| Issued {
+            member_id: id,
+            user_id: l.user_id,
+            password: l.password,
+            letter_batch: batch.clone(),
+        })
+        .collect();
+    Ok((issued, batch))
 }
 
 /// 「二要素認証リセット」: every second factor goes; the member sets one up at the next

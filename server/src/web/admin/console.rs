@@ -811,6 +811,62 @@ pub async fn act(
     }
 }
 
+/// The member ids a batch form names (`ids`, repeated), as typed ids.
+fn batch_ids(fields: &[(String, String)]) -> Vec<MemberId> {
+    fields
+        .iter()
+        .filter(|(k, _)| k == "ids")
+        .map(|(_, v)| MemberId::from_db(v.clone()))
+        .collect()
+}
+
+/// The confirmation page of a batch 「パスワード再発行」, naming every member chosen.
+#[handler]
+pub async fn batch_confirm(
+    state: Data<&Arc<AppState>>,
+    tenant: CurrentTenant,
+    admin: ConsoleAdmin,
+    Form(fields): Form<Vec<(String, String)>>,
+) -> Response {
+    let page = Page::new(&state, &tenant, &admin);
+    let acting = admin.acting();
+    let ctx_s = Ctx {
+        state: &state,
+        tenant: &tenant.0,
+        acting: &acting,
+    };
+    let ids = batch_ids(&fields);
+    let confirmed = fields.iter().any(|(k, v)| k == "confirm" && v == "yes");
+    if !confirmed {
+        return match service::batch_members(&ctx_s, &ids).await {
+            Ok(chosen) => {
+                let views: Vec<MemberView> = chosen.iter().map(MemberView::of).collect();
+                let mut ctx = tera::Context::new();
+                ctx.insert("members", &views);
+                page.render("members", "batch_confirm.html", ctx, StatusCode::OK)
+            }
+            Err(ServiceError::Invalid(_)) => {
+                let mut ctx = tera::Context::new();
+                ctx.insert("title", &text(&state, "batch.none_title"));
+                ctx.insert("message", &text(&state, "batch.none"));
+                ctx.insert("back_url", "/admin/members");
+                ctx.insert("back_label", &text(&state, "batch.back"));
+                page.render("members", "done.html", ctx, StatusCode::BAD_REQUEST)
+            }
+            Err(e) => page.failure(e),
+        };
+    }
+    match service::reset_passwords(&ctx_s, &ids).await {
+        Ok((issued, batch)) => {
+            let mut ctx = tera::Context::new();
+            ctx.insert("issued", &issued);
+            ctx.insert("letter_url", &format!("/admin/letters/{batch}"));
+            page.render("members", "batch_done.html", ctx, StatusCode::OK)
+        }
+        Err(e) => page.failure(e),
+    }
+}
+
 #[derive(Serialize)]
 struct LetterView {
     display_name: String,

@@ -54,6 +54,7 @@ pub fn routes(state: &Arc<AppState>) -> Route {
             "/members/:id/:action",
             get(console::confirm_page).post(console::act),
         )
+        .at("/batch/reset-password", post(console::batch_confirm))
         .at("/letters/:batch", get(console::letters))
         .at("/admins", get(accounts::admins_list).post(accounts::invite))
         .at("/admins/:id", post(accounts::update))
