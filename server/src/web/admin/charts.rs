@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use charts_rs::{BarChart, HorizontalBarChart, Series};
+use charts_rs::{BarChart, Color, HorizontalBarChart, Series};
 use poem::http::{header, StatusCode};
 use poem::web::{Data, Path};
 use poem::{handler, IntoResponse, Response};
@@ -19,6 +19,10 @@ use crate::web::{AppState, CurrentTenant};
 const FONT: &str = "Noto Sans CJK JP";
 const WIDTH: f32 = 720.0;
 const HEIGHT: f32 = 320.0;
+/// Successful sign-ins and failures; the dashboard's legend names them in the same colours
+/// (the chart's own legend cannot measure Japanese text).
+pub const OK_COLOUR: &str = "#1f5fa8";
+pub const FAILED_COLOUR: &str = "#b3261e";
 
 /// Sign-ins (successful and failed) per day, as bars.
 pub fn signins_svg(state: &AppState, d: &Dashboard) -> Result<String, String> {
@@ -36,6 +40,8 @@ pub fn signins_svg(state: &AppState, d: &Dashboard) -> Result<String, String> {
     chart.base.height = HEIGHT;
     chart.base.font_family = FONT.to_owned();
     chart.base.animation = None;
+    chart.base.legend.show = Some(false);
+    chart.base.series.colors = vec![Color::from(OK_COLOUR), Color::from(FAILED_COLOUR)];
     chart.svg().map_err(|e| e.to_string())
 }
 
@@ -44,7 +50,7 @@ pub fn adoption_svg(state: &AppState, d: &Dashboard) -> Result<String, String> {
     let labels: Vec<String> = d
         .adoption
         .iter()
-        .map(|(kind, _)| text(state, &format!("factors.{kind}")))
+        .map(|(kind, _)| text(state, &format!("factors_short.{kind}")))
         .collect();
     let counts: Vec<f32> = d.adoption.iter().map(|(_, n)| *n as f32).collect();
     let mut chart = HorizontalBarChart::new(
@@ -55,6 +61,8 @@ pub fn adoption_svg(state: &AppState, d: &Dashboard) -> Result<String, String> {
     chart.base.height = HEIGHT;
     chart.base.font_family = FONT.to_owned();
     chart.base.animation = None;
+    chart.base.legend.show = Some(false);
+    chart.base.series.colors = vec![Color::from(OK_COLOUR)];
     chart.svg().map_err(|e| e.to_string())
 }
 
