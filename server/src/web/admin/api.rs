@@ -123,7 +123,8 @@ async fn problems<E: Endpoint>(next: Arc<E>, mut req: Request) -> poem::Result<R
         }
     };
     req.set_body(poem::Body::from(body));
-    match next.call(req).await {
+    // Answers carry members' personal data and, at times, credentials: never kept.
+    let answer = match next.call(req).await {
         Ok(resp) => Ok(resp.into_response()),
         Err(e) => {
             let status = e.status();
@@ -142,7 +143,11 @@ async fn problems<E: Endpoint>(next: Arc<E>, mut req: Request) -> poem::Result<R
             };
             Ok(problem_response(problem(state.as_deref(), status, kind)))
         }
-    }
+    };
+    answer.map(|r| {
+        r.with_header(poem::http::header::CACHE_CONTROL, "no-store")
+            .into_response()
+    })
 }
 
 /// Answers of every endpoint: the result, or a problem document.
