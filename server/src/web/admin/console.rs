@@ -100,6 +100,7 @@ pub(super) struct Page<'a> {
     pub state: &'a AppState,
     pub tenant: &'a Tenant,
     pub admin: &'a ConsoleAdmin,
+    acting: crate::admin::Acting,
 }
 
 impl<'a> Page<'a> {
@@ -108,6 +109,16 @@ impl<'a> Page<'a> {
             state,
             tenant: &tenant.0,
             admin,
+            acting: admin.acting(),
+        }
+    }
+
+    /// What the service functions need to act for this page's admin.
+    pub fn service(&self) -> Ctx<'_> {
+        Ctx {
+            state: self.state,
+            tenant: self.tenant,
+            acting: &self.acting,
         }
     }
 
@@ -230,12 +241,7 @@ pub async fn dashboard(
     admin: ConsoleAdmin,
 ) -> poem::Result<Response> {
     let page = Page::new(&state, &tenant, &admin);
-    let acting = admin.acting();
-    let ctx_s = Ctx {
-        state: &state,
-        tenant: &tenant.0,
-        acting: &acting,
-    };
+    let ctx_s = page.service();
     let d = match crate::admin::stats::dashboard(&ctx_s).await {
         Ok(d) => d,
         Err(e) => return Ok(page.failure(e)),
@@ -337,12 +343,7 @@ pub async fn members(
     Query(query): Query<SearchQuery>,
 ) -> Response {
     let page = Page::new(&state, &tenant, &admin);
-    let acting = admin.acting();
-    let ctx_s = Ctx {
-        state: &state,
-        tenant: &tenant.0,
-        acting: &acting,
-    };
+    let ctx_s = page.service();
     let search = MemberSearch {
         query: non_empty(&query.q),
         birth_date: non_empty(&query.birth_date),
@@ -502,12 +503,7 @@ pub async fn member(
     Path(id): Path<String>,
 ) -> Response {
     let page = Page::new(&state, &tenant, &admin);
-    let acting = admin.acting();
-    let ctx_s = Ctx {
-        state: &state,
-        tenant: &tenant.0,
-        acting: &acting,
-    };
+    let ctx_s = page.service();
     member_page(&page, &ctx_s, &MemberId::from_db(id), None).await
 }
 
@@ -586,12 +582,7 @@ pub async fn create_member(
     Form(form): Form<NewMemberForm>,
 ) -> Response {
     let page = Page::new(&state, &tenant, &admin);
-    let acting = admin.acting();
-    let ctx_s = Ctx {
-        state: &state,
-        tenant: &tenant.0,
-        acting: &acting,
-    };
+    let ctx_s = page.service();
     let input = MemberInput {
         display_name: form.display_name.clone(),
         name_kana: form.name_kana.clone(),
@@ -628,12 +619,7 @@ pub async fn rename_page(
     Path(id): Path<String>,
 ) -> Response {
     let page = Page::new(&state, &tenant, &admin);
-    let acting = admin.acting();
-    let ctx_s = Ctx {
-        state: &state,
-        tenant: &tenant.0,
-        acting: &acting,
-    };
+    let ctx_s = page.service();
     match service::get(&ctx_s, &MemberId::from_db(id)).await {
         Ok(m) => {
             let mut ctx = tera::Context::new();
@@ -655,12 +641,7 @@ pub async fn rename(
     Form(form): Form<RenameForm>,
 ) -> Response {
     let page = Page::new(&state, &tenant, &admin);
-    let acting = admin.acting();
-    let ctx_s = Ctx {
-        state: &state,
-        tenant: &tenant.0,
-        acting: &acting,
-    };
+    let ctx_s = page.service();
     let id = MemberId::from_db(id);
     match service::rename(&ctx_s, &id, &form.display_name, &form.name_kana).await {
         Ok(_) => {
@@ -741,12 +722,7 @@ pub async fn confirm_page(
     let Some(action) = Action::parse(&action) else {
         return page.failure(ServiceError::NotFound);
     };
-    let acting = admin.acting();
-    let ctx_s = Ctx {
-        state: &state,
-        tenant: &tenant.0,
-        acting: &acting,
-    };
+    let ctx_s = page.service();
     match service::get(&ctx_s, &MemberId::from_db(id)).await {
         Ok(m) => {
             let key = action.key();
@@ -776,12 +752,7 @@ pub async fn act(
     let Some(action) = Action::parse(&action) else {
         return page.failure(ServiceError::NotFound);
     };
-    let acting = admin.acting();
-    let ctx_s = Ctx {
-        state: &state,
-        tenant: &tenant.0,
-        acting: &acting,
-    };
+    let ctx_s = page.service();
     let id = MemberId::from_db(id);
     let outcome = match action {
         Action::ResetPassword => {
@@ -829,12 +800,7 @@ pub async fn batch_confirm(
     Form(fields): Form<Vec<(String, String)>>,
 ) -> Response {
     let page = Page::new(&state, &tenant, &admin);
-    let acting = admin.acting();
-    let ctx_s = Ctx {
-        state: &state,
-        tenant: &tenant.0,
-        acting: &acting,
-    };
+    let ctx_s = page.service();
     let ids = batch_ids(&fields);
     let confirmed = fields.iter().any(|(k, v)| k == "confirm" && v == "yes");
     if !confirmed {
@@ -882,12 +848,7 @@ pub async fn letters(
     Path(batch): Path<String>,
 ) -> Response {
     let page = Page::new(&state, &tenant, &admin);
-    let acting = admin.acting();
-    let ctx_s = Ctx {
-        state: &state,
-        tenant: &tenant.0,
-        acting: &acting,
-    };
+    let ctx_s = page.service();
     match service::letters(&ctx_s, &batch).await {
         Ok(letters) => {
             let mut ctx = tera::Context::new();
