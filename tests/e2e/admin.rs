@@ -157,6 +157,7 @@ on_both_backends!(
     console_actions_unlock_reset_and_disable_a_member,
     admins_and_tokens_are_managed_by_admins_only,
     search_finds_by_name_id_and_address_and_a_batch_prints_one_letter_each,
+    an_invited_admin_chooses_a_passkey_and_signs_in_with_it,
 );
 
 async fn an_invited_admin_sets_up_an_app_signs_in_and_registers_a_member(backend: Backend) {
@@ -921,4 +922,220 @@ async fn search_finds_by_name_id_and_address_and_a_batch_prints_one_letter_each(
         )
         .await;
     assert_eq!(refused.status, 404, "{}", refused.summary());
+}
+
+/// Accepts an invitation with the second-factor kind `method`; returns the reply.
+async fn accept_invitation(b: &Browser, token: &str, method: &str) -> crate::browser_like::Reply {
+    let page = b.get(&format!("/admin/invite?token={token}")).await;
+    assert_eq!(page.status, 200, "{}", page.summary());
+    let password = "Console-pass-2026!";
+    b.post(
+        "/admin/invite",
+        &[
+            ("token", token),
+            ("password", password),
+            ("password_confirm", password),
+            ("mfa_method", method),
+            ("csrf_token", &page.csrf_token()),
+        ],
+    )
+    .await
+}
+
+async fn an_invited_admin_chooses_a_passkey_and_signs_in_with_it(backend: Backend) {
+    use crate::passkeys::{assert_with, login_options_at, register_at, sign_in_at};
+    let app = TestApp::spawn(backend).await;
+    let (admin_id, token) = invite(&app.db, "daiwakenpo", "pk-admin@example.jp", "admin");
+    let b = Browser::new(&app, DAIWA_HOST);
+
+    // The invitation offers both kinds; a kind admins may not hold is refused by its field
+    // and spends nothing.
+    let page = b.get(&format!("/admin/invite?token={token}")).await;
+    assert!(
+        page.text().contains("二要素認証の方法"),
+        "{}",
+        page.summary()
+    );
+    assert!(
+        page.body.contains("value=\"passkey\""),
+        "{}",
+        page.summary()
+    );
+    let refused = accept_invitation(&b, &token, "email_otp").await;
+    assert_eq!(refused.status, 200, "{}", refused.summary());
+    assert!(
+        refused.body.contains("id=\"mfa_method-error\""),
+        "{}",
+        refused.summary()
+    );
+    assert!(refused
+        .text()
+        .contains("二要素認証の方法を選んでください。"));
+
+    // Choosing the passkey leads to its set-up, with the offer of an app instead.
+    let reply = accept_invitation(&b, &token, "passkey").await;
+    assert!(
+        reply.is_see_other("/admin/login/next"),
+        "{}",
+        reply.summary()
+    );
+    let reply = b.follow(reply).await;
+    assert!(
+        reply.is_see_other("/admin/login/passkey/setup"),
+        "{}",
+        reply.summary()
+    );
+    let setup = b.get("/admin/login/passkey/setup").await;
+    assert!(
+        setup.text().contains("パスキーの登録"),
+        "{}",
+        setup.summary()
+    );
+    assert!(setup.text().contains("認証アプリを登録する"));
+    // The app page is not reachable while the passkey is owed.
+    let app_page = b.get("/admin/login/totp").await;
+    assert!(
+        app_page.is_see_other("/admin/login/passkey/setup"),
+        "{}",
+        app_page.summary()
+    );
+
+    // The admin changes their mind and back: the flow follows the choice.
+    let switched = b
+        .post(
+            "/admin/login/method",
+            &[("mfa_method", "totp"), ("csrf_token", &setup.csrf_token())],
+        )
+        .await;
+    assert!(
+        switched.is_see_other("/admin/login/next"),
+        "{}",
+        switched.summary()
+    );
+    let next = b.follow(switched).await;
+    assert!(next.is_see_other("/admin/login/totp"), "{}", next.summary());
+    let totp_page = b.get("/admin/login/totp").await;
+    assert!(totp_page.text().contains("パスキーを登録する"));
+    let back = b
+        .post(
+            "/admin/login/method",
+            &[
+                ("mfa_method", "passkey"),
+                ("csrf_token", &totp_page.csrf_token()),
+            ],
+        )
+        .await;
+    let next = b.follow(back).await;
+    assert!(
+        next.is_see_other("/admin/login/passkey/setup"),
+        "{}",
+        next.summary()
+    );
+
+    // The same ceremony code as members', under /admin: the console opens.
+    let done = register_at(&b, "/admin", "事務所のパソコン").await;
+    assert!(done.is_see_other("/admin/"), "{}", done.summary());
+    let dashboard = b.get("/admin/").await;
+    assert_eq!(dashboard.status, 200, "{}", dashboard.summary());
+    assert!(dashboard.text().contains("ダッシュボード"));
+    let devices = rows(
+        &app.db,
+        "SELECT kind, name FROM admin_devices WHERE admin_id = $1",
+        &[Arg::Text(&admin_id)],
+    )
+    .await;
+    assert_eq!(devices.len(), 1);
+    assert_eq!(devices[0][0].as_deref(), Some("passkey"));
+    assert_eq!(devices[0][1].as_deref(), Some("事務所のパソコン"));
+    let registered = rows(
+        &app.db,
+        "SELECT event FROM audit_events WHERE actor_id = $1 AND event = 'passkey_registered'",
+        &[Arg::Text(&admin_id)],
+    )
+    .await;
+    assert_eq!(registered.len(), 1);
+
+    // A later sign-in: address, password, then 「次へ」 and the passkey.
+    let later = b.private_window(&app);
+    let login_page = later.get("/admin/login").await;
+    let reply = later
+        .post(
+            "/admin/login",
+            &[
+                ("email", "pk-admin@example.jp"),
+                ("password", "Console-pass-2026!"),
+                ("csrf_token", &login_page.csrf_token()),
+            ],
+        )
+        .await;
+    let reply = later.follow(reply).await;
+    assert!(
+        reply.is_see_other("/admin/login/factor"),
+        "{}",
+        reply.summary()
+    );
+    let reply = later.follow(reply).await;
+    assert!(
+        reply.is_see_other("/admin/login/passkey"),
+        "{}",
+        reply.summary()
+    );
+    let done = sign_in_at(&later, "/admin").await;
+    assert!(done.is_see_other("/admin/"), "{}", done.summary());
+    assert_eq!(later.get("/admin/").await.status, 200);
+
+    // The admin's passkey answers nothing on kanekakenpo's host, even for an admin there
+    // who holds a passkey of their own.
+    let (_, k_token) = invite(&app.db, "kanekakenpo", "pk-k@example.jp", "admin");
+    let k = Browser::new(&app, KANEKA_HOST);
+    let reply = accept_invitation(&k, &k_token, "passkey").await;
+    let _ = k.follow(reply).await;
+    let done = register_at(&k, "/admin", "パスキー").await;
+    assert!(done.is_see_other("/admin/"), "{}", done.summary());
+    let k2 = k.private_window(&app);
+    let login_page = k2.get("/admin/login").await;
+    let reply = k2
+        .post(
+            "/admin/login",
+            &[
+                ("email", "pk-k@example.jp"),
+                ("password", "Console-pass-2026!"),
+                ("csrf_token", &login_page.csrf_token()),
+            ],
+        )
+        .await;
+    assert!(
+        reply.is_see_other("/admin/login/next"),
+        "{}",
+        reply.summary()
+    );
+    let (token, mut options) = login_options_at(&k2, "/admin").await;
+    let daiwa_options = {
+        let d = b.private_window(&app);
+        let page = d.get("/admin/login").await;
+        d.post(
+            "/admin/login",
+            &[
+                ("email", "pk-admin@example.jp"),
+                ("password", "Console-pass-2026!"),
+                ("csrf_token", &page.csrf_token()),
+            ],
+        )
+        .await;
+        login_options_at(&d, "/admin").await.1
+    };
+    options.public_key.allow_credentials = daiwa_options.public_key.allow_credentials.clone();
+    let signed = assert_with(&b.at(KANEKA_HOST), options);
+    let refused = k2
+        .post_json("/admin/login/passkey/finish", &token, signed)
+        .await;
+    assert_eq!(refused.status, 400, "{}", refused.summary());
+    assert_ne!(k2.get("/admin/").await.status, 200);
+    let foreign = rows(
+        &app.db,
+        "SELECT detail FROM audit_events WHERE event = 'passkey_credential_refused'",
+        &[],
+    )
+    .await;
+    assert_eq!(foreign.len(), 1, "{foreign:?}");
 }

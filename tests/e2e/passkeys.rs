@@ -14,7 +14,7 @@ use crate::db::{count, exec, member_id, value, Arg};
 use crate::harness::{on_both_backends, Backend, TestApp};
 
 /// The CSRF token the page at `path` hands its script (`data-csrf`).
-async fn page_token(b: &Browser, path: &str) -> String {
+pub async fn page_token(b: &Browser, path: &str) -> String {
     let page = b.get(path).await;
     assert_eq!(page.status, 200, "GET {path}: {}", page.summary());
     let (_, rest) = page
@@ -24,22 +24,32 @@ async fn page_token(b: &Browser, path: &str) -> String {
     unescape_html(&rest[..rest.find('"').unwrap()])
 }
 
-fn next_of(reply: &Reply) -> String {
+pub fn next_of(reply: &Reply) -> String {
     assert_eq!(reply.status, 200, "{}", reply.summary());
     let json: serde_json::Value = serde_json::from_str(&reply.body).unwrap();
     json["next"].as_str().unwrap_or_default().to_owned()
 }
 
-fn error_of(reply: &Reply) -> String {
+pub fn error_of(reply: &Reply) -> String {
     let json: serde_json::Value = serde_json::from_str(&reply.body).unwrap_or_default();
     json["error"].as_str().unwrap_or_default().to_owned()
 }
 
 /// 「セキュリティキー登録」 → 「登録」 → ceremony; returns the finish reply.
 pub async fn register_ceremony(b: &Browser) -> Reply {
-    let token = page_token(b, "/login/passkey/setup").await;
+    register_ceremony_at(b, "").await
+}
+
+/// The registration ceremony of the sign-in pages under `side` (`""` for members,
+/// `"/admin"` for the console).
+pub async fn register_ceremony_at(b: &Browser, side: &str) -> Reply {
+    let token = page_token(b, &format!("{side}/login/passkey/setup")).await;
     let options = b
-        .post_json("/login/passkey/setup/options", &token, "{}".into())
+        .post_json(
+            &format!("{side}/login/passkey/setup/options"),
+            &token,
+            "{}".into(),
+        )
         .await;
     assert_eq!(options.status, 200, "{}", options.summary());
     let options: CreationChallengeResponse = serde_json::from_str(&options.body).unwrap();
@@ -50,7 +60,7 @@ pub async fn register_ceremony(b: &Browser) -> Reply {
         .perform_register(b.origin(), options.public_key, 60_000)
         .expect("the software authenticator registers");
     b.post_json(
-        "/login/passkey/setup/finish",
+        &format!("{side}/login/passkey/setup/finish"),
         &token,
         serde_json::to_string(&credential).unwrap(),
     )
@@ -60,31 +70,49 @@ pub async fn register_ceremony(b: &Browser) -> Reply {
 /// The whole registration: ceremony, then the name 「ＯＫ」; returns the reply of
 /// `/login/next` that follows.
 pub async fn register(b: &Browser, name: &str) -> Reply {
-    let finish = register_ceremony(b).await;
-    assert_eq!(next_of(&finish), "/login/passkey/name");
-    let page = b.get("/login/passkey/name").await;
+    register_at(b, "", name).await
+}
+
+/// The whole registration on the sign-in pages under `side`.
+pub async fn register_at(b: &Browser, side: &str, name: &str) -> Reply {
+    let finish = register_ceremony_at(b, side).await;
+    let name_path = format!("{side}/login/passkey/name");
+    assert_eq!(next_of(&finish), name_path);
+    let page = b.get(&name_path).await;
     assert!(
         page.body.contains("value=\"パスキー\""),
         "{}",
         page.summary()
     );
-    let reply = b.fill("/login/passkey/name", &[("name", name)]).await;
-    assert!(reply.is_see_other("/login/next"), "{}", reply.summary());
+    let reply = b.fill(&name_path, &[("name", name)]).await;
+    assert!(
+        reply.is_see_other(&format!("{side}/login/next")),
+        "{}",
+        reply.summary()
+    );
     b.follow(reply).await
 }
 
 /// The options of the 「次へ」 step: (token, options).
 async fn login_options(b: &Browser) -> (String, RequestChallengeResponse) {
-    let token = page_token(b, "/login/passkey").await;
+    login_options_at(b, "").await
+}
+
+pub async fn login_options_at(b: &Browser, side: &str) -> (String, RequestChallengeResponse) {
+    let token = page_token(b, &format!("{side}/login/passkey")).await;
     let options = b
-        .post_json("/login/passkey/options", &token, "{}".into())
+        .post_json(
+            &format!("{side}/login/passkey/options"),
+            &token,
+            "{}".into(),
+        )
         .await;
     assert_eq!(options.status, 200, "{}", options.summary());
     (token, serde_json::from_str(&options.body).unwrap())
 }
 
 /// The assertion the authenticator makes for `options`, as JSON.
-fn assert_with(b: &Browser, options: RequestChallengeResponse) -> String {
+pub fn assert_with(b: &Browser, options: RequestChallengeResponse) -> String {
     let credential = b
         .authenticator
         .lock()
@@ -96,11 +124,19 @@ fn assert_with(b: &Browser, options: RequestChallengeResponse) -> String {
 
 /// 「次へ」 → ceremony; returns the reply of `/login/next` that follows.
 pub async fn sign_in(b: &Browser) -> Reply {
-    let (token, options) = login_options(b).await;
+    sign_in_at(b, "").await
+}
+
+/// 「次へ」 → ceremony on the sign-in pages under `side`.
+pub async fn sign_in_at(b: &Browser, side: &str) -> Reply {
+    let (token, options) = login_options_at(b, side).await;
     let body = assert_with(b, options);
-    let finish = b.post_json("/login/passkey/finish", &token, body).await;
-    assert_eq!(next_of(&finish), "/login/next");
-    b.get("/login/next").await
+    let finish = b
+        .post_json(&format!("{side}/login/passkey/finish"), &token, body)
+        .await;
+    let next = format!("{side}/login/next");
+    assert_eq!(next_of(&finish), next);
+    b.get(&next).await
 }
 
 /// A daily login of a passkey member: password, 「次へ」; returns where `/login/next` sends.

@@ -12,12 +12,24 @@ use crate::member::policy::check_password;
 use crate::state::AppState;
 use crate::store::{Actor, AdminRole, AuditEvent, StoreError};
 use crate::tenant::settings::PasswordPolicy;
-use crate::tenant::Tenant;
+use crate::tenant::{MfaMethod, Tenant};
 
 /// How long an invitation link works.
 pub const INVITATION_SECS: i64 = 24 * 60 * 60;
 /// Admins' passwords are at least this long, whatever the tenant allows members.
 pub const ADMIN_MIN_PASSWORD: u32 = 12;
+
+/// The second factors an admin may register: never e-mail codes.
+pub const ADMIN_METHODS: [MfaMethod; 2] = [MfaMethod::Passkey, MfaMethod::Totp];
+
+/// The kind of factor an admin sets up: the one chosen, if admins may hold it; else an
+/// authenticator app.
+pub fn admin_method(chosen: Option<&str>) -> MfaMethod {
+    ADMIN_METHODS
+        .into_iter()
+        .find(|m| chosen == Some(m.as_str()))
+        .unwrap_or(MfaMethod::Totp)
+}
 
 /// An admin invited: who, and the link that sets their account up (shown once).
 #[derive(Debug, Clone, Serialize)]
@@ -120,27 +132,32 @@ pub fn password_problems(
     problems
 }
 
-/// Accepts an invitation: the link is spent and the first password set, at once. Returns
-/// the admin, who goes on to register a second factor.
+/// Accepts an invitation: the link is spent, the first password set and the kind of second
+/// factor (`totp` or `passkey`) chosen, at once. Returns the admin, who goes on to register
+/// that factor.
 pub async fn accept(
     state: &AppState,
     tenant: &Tenant,
     token: &str,
     password: &str,
     confirm: &str,
+    method: &str,
 ) -> Result<AdminId, ServiceError> {
     let hash_of_token = token_hash(token);
     let Some(admin) = state.store.invitation(&tenant.id, &hash_of_token).await? else {
         return Err(ServiceError::NotFound);
     };
-    let problems = password_problems(tenant, &admin.email, password, confirm);
+    let mut problems = password_problems(tenant, &admin.email, password, confirm);
+    if !ADMIN_METHODS.iter().any(|m| m.as_str() == method) {
+        problems.push(FieldProblem::new("mfa_method", "mfa_method_invalid"));
+    }
     if !problems.is_empty() {
         return Err(ServiceError::Invalid(problems));
     }
     let hash = state.hasher.hash(password).await?;
     state
         .store
-        .accept_invitation(&tenant.id, &hash_of_token, &hash)
+        .accept_invitation(&tenant.id, &hash_of_token, &hash, method)
         .await?
         .ok_or(ServiceError::NotFound)
 }

@@ -2,6 +2,7 @@
 
 pub mod credentials;
 pub mod policy;
+pub mod search;
 
 use crate::auth::password::PasswordHasher;
 use crate::store::{NewMember, Store, StoreError};

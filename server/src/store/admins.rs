@@ -72,6 +72,9 @@ pub struct Admin {
     pub failed_logins: i64,
     pub locked_until: Option<i64>,
     pub created_at: i64,
+    /// The kind of second factor chosen when the invitation was accepted (`totp` or
+    /// `passkey`).
+    pub mfa_method: Option<String>,
 }
 
 impl Admin {
@@ -92,6 +95,7 @@ struct AdminRow {
     failed_logins: i64,
     locked_until: Option<i64>,
     created_at: i64,
+    mfa_method: Option<String>,
 }
 
 impl From<AdminRow> for Admin {
@@ -108,12 +112,13 @@ impl From<AdminRow> for Admin {
             failed_logins: r.failed_logins,
             locked_until: r.locked_until,
             created_at: r.created_at,
+            mfa_method: r.mfa_method,
         }
     }
 }
 
 const ADMIN_COLUMNS: &str = "id, tenant_id, email, role, state, password_hash, \
-    password_created_at, failed_logins, locked_until, created_at";
+    password_created_at, failed_logins, locked_until, created_at, mfa_method";
 
 /// A console session.
 #[derive(Debug, Clone, FromRow)]
@@ -269,14 +274,15 @@ impl Store {
         }
     }
 
-    /// Spends an invitation link and sets the admin's first password, in one transaction:
-    /// of two tabs submitting one link, one wins. Returns the admin, or None if the link
-    /// is no longer valid.
+    /// Spends an invitation link and sets the admin's first password and the kind of
+    /// second factor they will register, in one transaction: of two tabs submitting one
+    /// link, one wins. Returns the admin, or None if the link is no longer valid.
     pub async fn accept_invitation(
         &self,
         tenant: &TenantId,
         token_hash: &str,
         password_hash: &str,
+        mfa_method: &str,
     ) -> StoreResult<Option<AdminId>> {
         let now = now_unix();
         let mut tx = self.begin().await?;
@@ -295,13 +301,14 @@ impl Store {
                 Some((id,)) => {
                     let n = sqlx::query(
                         "UPDATE admins SET password_hash = $3, password_created_at = $4, \
-                         state = 'active', updated_at = $4 \
+                         state = 'active', updated_at = $4, mfa_method = $5 \
                          WHERE tenant_id = $1 AND id = $2 AND state = 'invited'",
                     )
                     .bind(tenant.as_str())
                     .bind(&id)
                     .bind(password_hash)
                     .bind(now)
+                    .bind(mfa_method)
                     .execute(&mut *c)
                     .await?
                     .rows_affected();
@@ -312,6 +319,29 @@ impl Store {
         })?;
         tx.commit().await?;
         Ok(id)
+    }
+
+    /// Changes the kind of second factor an admin will set up (before they hold one).
+    pub async fn set_admin_mfa_method(
+        &self,
+        tenant: &TenantId,
+        id: &str,
+        mfa_method: &str,
+    ) -> StoreResult<()> {
+        on_pool!(&self.pool, p => {
+            sqlx::query(
+                "UPDATE admins SET mfa_method = $3, updated_at = $4 \
+                 WHERE tenant_id = $1 AND id = $2",
+            )
+            .bind(tenant.as_str())
+            .bind(id)
+            .bind(mfa_method)
+            .bind(now_unix())
+            .execute(p)
+            .await
+            .map(|_| ())
+        })?;
+        Ok(())
     }
 
     /// Changes an admin's role or disables/enables them, refusing to leave the tenant

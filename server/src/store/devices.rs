@@ -129,21 +129,25 @@ impl Store {
         }
     }
 
-    /// Which member holds a passkey credential in this tenant, if anyone: refusing another
-    /// member's passkey is audited with it.
+    /// Which account of `kind`'s sort (members or admins) holds a passkey credential in
+    /// this tenant, if any: refusing another's passkey is audited with it.
     pub async fn passkey_owner(
         &self,
         tenant: &TenantId,
+        kind: &Owner<'_>,
         credential_id: &str,
     ) -> StoreResult<Option<String>> {
+        let sql = format!(
+            "SELECT {} FROM {} WHERE tenant_id = $1 AND credential_id = $2",
+            kind.column(),
+            kind.device_table()
+        );
         let owner: Option<(String,)> = on_pool!(&self.pool, p => {
-            sqlx::query_as(
-                "SELECT member_id FROM mfa_devices WHERE tenant_id = $1 AND credential_id = $2",
-            )
-            .bind(tenant.as_str())
-            .bind(credential_id)
-            .fetch_optional(p)
-            .await
+            sqlx::query_as(&sql)
+                .bind(tenant.as_str())
+                .bind(credential_id)
+                .fetch_optional(p)
+                .await
         })?;
         Ok(owner.map(|(m,)| m))
     }

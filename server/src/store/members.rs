@@ -5,6 +5,7 @@ use sqlx::FromRow;
 
 use super::{now_unix, on_pool, Owner, Store, StoreError, StoreResult};
 use crate::ids::MemberId;
+use crate::member::search::{member_key, name_key};
 use crate::tenant::TenantId;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -251,38 +252,8 @@ impl Store {
         tenant: &TenantId,
         m: &NewMember<'_>,
     ) -> StoreResult<MemberId> {
-        let id = MemberId::generate();
-        let now = now_unix();
-        let result = on_pool!(&self.pool, p => {
-            sqlx::query(
-                "INSERT INTO members (id, tenant_id, user_id, display_name, birth_date, email, \
-                 password_hash, password_created_at, state, user_id_chosen, email_reviewed, \
-                 failed_logins, created_at, updated_at, card_symbol, card_number, name_kana) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'temporary', FALSE, FALSE, 0, $8, $8, \
-                 $9, $10, $11)",
-            )
-            .bind(id.as_str())
-            .bind(tenant.as_str())
-            .bind(m.user_id)
-            .bind(m.display_name)
-            .bind(m.birth_date)
-            .bind(m.email)
-            .bind(m.password_hash)
-            .bind(now)
-            .bind(m.card_symbol)
-            .bind(m.card_number)
-            .bind(m.name_kana)
-            .execute(p)
-            .await
-            .map(|_| ())
-        });
-        match result {
-            Ok(()) => Ok(id),
-            Err(e) if is_unique_violation(&e) => {
-                Err(StoreError::Conflict("user ID already in use".into()))
-            }
-            Err(e) => Err(e.into()),
-        }
+        let mut ids = self.create_members(tenant, std::slice::from_ref(m)).await?;
+        Ok(ids.remove(0))
     }
 
     /// Creates many members in one transaction (a roster import); any conflict (a user
@@ -301,9 +272,10 @@ impl Store {
                 sqlx::query(
                     "INSERT INTO members (id, tenant_id, user_id, display_name, birth_date, email, \
                      password_hash, password_created_at, state, user_id_chosen, email_reviewed, \
-                     failed_logins, created_at, updated_at, card_symbol, card_number, name_kana) \
+                     failed_logins, created_at, updated_at, card_symbol, card_number, name_kana, \
+                     search_name) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'temporary', FALSE, FALSE, 0, $8, $8, \
-                     $9, $10, $11)",
+                     $9, $10, $11, $12)",
                 )
                 .bind(id.as_str())
                 .bind(tenant.as_str())
@@ -316,6 +288,7 @@ impl Store {
                 .bind(m.card_symbol)
                 .bind(m.card_number)
                 .bind(m.name_kana)
+                .bind(member_key(m.display_name, m.name_kana))
                 .execute(&mut *c)
                 .await?;
                 ids.push(id);
@@ -616,6 +589,39 @@ impl Store {
         Ok(())
     }
 
+    /// Computes the search key of members written before keys existed (migration 0009),
+    /// in batches; returns how many were filled in. Cheap when there are none: the rows
+    /// are found through a partial index.
+    pub async fn fill_search_names(&self) -> StoreResult<u64> {
+        let mut filled = 0;
+        loop {
+            let rows: Vec<(String, String, String)> = on_pool!(&self.pool, p => {
+                sqlx::query_as(
+                    "SELECT id, display_name, name_kana FROM members \
+                     WHERE search_name = '' LIMIT 500",
+                )
+                .fetch_all(p)
+                .await
+            })?;
+            if rows.is_empty() {
+                return Ok(filled);
+            }
+            let mut tx = self.begin().await?;
+            super::on_tx!(&mut tx, c => {
+                for (id, name, kana) in &rows {
+                    sqlx::query("UPDATE members SET search_name = $2 WHERE id = $1")
+                        .bind(id)
+                        .bind(member_key(name, kana))
+                        .execute(&mut *c)
+                        .await?;
+                }
+                Ok::<_, sqlx::Error>(())
+            })?;
+            tx.commit().await?;
+            filled += rows.len() as u64;
+        }
+    }
+
     // --- the console's member operations -------------------------------------------------
 
     /// One page of members matching `search`, ordered by user ID.
@@ -646,19 +652,21 @@ impl Store {
                 "AND ((user_id{bytes} >= $8 AND user_id{bytes} < $9 AND user_id LIKE $2 ESCAPE '\\') \
                  OR (email{bytes} >= $8 AND email{bytes} < $9 AND email LIKE $2 ESCAPE '\\')) "
             ),
-            // A part of a name: SQLite's plain substring test is cheaper than a LIKE
-            // pattern there; PostgreSQL's LIKE is the faster of its two.
+            // A part of a name, compared as keys (see `member::search`): SQLite's plain
+            // substring test is cheaper than a LIKE pattern there; PostgreSQL's LIKE is the
+            // faster of its two.
             (Some(_), false) => match self.pool {
-                super::Pool::Sqlite(_) => {
-                    "AND (instr(display_name, $3) > 0 OR instr(name_kana, $3) > 0) ".to_owned()
+                super::Pool::Sqlite(_) => "AND instr(search_name, $3) > 0 ".to_owned(),
+                super::Pool::Postgres(_) => {
+                    "AND search_name LIKE '%' || $3 || '%' ESCAPE '\\' ".to_owned()
                 }
-                super::Pool::Postgres(_) => "AND (display_name LIKE '%' || $3 || '%' ESCAPE '\\' \
-                     OR name_kana LIKE '%' || $3 || '%' ESCAPE '\\') "
-                    .to_owned(),
             },
         };
+        // The page's user IDs are found in the index `members_search` alone (every column a
+        // condition reads is in it); only the rows of the page are then read whole.
         let sql = format!(
-            "SELECT {MEMBER_COLUMNS} FROM members WHERE tenant_id = $1 \
+            "SELECT {MEMBER_COLUMNS} FROM members WHERE tenant_id = $1 AND user_id IN (\
+             SELECT user_id FROM members WHERE tenant_id = $1 \
              AND (CAST($2 AS TEXT) IS NULL OR TRUE) AND (CAST($3 AS TEXT) IS NULL OR TRUE) \
              AND (CAST($8 AS TEXT) IS NULL OR TRUE) AND (CAST($9 AS TEXT) IS NULL OR TRUE) \
              {text_condition}\
@@ -671,13 +679,14 @@ impl Store {
                   OR ($5 = 'active' AND state = 'active' \
                       AND (locked_until IS NULL OR locked_until <= $7))) \
              AND ($6 IS NULL OR user_id > $6) \
-             ORDER BY user_id LIMIT {}",
+             ORDER BY user_id LIMIT {}) \
+             ORDER BY user_id",
             search.limit.clamp(1, 500)
         );
         let prefix = query.map(|q| format!("{}%", like_escape(&q.to_lowercase())));
         let part = query.map(|q| match self.pool {
-            super::Pool::Sqlite(_) => q.to_owned(),
-            super::Pool::Postgres(_) => like_escape(q),
+            super::Pool::Sqlite(_) => name_key(q),
+            super::Pool::Postgres(_) => like_escape(&name_key(q)),
         });
         let low = query.map(str::to_lowercase);
         let high = low.as_ref().map(|q| format!("{q}\u{10FFFF}"));
@@ -708,14 +717,15 @@ impl Store {
     ) -> StoreResult<()> {
         on_pool!(&self.pool, p => {
             sqlx::query(
-                "UPDATE members SET display_name = $3, name_kana = $4, updated_at = $5 \
-                 WHERE tenant_id = $1 AND id = $2",
+                "UPDATE members SET display_name = $3, name_kana = $4, updated_at = $5, \
+                 search_name = $6 WHERE tenant_id = $1 AND id = $2",
             )
             .bind(tenant.as_str())
             .bind(member.as_str())
             .bind(name)
             .bind(kana)
             .bind(now_unix())
+            .bind(member_key(name, kana))
             .execute(p)
             .await
             .map(|_| ())

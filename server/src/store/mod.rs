@@ -221,9 +221,14 @@ impl Store {
         }
     }
 
-    /// Applies the migrations in `migrations/` that have not run yet.
+    /// Applies the migrations in `migrations/` that have not run yet, then fills in what
+    /// they leave to the server (members' search keys).
     pub async fn migrate(&self) -> StoreResult<()> {
         on_pool!(&self.pool, p => MIGRATOR.run(p).await)?;
+        let filled = self.fill_search_names().await?;
+        if filled > 0 {
+            tracing::info!(members = filled, "search keys computed");
+        }
         Ok(())
     }
 

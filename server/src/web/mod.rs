@@ -10,6 +10,7 @@ pub mod factor;
 pub mod member;
 mod ops;
 pub mod pages;
+pub mod passkey;
 pub mod signin;
 mod tenant_host;
 pub mod totp;

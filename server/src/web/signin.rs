@@ -63,7 +63,8 @@ impl Action {
         }
     }
 
-    fn setup(method: MfaMethod) -> Self {
+    /// The set-up step of a kind of factor.
+    pub fn setup(method: MfaMethod) -> Self {
         match method {
             MfaMethod::Passkey => Action::SetupPasskey,
             MfaMethod::Totp => Action::SetupTotp,
@@ -291,8 +292,10 @@ pub trait Subject: Sized + Send + Sync {
         flow: &LoginFlow,
     ) -> impl std::future::Future<Output = StoreResult<Option<Self>>> + Send;
     fn owner(&self) -> Owner<'_>;
-    /// The account name an authenticator app shows.
+    /// The account name an authenticator app or a passkey prompt shows.
     fn account_label(&self) -> &str;
+    /// The name a passkey prompt shows beside the account name.
+    fn display_name(&self) -> &str;
     /// Where notices about the account's factors go, and the name they greet.
     fn notice_to(&self) -> (&str, &str);
     /// The kind of factor this account prefers at sign-in.
@@ -325,6 +328,10 @@ impl Subject for Member {
 
     fn account_label(&self) -> &str {
         &self.user_id
+    }
+
+    fn display_name(&self) -> &str {
+        &self.display_name
     }
 
     fn notice_to(&self) -> (&str, &str) {

@@ -9,21 +9,23 @@ use std::sync::Arc;
 use poem::http::StatusCode;
 use poem::web::cookie::CookieJar;
 use poem::web::{Data, Form, Query, Redirect};
-use poem::{handler, IntoResponse, Response};
+use poem::{handler, Body, IntoResponse, Response};
 use serde::Deserialize;
 
 use super::console::render;
 use super::ConsoleAdmin;
-use crate::admin::{accounts, ServiceError};
+use crate::admin::accounts::{self, admin_method, ADMIN_METHODS};
+use crate::admin::ServiceError;
 use crate::auth::password::HashError;
 use crate::auth::session::{self, admin_cookie, ADMIN_FLOW_COOKIE, ADMIN_SESSION_COOKIE};
 use crate::store::{now_unix, Admin, AdminState, LoginFlow, Owner, StoreResult};
 use crate::tenant::{MfaMethod, Tenant};
+use crate::web::signin::flow_at;
 use crate::web::signin::{
     lockout_failure, start_flow, Action, Audience, Factors, Purpose, StartFlow, Subject,
 };
 use crate::web::totp::{OtpForm, SetupForm};
-use crate::web::{factor, internal, totp, AppState, CurrentTenant, RequestMeta};
+use crate::web::{factor, internal, passkey, totp, AppState, CurrentTenant, RequestMeta};
 
 /// How long a console sign-in may take from password to the last step.
 const FLOW_SECS: i64 = 15 * 60;
@@ -54,20 +56,26 @@ impl Subject for Admin {
         &self.email
     }
 
+    fn display_name(&self) -> &str {
+        &self.email
+    }
+
     fn notice_to(&self) -> (&str, &str) {
         (&self.email, &self.email)
     }
 
+    /// The kind chosen when the invitation was accepted; an authenticator app otherwise.
     fn preferred_method(&self) -> Option<&str> {
-        Some("totp")
+        Some(self.mfa_method.as_deref().unwrap_or("totp"))
     }
 
     fn unusable(&self, now: i64) -> bool {
         self.is_locked(now) || self.state != AdminState::Active
     }
 
+    /// Admins may hold passkeys and authenticator apps, whatever members may use.
     fn methods(_tenant: &Tenant) -> Vec<MfaMethod> {
-        vec![MfaMethod::Totp]
+        ADMIN_METHODS.to_vec()
     }
 
     fn email_factor(&self) -> bool {
@@ -77,7 +85,7 @@ impl Subject for Admin {
     /// A second factor is mandatory for admins, whatever the tenant asks of members.
     fn owed(&self, _tenant: &Tenant, flow: &LoginFlow, factors: &Factors) -> Vec<Action> {
         if factors.count() == 0 {
-            vec![Action::SetupTotp]
+            vec![Action::setup(admin_method(self.mfa_method.as_deref()))]
         } else if !flow.factor_verified {
             vec![Action::SecondFactor]
         } else {
@@ -385,6 +393,127 @@ pub async fn totp_setup(
     totp::register::<Admin>(&state, &tenant.0, &meta, jar, form).await
 }
 
+#[handler]
+pub async fn passkey_page(
+    state: Data<&Arc<AppState>>,
+    tenant: CurrentTenant,
+    meta: RequestMeta,
+    jar: &CookieJar,
+) -> poem::Result<Response> {
+    passkey::show_login::<Admin>(&state, &tenant.0, &meta, jar).await
+}
+
+#[handler]
+pub async fn passkey_options(
+    state: Data<&Arc<AppState>>,
+    tenant: CurrentTenant,
+    meta: RequestMeta,
+    jar: &CookieJar,
+) -> poem::Result<Response> {
+    passkey::assertion_options::<Admin>(&state, &tenant.0, &meta, jar).await
+}
+
+#[handler]
+pub async fn passkey_finish(
+    state: Data<&Arc<AppState>>,
+    tenant: CurrentTenant,
+    meta: RequestMeta,
+    jar: &CookieJar,
+    body: Body,
+) -> poem::Result<Response> {
+    passkey::check_assertion::<Admin>(&state, &tenant.0, &meta, jar, body).await
+}
+
+#[handler]
+pub async fn passkey_setup_page(
+    state: Data<&Arc<AppState>>,
+    tenant: CurrentTenant,
+    meta: RequestMeta,
+    jar: &CookieJar,
+) -> poem::Result<Response> {
+    passkey::show_setup::<Admin>(&state, &tenant.0, &meta, jar).await
+}
+
+#[handler]
+pub async fn passkey_setup_options(
+    state: Data<&Arc<AppState>>,
+    tenant: CurrentTenant,
+    meta: RequestMeta,
+    jar: &CookieJar,
+) -> poem::Result<Response> {
+    passkey::registration_options::<Admin>(&state, &tenant.0, &meta, jar).await
+}
+
+#[handler]
+pub async fn passkey_setup_finish(
+    state: Data<&Arc<AppState>>,
+    tenant: CurrentTenant,
+    meta: RequestMeta,
+    jar: &CookieJar,
+    body: Body,
+) -> poem::Result<Response> {
+    passkey::finish_registration::<Admin>(&state, &tenant.0, &meta, jar, body).await
+}
+
+#[handler]
+pub async fn passkey_name_page(
+    state: Data<&Arc<AppState>>,
+    tenant: CurrentTenant,
+    meta: RequestMeta,
+    jar: &CookieJar,
+) -> poem::Result<Response> {
+    passkey::show_name::<Admin>(&state, &tenant.0, &meta, jar).await
+}
+
+#[handler]
+pub async fn passkey_name(
+    state: Data<&Arc<AppState>>,
+    tenant: CurrentTenant,
+    meta: RequestMeta,
+    jar: &CookieJar,
+    Form(form): Form<passkey::NameForm>,
+) -> poem::Result<Response> {
+    passkey::register::<Admin>(&state, &tenant.0, &meta, jar, form).await
+}
+
+#[derive(Deserialize)]
+pub struct MethodForm {
+    #[serde(default)]
+    mfa_method: String,
+}
+
+/// While an admin holds no second factor yet, they may set up the other kind instead (a
+/// computer without a passkey, a phone without an app): the choice is recorded and the
+/// flow goes on to that kind's set-up.
+#[handler]
+pub async fn switch_method(
+    state: Data<&Arc<AppState>>,
+    tenant: CurrentTenant,
+    meta: RequestMeta,
+    jar: &CookieJar,
+    Form(form): Form<MethodForm>,
+) -> poem::Result<Response> {
+    let tenant = &tenant.0;
+    let flow = flow_at!(<Admin> &state, tenant, jar, Action::SetupTotp, Action::SetupPasskey);
+    let method = admin_method(Some(form.mfa_method.as_str()));
+    if flow.who.mfa_method.as_deref() != Some(method.as_str()) {
+        state
+            .store
+            .set_admin_mfa_method(&tenant.id, flow.who.id.as_str(), method.as_str())
+            .await
+            .map_err(internal)?;
+        meta.audit_by(
+            &state.store,
+            tenant,
+            flow.who.owner(),
+            "admin_factor_kind_chosen",
+            method.as_str(),
+        )
+        .await;
+    }
+    Ok(flow.next())
+}
+
 // --- invitation ----------------------------------------------------------------------------
 
 #[derive(Deserialize)]
@@ -465,6 +594,13 @@ pub struct InviteForm {
     password: String,
     #[serde(default)]
     password_confirm: String,
+    /// The form's radio buttons start on the authenticator app.
+    #[serde(default = "app")]
+    mfa_method: String,
+}
+
+fn app() -> String {
+    MfaMethod::Totp.as_str().to_owned()
 }
 
 #[handler]
@@ -485,6 +621,7 @@ pub async fn accept_invite(
         &form.token,
         &form.password,
         &form.password_confirm,
+        &form.mfa_method,
     )
     .await
     {
@@ -514,8 +651,13 @@ pub async fn accept_invite(
         }
         Err(ServiceError::Invalid(problems)) => {
             let mut ctx = invite_context(tenant, &admin, &form.token);
+            ctx.insert("mfa_method", &form.mfa_method);
             let errors: Vec<String> = problems.iter().filter_map(|p| p.message.clone()).collect();
             ctx.insert("password_errors", &errors);
+            ctx.insert(
+                "method_error",
+                &problems.iter().any(|p| p.field == "mfa_method"),
+            );
             ctx.insert(
                 "confirm_error",
                 &problems.iter().any(|p| p.field == "password_confirm"),

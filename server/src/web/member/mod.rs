@@ -6,7 +6,6 @@ mod email_confirm;
 mod email_otp;
 mod first_login;
 mod methods;
-mod passkey;
 pub mod session;
 
 use poem::{get, Route};
@@ -54,21 +53,27 @@ pub fn routes(route: Route) -> Route {
             "/login/otp",
             get(crate::web::totp::otp_page).post(crate::web::totp::verify_otp),
         )
-        .at("/login/passkey", get(passkey::login_page))
-        .at("/login/passkey/options", poem::post(passkey::login_options))
-        .at("/login/passkey/finish", poem::post(passkey::login_finish))
-        .at("/login/passkey/setup", get(passkey::setup_page))
+        .at("/login/passkey", get(crate::web::passkey::login_page))
+        .at(
+            "/login/passkey/options",
+            poem::post(crate::web::passkey::login_options),
+        )
+        .at(
+            "/login/passkey/finish",
+            poem::post(crate::web::passkey::login_finish),
+        )
+        .at("/login/passkey/setup", get(crate::web::passkey::setup_page))
         .at(
             "/login/passkey/setup/options",
-            poem::post(passkey::setup_options),
+            poem::post(crate::web::passkey::setup_options),
         )
         .at(
             "/login/passkey/setup/finish",
-            poem::post(passkey::setup_finish),
+            poem::post(crate::web::passkey::setup_finish),
         )
         .at(
             "/login/passkey/name",
-            get(passkey::name_page).post(passkey::save_name),
+            get(crate::web::passkey::name_page).post(crate::web::passkey::save_name),
         )
         .at(
             "/login/email-otp",

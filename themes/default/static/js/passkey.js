@@ -135,7 +135,7 @@
     if (result.ok && result.json.next) {
       window.location.assign(result.json.next);
     } else if (result.json.error === "locked") {
-      window.location.assign("/login?locked=1");
+      window.location.assign(button.dataset.locked || "/login?locked=1");
     } else {
       showError(result.json.error);
     }

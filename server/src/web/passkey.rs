@@ -3,6 +3,9 @@
 //! The page's script fetches the options and posts the browser's answer as JSON; the
 //! ceremony state lives in the flow, expires, and is taken once. (Bodies are capped by the
 //! CSRF layer, which reads every POST before the handler.)
+//!
+//! The steps are written once for any [`Subject`]: the member handlers here and the
+//! console's sign-in call the same functions.
 
 use std::sync::Arc;
 
@@ -14,14 +17,12 @@ use serde::Deserialize;
 use serde_json::json;
 use webauthn_rs::prelude::Passkey;
 
+use super::factor;
+use super::signin::{flow_at, lockout_failure, step, Action, Flow, Subject};
+use super::{internal, AppState, CurrentTenant, RequestMeta};
 use crate::mfa::passkey::{self, Ceremony, Refused, CEREMONY_SECS};
-use crate::store::{now_unix, Device, NewDevice, StoreError};
+use crate::store::{now_unix, Device, Member, NewDevice, StoreError};
 use crate::tenant::{MfaMethod, Tenant};
-use crate::web::factor;
-use crate::web::internal;
-use crate::web::pages::render;
-use crate::web::signin::{flow_at, lockout_failure, Action, Flow};
-use crate::web::{AppState, CurrentTenant, RequestMeta};
 
 fn json_error(status: StatusCode, key: &str) -> Response {
     Json(json!({ "error": key }))
@@ -44,15 +45,15 @@ fn relying_party(
     state.passkeys.get(tenant, &meta.host).map_err(internal)
 }
 
-/// The flow of a script's request at `action` (the login step only for a member holding
+/// The flow of a script's request at `action` (the login step only for an account holding
 /// a passkey); otherwise the JSON answer that the page is out of date.
-async fn json_flow(
+async fn json_flow<S: Subject>(
     state: &AppState,
     tenant: &Tenant,
     jar: &CookieJar,
     action: Action,
-) -> poem::Result<Result<Flow, Response>> {
-    match crate::web::signin::step(state, tenant, jar, &[action]).await? {
+) -> poem::Result<Result<Flow<S>, Response>> {
+    match step::<S>(state, tenant, jar, &[action]).await? {
         Ok(flow) if action != Action::SecondFactor || flow.factors.has(MfaMethod::Passkey) => {
             Ok(Ok(flow))
         }
@@ -61,10 +62,10 @@ async fn json_flow(
 }
 
 /// Keeps `ceremony` in the flow for [`CEREMONY_SECS`], replacing any other.
-async fn keep_ceremony(
+async fn keep_ceremony<S: Subject>(
     state: &AppState,
     tenant: &Tenant,
-    flow: &Flow,
+    flow: &Flow<S>,
     ceremony: &Ceremony,
 ) -> poem::Result<()> {
     state
@@ -80,13 +81,24 @@ async fn keep_ceremony(
 }
 
 /// The ceremony kept in the flow, if unexpired.
-fn ceremony(flow: &Flow) -> Option<(String, Ceremony)> {
+fn ceremony<S: Subject>(flow: &Flow<S>) -> Option<(String, Ceremony)> {
     let json = flow.flow.ceremony.clone()?;
     if flow.flow.ceremony_expires_at.unwrap_or(0) <= now_unix() {
         return None;
     }
     let ceremony = Ceremony::from_json(&json)?;
     Some((json, ceremony))
+}
+
+fn redirect<S: Subject>(flow: &Flow<S>, path: &str) -> Response {
+    Redirect::see_other(flow.path(path)).into_response()
+}
+
+/// The context of a passkey page: where its script fetches and posts, and where a locked
+/// account is sent.
+fn page_context<S: Subject>(flow: &Flow<S>, ctx: &mut tera::Context) {
+    ctx.insert("passkey_base", &flow.path("/login/passkey"));
+    ctx.insert("locked_to", &flow.path("/login?locked=1"));
 }
 
 // --- registration --------------------------------------------------------------------------
@@ -99,19 +111,22 @@ pub async fn setup_page(
     meta: RequestMeta,
     jar: &CookieJar,
 ) -> poem::Result<Response> {
-    let tenant = &tenant.0;
-    let flow = flow_at!(&state, tenant, jar, Action::SetupPasskey);
+    show_setup::<Member>(&state, &tenant.0, &meta, jar).await
+}
+
+pub async fn show_setup<S: Subject>(
+    state: &AppState,
+    tenant: &Tenant,
+    meta: &RequestMeta,
+    jar: &CookieJar,
+) -> poem::Result<Response> {
+    let flow = flow_at!(<S> state, tenant, jar, Action::SetupPasskey);
     if let Some((_, Ceremony::Registered { .. })) = ceremony(&flow) {
-        return Ok(Redirect::see_other("/login/passkey/name").into_response());
+        return Ok(redirect(&flow, "/login/passkey/name"));
     }
-    Ok(render(
-        &state,
-        tenant,
-        &meta,
-        "passkey_setup.html",
-        flow.context(),
-        StatusCode::OK,
-    ))
+    let mut ctx = flow.context();
+    page_context(&flow, &mut ctx);
+    Ok(flow.render(state, tenant, meta, "passkey_setup.html", ctx))
 }
 
 /// The options for `navigator.credentials.create`.
@@ -122,23 +137,31 @@ pub async fn setup_options(
     meta: RequestMeta,
     jar: &CookieJar,
 ) -> poem::Result<Response> {
-    let tenant = &tenant.0;
-    let flow = match json_flow(&state, tenant, jar, Action::SetupPasskey).await? {
+    registration_options::<Member>(&state, &tenant.0, &meta, jar).await
+}
+
+pub async fn registration_options<S: Subject>(
+    state: &AppState,
+    tenant: &Tenant,
+    meta: &RequestMeta,
+    jar: &CookieJar,
+) -> poem::Result<Response> {
+    let flow = match json_flow::<S>(state, tenant, jar, Action::SetupPasskey).await? {
         Ok(flow) => flow,
         Err(expired) => return Ok(expired),
     };
-    let webauthn = relying_party(&state, tenant, &meta)?;
+    let webauthn = relying_party(state, tenant, meta)?;
     let existing = stored_passkeys(&flow.factors.passkeys);
     let (options, ceremony) = passkey::start_registration(
         &webauthn,
         tenant,
-        &flow.who.id,
-        &flow.who.user_id,
-        &flow.who.display_name,
+        flow.who.owner().id(),
+        flow.who.account_label(),
+        flow.who.display_name(),
         &existing,
     )
     .map_err(internal)?;
-    keep_ceremony(&state, tenant, &flow, &ceremony).await?;
+    keep_ceremony(state, tenant, &flow, &ceremony).await?;
     Ok(Json(options).into_response())
 }
 
@@ -151,8 +174,17 @@ pub async fn setup_finish(
     jar: &CookieJar,
     body: Body,
 ) -> poem::Result<Response> {
-    let tenant = &tenant.0;
-    let flow = match json_flow(&state, tenant, jar, Action::SetupPasskey).await? {
+    finish_registration::<Member>(&state, &tenant.0, &meta, jar, body).await
+}
+
+pub async fn finish_registration<S: Subject>(
+    state: &AppState,
+    tenant: &Tenant,
+    meta: &RequestMeta,
+    jar: &CookieJar,
+    body: Body,
+) -> poem::Result<Response> {
+    let flow = match json_flow::<S>(state, tenant, jar, Action::SetupPasskey).await? {
         Ok(flow) => flow,
         Err(expired) => return Ok(expired),
     };
@@ -162,21 +194,21 @@ pub async fn setup_finish(
     let Some((json, Ceremony::Register { state: reg })) = ceremony(&flow) else {
         return Ok(json_error(StatusCode::CONFLICT, "expired"));
     };
-    let webauthn = relying_party(&state, tenant, &meta)?;
+    let webauthn = relying_party(state, tenant, meta)?;
     let refused = match passkey::finish_registration(&webauthn, &reg, &body) {
         Ok(new) => {
             // The same credential may not be registered twice in the tenant.
             let credential = passkey::credential_id(new.cred_id());
             let owner = state
                 .store
-                .passkey_owner(&tenant.id, &credential)
+                .passkey_owner(&tenant.id, &flow.who.owner(), &credential)
                 .await
                 .map_err(internal)?;
             if owner.is_some() {
-                meta.audit(
+                meta.audit_by(
                     &state.store,
                     tenant,
-                    Some(&flow.who.id),
+                    flow.who.owner(),
                     "passkey_register_refused",
                     "credential already registered",
                 )
@@ -192,15 +224,16 @@ pub async fn setup_finish(
                 return Ok(json_error(StatusCode::CONFLICT, "expired"));
             }
             let pending = Ceremony::Registered { passkey: new };
-            keep_ceremony(&state, tenant, &flow, &pending).await?;
-            return Ok(Json(json!({ "next": "/login/passkey/name" })).into_response());
+            keep_ceremony(state, tenant, &flow, &pending).await?;
+            let next = flow.path("/login/passkey/name");
+            return Ok(Json(json!({ "next": next })).into_response());
         }
         Err(refused) => refused,
     };
-    meta.audit(
+    meta.audit_by(
         &state.store,
         tenant,
-        Some(&flow.who.id),
+        flow.who.owner(),
         "passkey_register_refused",
         &refused.to_string(),
     )
@@ -208,7 +241,7 @@ pub async fn setup_finish(
     Ok(json_error(StatusCode::BAD_REQUEST, "failed"))
 }
 
-fn name_context(flow: &Flow, name: &str) -> tera::Context {
+fn name_context<S: Subject>(flow: &Flow<S>, name: &str) -> tera::Context {
     let mut ctx = flow.context();
     ctx.insert("name", name);
     ctx
@@ -222,21 +255,22 @@ pub async fn name_page(
     meta: RequestMeta,
     jar: &CookieJar,
 ) -> poem::Result<Response> {
-    let tenant = &tenant.0;
-    let flow = flow_at!(&state, tenant, jar, Action::SetupPasskey);
+    show_name::<Member>(&state, &tenant.0, &meta, jar).await
+}
+
+pub async fn show_name<S: Subject>(
+    state: &AppState,
+    tenant: &Tenant,
+    meta: &RequestMeta,
+    jar: &CookieJar,
+) -> poem::Result<Response> {
+    let flow = flow_at!(<S> state, tenant, jar, Action::SetupPasskey);
     let Some((_, Ceremony::Registered { .. })) = ceremony(&flow) else {
-        return Ok(Redirect::see_other("/login/passkey/setup").into_response());
+        return Ok(redirect(&flow, "/login/passkey/setup"));
     };
     let theme = state.themes.get(&tenant.slug).map_err(internal)?;
     let ctx = name_context(&flow, theme.text("passkey.default_name"));
-    Ok(render(
-        &state,
-        tenant,
-        &meta,
-        "passkey_name.html",
-        ctx,
-        StatusCode::OK,
-    ))
+    Ok(flow.render(state, tenant, meta, "passkey_name.html", ctx))
 }
 
 #[derive(Deserialize)]
@@ -254,27 +288,25 @@ pub async fn save_name(
     jar: &CookieJar,
     Form(form): Form<NameForm>,
 ) -> poem::Result<Response> {
-    let tenant = &tenant.0;
-    let flow = flow_at!(&state, tenant, jar, Action::SetupPasskey);
+    register::<Member>(&state, &tenant.0, &meta, jar, form).await
+}
+
+pub async fn register<S: Subject>(
+    state: &AppState,
+    tenant: &Tenant,
+    meta: &RequestMeta,
+    jar: &CookieJar,
+    form: NameForm,
+) -> poem::Result<Response> {
+    let flow = flow_at!(<S> state, tenant, jar, Action::SetupPasskey);
     let Some((json, Ceremony::Registered { passkey: new })) = ceremony(&flow) else {
-        return Ok(Redirect::see_other("/login/passkey/setup").into_response());
+        return Ok(redirect(&flow, "/login/passkey/setup"));
     };
     let mut ctx = name_context(&flow, &form.name);
     let name = form.name.trim();
-    let error = factor::name_problem(name).map(|p| format!("name_{p}"));
-    let page = |ctx: tera::Context| {
-        render(
-            &state,
-            tenant,
-            &meta,
-            "passkey_name.html",
-            ctx,
-            StatusCode::OK,
-        )
-    };
-    if let Some(error) = error {
-        ctx.insert("error", &error);
-        return Ok(page(ctx));
+    if let Some(problem) = factor::name_problem(name) {
+        ctx.insert("error", &format!("name_{problem}"));
+        return Ok(flow.render(state, tenant, meta, "passkey_name.html", ctx));
     }
     let id = crate::random_token(16);
     let credential = passkey::credential_id(new.cred_id());
@@ -283,7 +315,7 @@ pub async fn save_name(
         .store
         .add_device(
             &tenant.id,
-            &crate::store::Owner::member(&flow.who.id),
+            &flow.who.owner(),
             &NewDevice {
                 id: &id,
                 kind: "passkey",
@@ -297,7 +329,7 @@ pub async fn save_name(
         Ok(()) => {}
         Err(StoreError::Conflict(_)) => {
             ctx.insert("error", "name_taken");
-            return Ok(page(ctx));
+            return Ok(flow.render(state, tenant, meta, "passkey_name.html", ctx));
         }
         Err(e) => return Err(internal(e)),
     }
@@ -306,7 +338,7 @@ pub async fn save_name(
         .take_flow_ceremony(&tenant.id, &flow.token_hash, &json)
         .await
         .map_err(internal)?;
-    factor::registered(&state, tenant, &meta, &flow, MfaMethod::Passkey, name).await
+    factor::registered(state, tenant, meta, &flow, MfaMethod::Passkey, name).await
 }
 
 // --- login ---------------------------------------------------------------------------------
@@ -319,20 +351,22 @@ pub async fn login_page(
     meta: RequestMeta,
     jar: &CookieJar,
 ) -> poem::Result<Response> {
-    let tenant = &tenant.0;
-    let flow = flow_at!(&state, tenant, jar, Action::SecondFactor);
+    show_login::<Member>(&state, &tenant.0, &meta, jar).await
+}
+
+pub async fn show_login<S: Subject>(
+    state: &AppState,
+    tenant: &Tenant,
+    meta: &RequestMeta,
+    jar: &CookieJar,
+) -> poem::Result<Response> {
+    let flow = flow_at!(<S> state, tenant, jar, Action::SecondFactor);
     if !flow.factors.has(MfaMethod::Passkey) {
         return Ok(factor::choose(&flow));
     }
-    let ctx = factor::context(&flow, MfaMethod::Passkey);
-    Ok(render(
-        &state,
-        tenant,
-        &meta,
-        "passkey_login.html",
-        ctx,
-        StatusCode::OK,
-    ))
+    let mut ctx = factor::context(&flow, MfaMethod::Passkey);
+    page_context(&flow, &mut ctx);
+    Ok(flow.render(state, tenant, meta, "passkey_login.html", ctx))
 }
 
 /// The options for `navigator.credentials.get`, over the member's passkeys.
@@ -343,16 +377,24 @@ pub async fn login_options(
     meta: RequestMeta,
     jar: &CookieJar,
 ) -> poem::Result<Response> {
-    let tenant = &tenant.0;
-    let flow = match json_flow(&state, tenant, jar, Action::SecondFactor).await? {
+    assertion_options::<Member>(&state, &tenant.0, &meta, jar).await
+}
+
+pub async fn assertion_options<S: Subject>(
+    state: &AppState,
+    tenant: &Tenant,
+    meta: &RequestMeta,
+    jar: &CookieJar,
+) -> poem::Result<Response> {
+    let flow = match json_flow::<S>(state, tenant, jar, Action::SecondFactor).await? {
         Ok(flow) => flow,
         Err(expired) => return Ok(expired),
     };
-    let webauthn = relying_party(&state, tenant, &meta)?;
+    let webauthn = relying_party(state, tenant, meta)?;
     let passkeys = stored_passkeys(&flow.factors.passkeys);
     let (options, ceremony) =
         passkey::start_authentication(&webauthn, &passkeys).map_err(internal)?;
-    keep_ceremony(&state, tenant, &flow, &ceremony).await?;
+    keep_ceremony(state, tenant, &flow, &ceremony).await?;
     Ok(Json(options).into_response())
 }
 
@@ -365,8 +407,17 @@ pub async fn login_finish(
     jar: &CookieJar,
     body: Body,
 ) -> poem::Result<Response> {
-    let tenant = &tenant.0;
-    let flow = match json_flow(&state, tenant, jar, Action::SecondFactor).await? {
+    check_assertion::<Member>(&state, &tenant.0, &meta, jar, body).await
+}
+
+pub async fn check_assertion<S: Subject>(
+    state: &AppState,
+    tenant: &Tenant,
+    meta: &RequestMeta,
+    jar: &CookieJar,
+    body: Body,
+) -> poem::Result<Response> {
+    let flow = match json_flow::<S>(state, tenant, jar, Action::SecondFactor).await? {
         Ok(flow) => flow,
         Err(expired) => return Ok(expired),
     };
@@ -385,19 +436,20 @@ pub async fn login_finish(
     {
         return Ok(json_error(StatusCode::CONFLICT, "expired"));
     }
-    let refused = match verify_assertion(&state, tenant, &meta, &flow, &auth, &body).await? {
+    let refused = match verify_assertion(state, tenant, meta, &flow, &auth, &body).await? {
         Ok(device) => {
-            flow.factor_proven(&state, tenant, MfaMethod::Passkey, false)
+            flow.factor_proven(state, tenant, MfaMethod::Passkey, false)
                 .await?;
-            meta.audit(
+            meta.audit_by(
                 &state.store,
                 tenant,
-                Some(&flow.who.id),
+                flow.who.owner(),
                 "passkey_used",
                 &device,
             )
             .await;
-            return Ok(Json(json!({ "next": "/login/next" })).into_response());
+            let next = flow.path("/login/next");
+            return Ok(Json(json!({ "next": next })).into_response());
         }
         Err(refused) => refused,
     };
@@ -406,25 +458,18 @@ pub async fn login_finish(
         Refused::NotThisMembers => "passkey_foreign_refused",
         _ => "passkey_failed",
     };
-    let locked = lockout_failure(
-        &state,
-        tenant,
-        &meta,
-        &flow.who,
-        event,
-        &refused.to_string(),
-    )
-    .await?;
+    let locked =
+        lockout_failure(state, tenant, meta, &flow.who, event, &refused.to_string()).await?;
     let key = if locked { "locked" } else { "failed" };
     Ok(json_error(StatusCode::BAD_REQUEST, key))
 }
 
 /// Checks an assertion; on success stores the passkey's new counter and returns its name.
-async fn verify_assertion(
+async fn verify_assertion<S: Subject>(
     state: &AppState,
     tenant: &Tenant,
     meta: &RequestMeta,
-    flow: &Flow,
+    flow: &Flow<S>,
     auth: &webauthn_rs::prelude::PasskeyAuthentication,
     body: &str,
 ) -> poem::Result<Result<String, Refused>> {
@@ -437,20 +482,20 @@ async fn verify_assertion(
         .iter()
         .find(|d| d.credential_id.as_deref() == Some(credential_id.as_str()));
     let Some(device) = own else {
-        // Another member's passkey, or one unknown to this tenant (another host's).
+        // Another account's passkey, or one unknown to this tenant (another host's).
         let owner = state
             .store
-            .passkey_owner(&tenant.id, &credential_id)
+            .passkey_owner(&tenant.id, &flow.who.owner(), &credential_id)
             .await
             .map_err(internal)?;
         let detail = match owner {
-            Some(_) => "credential of another member",
+            Some(_) => "credential of another account",
             None => "credential unknown to this tenant",
         };
-        meta.audit(
+        meta.audit_by(
             &state.store,
             tenant,
-            Some(&flow.who.id),
+            flow.who.owner(),
             "passkey_credential_refused",
             detail,
         )
@@ -464,13 +509,7 @@ async fn verify_assertion(
             let json = serde_json::to_string(&updated).map_err(internal)?;
             state
                 .store
-                .passkey_used(
-                    &tenant.id,
-                    &crate::store::Owner::member(&flow.who.id),
-                    &device.id,
-                    &json,
-                    now_unix(),
-                )
+                .passkey_used(&tenant.id, &flow.who.owner(), &device.id, &json, now_unix())
                 .await
                 .map_err(internal)?;
             Ok(Ok(device.name.clone()))
