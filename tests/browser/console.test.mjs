@@ -3,7 +3,9 @@
 // letter (page.pdf(), one A4 page with the credentials), and the member signs in with them;
 // a member locked by five wrong passwords is unlocked and signs in; 「二要素認証リセット」
 // makes a member set up an app at the next login; 「利用停止」 ends the member's open
-// session in another browser at once; the audit CSV is downloaded and parsed.
+// session in another browser at once; the audit CSV is downloaded and parsed. An admin who
+// chooses a passkey on the invitation registers one (CDP virtual authenticator) and signs
+// in with it.
 // Laptop and tablet. Screenshots: target/screenshots/console-*.png
 
 import assert from 'node:assert/strict';
@@ -15,6 +17,7 @@ import { firstLogin, portalCli, submitLogin } from './lib/journeys.mjs';
 import { addMember } from './lib/members.mjs';
 import { launchBrowser, newPage, repoRoot, screenshot, startPortal } from './lib/server.mjs';
 import { registerApp, totpCode } from './lib/totp.mjs';
+import { addAuthenticator } from './lib/webauthn.mjs';
 
 const SLUG = 'daiwakenpo';
 const PASSWORD = 'Console-pass-2026!';
@@ -186,5 +189,49 @@ test('unlock, factor reset and 利用停止 take effect for the member at once; 
     }
   } finally {
     for (const page of contexts) await page.context().close();
+  }
+});
+
+test('an invited admin chooses a passkey, registers it and signs in with it', { timeout: 90_000 }, async () => {
+  const page = await newPage(browser, SCREENS.laptop);
+  const shot = (step) => screenshot(page, `console-passkey-${step}`);
+  try {
+    const authenticator = await addAuthenticator(page);
+    const email = `passkey.${process.pid}@daiwa.example.jp`;
+    const { stdout } = await portalCli(portal, ['admin', 'create', SLUG, email]);
+    const token = JSON.parse(stdout).setup_url.split('token=')[1];
+    await page.goto(portal.url(SLUG, `/admin/invite?token=${token}`));
+    await page.getByLabel('パスワード', { exact: true }).fill(PASSWORD);
+    await page.getByLabel('パスワード確認用').fill(PASSWORD);
+    await page.getByRole('radio', { name: /^パスキー/ }).check();
+    await shot('invite');
+    await page.getByRole('button', { name: 'パスワードを設定' }).click();
+
+    await page.getByRole('heading', { name: 'パスキーの登録', level: 1 }).waitFor();
+    await shot('setup');
+    await page.getByRole('button', { name: '登録', exact: true }).click();
+    const field = page.getByLabel('パスキーの名前');
+    await field.waitFor();
+    await field.fill('事務所のパソコン');
+    await shot('name');
+    await page.getByRole('button', { name: 'ＯＫ' }).click();
+    await page.getByRole('heading', { name: 'ダッシュボード', level: 1 }).waitFor();
+    const [credential] = await authenticator.credentials();
+    assert.equal(credential.rpId, `${SLUG}.localhost`, 'the passkey belongs to the society\'s host');
+
+    // Signed out, then in again: address, password, 「次へ」 and the passkey.
+    await page.getByRole('button', { name: 'ログアウト' }).click();
+    await page.getByText('ログアウトしました。').waitFor();
+    await page.getByLabel('メールアドレス').fill(email);
+    await page.getByLabel('パスワード', { exact: true }).fill(PASSWORD);
+    await page.getByRole('button', { name: 'ログイン', exact: true }).click();
+    await page.getByRole('heading', { name: 'パスキーで確認', level: 1 }).waitFor();
+    await shot('login');
+    await page.getByRole('button', { name: '次へ' }).click();
+    await page.getByRole('heading', { name: 'ダッシュボード', level: 1 }).waitFor();
+    const [used] = await authenticator.credentials();
+    assert.ok(used.signCount > credential.signCount, 'the sign-in used the passkey');
+  } finally {
+    await page.context().close();
   }
 });
