@@ -116,6 +116,23 @@ async fn search_rows(db: &str, config: &Config) -> anyhow::Result<()> {
             },
         ),
         (
+            "name part, many matches",
+            MemberSearch {
+                query: Some("田中".into()),
+                limit: 51,
+                ..Default::default()
+            },
+        ),
+        (
+            "name part and state",
+            MemberSearch {
+                query: Some("花子".into()),
+                state: Some("temporary".into()),
+                limit: 51,
+                ..Default::default()
+            },
+        ),
+        (
             "e-mail prefix",
             MemberSearch {
                 query: Some("member9999".into()),

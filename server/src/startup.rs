@@ -34,6 +34,7 @@ impl Application {
         let store = Store::connect(&config).await?;
         store.migrate().await?;
         let seeded = import_seed_tenants(&store, &config.tenants_dir).await?;
+        spawn_statistics_refresher(store.clone());
 
         let mut state = build_state(config, store).await?;
         state
@@ -95,6 +96,23 @@ impl Application {
         self.state.store.close().await;
         Ok(())
     }
+}
+
+/// How often each node refreshes the query planner's statistics (see
+/// [`Store::refresh_statistics`]).
+const STATISTICS_EVERY: Duration = Duration::from_secs(60 * 60);
+
+/// Refreshes the planner's statistics now and then every [`STATISTICS_EVERY`].
+fn spawn_statistics_refresher(store: Store) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(STATISTICS_EVERY);
+        loop {
+            every.tick().await;
+            if let Err(error) = store.refresh_statistics().await {
+                tracing::warn!(%error, "refreshing planner statistics");
+            }
+        }
+    });
 }
 
 /// Everything requests and service functions need, on a migrated database; also what the

@@ -840,6 +840,11 @@ async fn search_finds_by_name_id_and_address_and_a_batch_prints_one_letter_each(
     };
     let found = search("花子").await;
     assert!(found.contains(&hanako.user_id) && !found.contains(&jiro.user_id));
+    // A name typed with or without the space, of either width, finds the same member.
+    for typed in ["鈴木花子", "鈴木　花子", "鈴木 花子"] {
+        assert!(search(typed).await.contains(&hanako.user_id), "{typed}");
+    }
+    assert!(!search("花子鈴木").await.contains(&hanako.user_id));
     let found = search(&jiro.user_id[..5]).await;
     assert!(found.contains(&jiro.user_id), "{found}");
     let found = search("HANAKO.S@").await;

@@ -154,6 +154,9 @@ const MEMBER_COLUMNS: &str = "id, tenant_id, user_id, display_name, birth_date, 
     failed_logins, locked_until, terms_version, terms_accepted_at, card_symbol, card_number, \
     name_kana, created_at";
 
+/// A batch of at least this many new members (a roster) refreshes the planner's statistics.
+const STATISTICS_AFTER: usize = 1000;
+
 /// A member to create with temporary credentials.
 pub struct NewMember<'a> {
     pub user_id: &'a str,
@@ -298,6 +301,9 @@ impl Store {
         match result {
             Ok(()) => {
                 tx.commit().await?;
+                if members.len() >= STATISTICS_AFTER {
+                    self.refresh_statistics().await?;
+                }
                 Ok(ids)
             }
             Err(e) if is_unique_violation(&e) => {
@@ -690,20 +696,39 @@ impl Store {
         });
         let low = query.map(str::to_lowercase);
         let high = low.as_ref().map(|q| format!("{q}\u{10FFFF}"));
-        let rows: Vec<MemberRow> = on_pool!(&self.pool, p => {
-            sqlx::query_as(&sql)
-                .bind(tenant.as_str())
-                .bind(prefix.as_deref())
-                .bind(part.as_deref())
-                .bind(search.birth_date.as_deref())
-                .bind(search.state.as_deref())
-                .bind(search.after.as_deref())
-                .bind(now_unix())
-                .bind(low.as_deref())
-                .bind(high.as_deref())
-                .fetch_all(p)
-                .await
-        })?;
+        macro_rules! bound {
+            ($query:expr) => {
+                $query
+                    .bind(tenant.as_str())
+                    .bind(prefix.as_deref())
+                    .bind(part.as_deref())
+                    .bind(search.birth_date.as_deref())
+                    .bind(search.state.as_deref())
+                    .bind(search.after.as_deref())
+                    .bind(now_unix())
+                    .bind(low.as_deref())
+                    .bind(high.as_deref())
+            };
+        }
+        let rows: Vec<MemberRow> = match &self.pool {
+            // PostgreSQL rates a sequential scan of the (wide) member rows cheaper than a
+            // walk of `members_search` alone, and is wrong by half: the name's key is the
+            // last column of a long row. Within this one query it is told to keep to the
+            // indexes.
+            super::Pool::Postgres(p) if query.is_some() && !ascii => {
+                let mut tx = p.begin().await?;
+                sqlx::query("SET LOCAL enable_seqscan = off")
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query("SET LOCAL enable_bitmapscan = off")
+                    .execute(&mut *tx)
+                    .await?;
+                let rows = bound!(sqlx::query_as(&sql)).fetch_all(&mut *tx).await?;
+                tx.commit().await?;
+                rows
+            }
+            _ => on_pool!(&self.pool, p => bound!(sqlx::query_as(&sql)).fetch_all(p).await)?,
+        };
         Ok(rows.into_iter().map(Member::from).collect())
     }
 

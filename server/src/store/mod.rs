@@ -232,6 +232,23 @@ impl Store {
         Ok(())
     }
 
+    /// Refreshes the query planner's statistics where they are stale, so that searches
+    /// keep choosing an index after the data changed shape (a roster import, months of
+    /// growth). SQLite keeps none by itself (`PRAGMA optimize` analyses what needs it);
+    /// PostgreSQL's autovacuum does in time, and this does it for the members now (the
+    /// vacuum also lets searches read `members_search` without visiting the rows).
+    pub async fn refresh_statistics(&self) -> StoreResult<()> {
+        match &self.pool {
+            Pool::Sqlite(p) => {
+                sqlx::query("PRAGMA optimize=0x10002").execute(p).await?;
+            }
+            Pool::Postgres(p) => {
+                sqlx::query("VACUUM (ANALYZE) members").execute(p).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// A round trip to the database, for readiness checks.
     pub async fn ping(&self) -> StoreResult<()> {
         on_pool!(&self.pool, p => sqlx::query("SELECT 1").execute(p).await.map(|_| ()))?;
