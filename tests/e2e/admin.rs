@@ -579,6 +579,26 @@ async fn console_actions_unlock_reset_and_disable_a_member(backend: Backend) {
     assert_eq!(csv.status, 200);
     assert!(csv.body.starts_with('\u{feff}'));
     assert!(csv.body.contains("member_disabled"), "{}", csv.summary());
+    // The export narrowed to one admin: their actions only, not the member's own.
+    let boss = rows(
+        &app.db,
+        "SELECT id FROM admins WHERE email = 'boss@daiwa.example.jp'",
+        &[],
+    )
+    .await[0][0]
+        .clone()
+        .unwrap();
+    let page = b.get("/admin/audit").await;
+    assert!(page.body.contains(&format!("value=\"admin:{boss}\"")));
+    let csv = b.get(&format!("/admin/audit.csv?actor=admin:{boss}")).await;
+    assert!(csv.body.contains("member_disabled"), "{}", csv.summary());
+    assert!(!csv.body.contains("login_failed"), "{}", csv.summary());
+    let unknown = b.get("/admin/audit?actor=admin:nobody").await;
+    assert!(
+        unknown.body.contains("role=\"alert\""),
+        "{}",
+        unknown.summary()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -928,10 +928,25 @@ async fn audit_filter(
         }
     }
     if let Some(actor) = non_empty(&q.actor) {
-        if !matches!(actor.as_str(), "member" | "admin" | "system" | "anonymous") {
+        // A kind of actor, or one admin of this society (`admin:<id>`).
+        if let Some(id) = actor.strip_prefix("admin:") {
+            let known = id.len() <= 64
+                && state
+                    .store
+                    .admin(&tenant.id, id)
+                    .await
+                    .map_err(internal)?
+                    .is_some();
+            if !known {
+                return bad("errors.actor_unknown");
+            }
+            filter.actor_type = Some("admin".to_owned());
+            filter.actor_id = Some(id.to_owned());
+        } else if matches!(actor.as_str(), "member" | "admin" | "system" | "anonymous") {
+            filter.actor_type = Some(actor);
+        } else {
             return bad("errors.actor_unknown");
         }
-        filter.actor_type = Some(actor);
     }
     if let Some(event) = non_empty(&q.event) {
         if event.len() > 64 || !event.bytes().all(|b| b.is_ascii_lowercase() || b == b'_') {
@@ -998,6 +1013,13 @@ const EVENT_OPTIONS: &[&str] = &[
     "audit_exported",
 ];
 
+/// One admin of the society in the 「操作した人」 filter.
+#[derive(Serialize)]
+struct ActorOption {
+    key: String,
+    label: String,
+}
+
 #[derive(Serialize)]
 struct EventOption {
     key: &'static str,
@@ -1026,6 +1048,18 @@ pub async fn audit(
         })
         .collect();
     ctx.insert("event_options", &options);
+    let admins: Vec<ActorOption> = state
+        .store
+        .admins(&tenant.0.id)
+        .await
+        .map_err(internal)?
+        .into_iter()
+        .map(|a| ActorOption {
+            key: format!("admin:{}", a.id),
+            label: a.email,
+        })
+        .collect();
+    ctx.insert("admin_options", &admins);
     ctx.insert(
         "csv_url",
         &format!("/admin/audit.csv?{}", audit_query_string(&query, None)),
