@@ -5,14 +5,56 @@ use std::sync::Arc;
 
 use poem::web::cookie::CookieJar;
 use poem::web::{Data, Redirect};
-use poem::{handler, IntoResponse, Response};
+use poem::{get, handler, post, IntoResponse, Response, Route};
 use serde::Serialize;
 
-use super::signin::{flow_at, Action, Flow, Subject};
+use super::signin::{flow_at, Action, Flow, Side, Subject};
 use super::{AppState, CurrentTenant, RequestMeta};
 use crate::mail::EmailAddress;
-use crate::store::Member;
 use crate::tenant::{MfaMethod, Tenant};
+
+/// The second-factor pages of the sign-in machine for accounts of kind `S`, at the same
+/// paths on either side (the console's routes are nested under `/admin`): one code for
+/// members and admins.
+pub fn routes<S: Subject + 'static>(route: Route) -> Route {
+    use super::{passkey, totp};
+    route
+        .at("/login/factor", get(factor_page::<S>::default()))
+        .at(
+            "/login/otp",
+            get(totp::otp_page::<S>::default()).post(totp::verify_otp::<S>::default()),
+        )
+        .at(
+            "/login/totp",
+            get(totp::setup_page::<S>::default()).post(totp::setup::<S>::default()),
+        )
+        .at("/login/totp/qr.png", get(totp::setup_qr::<S>::default()))
+        .at("/login/passkey", get(passkey::login_page::<S>::default()))
+        .at(
+            "/login/passkey/options",
+            post(passkey::login_options::<S>::default()),
+        )
+        .at(
+            "/login/passkey/finish",
+            post(passkey::login_finish::<S>::default()),
+        )
+        .at(
+            "/login/passkey/setup",
+            get(passkey::setup_page::<S>::default()),
+        )
+        .at(
+            "/login/passkey/setup/options",
+            post(passkey::setup_options::<S>::default()),
+        )
+        .at(
+            "/login/passkey/setup/finish",
+            post(passkey::setup_finish::<S>::default()),
+        )
+        .at(
+            "/login/passkey/name",
+            get(passkey::name_page::<S>::default()).post(passkey::save_name::<S>::default()),
+        )
+}
 
 /// The page of one kind of second factor in a sign-in flow.
 pub fn path(method: MfaMethod) -> &'static str {
@@ -66,22 +108,16 @@ pub fn choose<S: Subject>(flow: &Flow<S>) -> Response {
     }
 }
 
-/// `/login/factor`: the second-factor step, on the member's preferred kind.
+/// The second-factor step of any kind of account: on to its preferred kind.
 #[handler]
-pub async fn factor_page(
+pub async fn factor_page<S: Subject>(
+    _side: Side<S>,
     state: Data<&Arc<AppState>>,
     tenant: CurrentTenant,
     jar: &CookieJar,
 ) -> poem::Result<Response> {
-    pick::<Member>(&state, &tenant.0, jar).await
-}
-
-/// The second-factor step of any kind of account: on to its preferred kind.
-pub async fn pick<S: Subject>(
-    state: &AppState,
-    tenant: &Tenant,
-    jar: &CookieJar,
-) -> poem::Result<Response> {
+    let state: &AppState = state.0;
+    let tenant: &Tenant = &tenant.0;
     let flow = flow_at!(<S> state, tenant, jar, Action::SecondFactor);
     Ok(choose(&flow))
 }

@@ -4,8 +4,8 @@
 //! ceremony state lives in the flow, expires, and is taken once. (Bodies are capped by the
 //! CSRF layer, which reads every POST before the handler.)
 //!
-//! The steps are written once for any [`Subject`]: the member handlers here and the
-//! console's sign-in call the same functions.
+//! The handlers are written once for any [`Subject`] and mounted for members and for the
+//! console by `web::factor::routes`.
 
 use std::sync::Arc;
 
@@ -18,10 +18,10 @@ use serde_json::json;
 use webauthn_rs::prelude::Passkey;
 
 use super::factor;
-use super::signin::{flow_at, lockout_failure, step, Action, Flow, Subject};
+use super::signin::{flow_at, lockout_failure, step, Action, Flow, Side, Subject};
 use super::{internal, AppState, CurrentTenant, RequestMeta};
 use crate::mfa::passkey::{self, Ceremony, Refused, CEREMONY_SECS};
-use crate::store::{now_unix, Device, Member, NewDevice, StoreError};
+use crate::store::{now_unix, Device, NewDevice, StoreError};
 use crate::tenant::{MfaMethod, Tenant};
 
 fn json_error(status: StatusCode, key: &str) -> Response {
@@ -105,21 +105,16 @@ fn page_context<S: Subject>(flow: &Flow<S>, ctx: &mut tera::Context) {
 
 /// 「セキュリティキー登録」 with 「登録」.
 #[handler]
-pub async fn setup_page(
+pub async fn setup_page<S: Subject>(
+    _side: Side<S>,
     state: Data<&Arc<AppState>>,
     tenant: CurrentTenant,
     meta: RequestMeta,
     jar: &CookieJar,
 ) -> poem::Result<Response> {
-    show_setup::<Member>(&state, &tenant.0, &meta, jar).await
-}
-
-pub async fn show_setup<S: Subject>(
-    state: &AppState,
-    tenant: &Tenant,
-    meta: &RequestMeta,
-    jar: &CookieJar,
-) -> poem::Result<Response> {
+    let state: &AppState = state.0;
+    let tenant: &Tenant = &tenant.0;
+    let meta = &meta;
     let flow = flow_at!(<S> state, tenant, jar, Action::SetupPasskey);
     if let Some((_, Ceremony::Registered { .. })) = ceremony(&flow) {
         return Ok(redirect(&flow, "/login/passkey/name"));
@@ -131,21 +126,16 @@ pub async fn show_setup<S: Subject>(
 
 /// The options for `navigator.credentials.create`.
 #[handler]
-pub async fn setup_options(
+pub async fn setup_options<S: Subject>(
+    _side: Side<S>,
     state: Data<&Arc<AppState>>,
     tenant: CurrentTenant,
     meta: RequestMeta,
     jar: &CookieJar,
 ) -> poem::Result<Response> {
-    registration_options::<Member>(&state, &tenant.0, &meta, jar).await
-}
-
-pub async fn registration_options<S: Subject>(
-    state: &AppState,
-    tenant: &Tenant,
-    meta: &RequestMeta,
-    jar: &CookieJar,
-) -> poem::Result<Response> {
+    let state: &AppState = state.0;
+    let tenant: &Tenant = &tenant.0;
+    let meta = &meta;
     let flow = match json_flow::<S>(state, tenant, jar, Action::SetupPasskey).await? {
         Ok(flow) => flow,
         Err(expired) => return Ok(expired),
@@ -167,23 +157,17 @@ pub async fn registration_options<S: Subject>(
 
 /// The browser's new credential: verified, then kept until the member names it.
 #[handler]
-pub async fn setup_finish(
+pub async fn setup_finish<S: Subject>(
+    _side: Side<S>,
     state: Data<&Arc<AppState>>,
     tenant: CurrentTenant,
     meta: RequestMeta,
     jar: &CookieJar,
     body: Body,
 ) -> poem::Result<Response> {
-    finish_registration::<Member>(&state, &tenant.0, &meta, jar, body).await
-}
-
-pub async fn finish_registration<S: Subject>(
-    state: &AppState,
-    tenant: &Tenant,
-    meta: &RequestMeta,
-    jar: &CookieJar,
-    body: Body,
-) -> poem::Result<Response> {
+    let state: &AppState = state.0;
+    let tenant: &Tenant = &tenant.0;
+    let meta = &meta;
     let flow = match json_flow::<S>(state, tenant, jar, Action::SetupPasskey).await? {
         Ok(flow) => flow,
         Err(expired) => return Ok(expired),
@@ -249,21 +233,16 @@ fn name_context<S: Subject>(flow: &Flow<S>, name: &str) -> tera::Context {
 
 /// Naming the new passkey (default 「パスキー」).
 #[handler]
-pub async fn name_page(
+pub async fn name_page<S: Subject>(
+    _side: Side<S>,
     state: Data<&Arc<AppState>>,
     tenant: CurrentTenant,
     meta: RequestMeta,
     jar: &CookieJar,
 ) -> poem::Result<Response> {
-    show_name::<Member>(&state, &tenant.0, &meta, jar).await
-}
-
-pub async fn show_name<S: Subject>(
-    state: &AppState,
-    tenant: &Tenant,
-    meta: &RequestMeta,
-    jar: &CookieJar,
-) -> poem::Result<Response> {
+    let state: &AppState = state.0;
+    let tenant: &Tenant = &tenant.0;
+    let meta = &meta;
     let flow = flow_at!(<S> state, tenant, jar, Action::SetupPasskey);
     let Some((_, Ceremony::Registered { .. })) = ceremony(&flow) else {
         return Ok(redirect(&flow, "/login/passkey/setup"));
@@ -281,23 +260,17 @@ pub struct NameForm {
 
 /// 「ＯＫ」: the passkey is registered under its name.
 #[handler]
-pub async fn save_name(
+pub async fn save_name<S: Subject>(
+    _side: Side<S>,
     state: Data<&Arc<AppState>>,
     tenant: CurrentTenant,
     meta: RequestMeta,
     jar: &CookieJar,
     Form(form): Form<NameForm>,
 ) -> poem::Result<Response> {
-    register::<Member>(&state, &tenant.0, &meta, jar, form).await
-}
-
-pub async fn register<S: Subject>(
-    state: &AppState,
-    tenant: &Tenant,
-    meta: &RequestMeta,
-    jar: &CookieJar,
-    form: NameForm,
-) -> poem::Result<Response> {
+    let state: &AppState = state.0;
+    let tenant: &Tenant = &tenant.0;
+    let meta = &meta;
     let flow = flow_at!(<S> state, tenant, jar, Action::SetupPasskey);
     let Some((json, Ceremony::Registered { passkey: new })) = ceremony(&flow) else {
         return Ok(redirect(&flow, "/login/passkey/setup"));
@@ -345,21 +318,16 @@ pub async fn register<S: Subject>(
 
 /// 「生体認証」 with 「次へ」.
 #[handler]
-pub async fn login_page(
+pub async fn login_page<S: Subject>(
+    _side: Side<S>,
     state: Data<&Arc<AppState>>,
     tenant: CurrentTenant,
     meta: RequestMeta,
     jar: &CookieJar,
 ) -> poem::Result<Response> {
-    show_login::<Member>(&state, &tenant.0, &meta, jar).await
-}
-
-pub async fn show_login<S: Subject>(
-    state: &AppState,
-    tenant: &Tenant,
-    meta: &RequestMeta,
-    jar: &CookieJar,
-) -> poem::Result<Response> {
+    let state: &AppState = state.0;
+    let tenant: &Tenant = &tenant.0;
+    let meta = &meta;
     let flow = flow_at!(<S> state, tenant, jar, Action::SecondFactor);
     if !flow.factors.has(MfaMethod::Passkey) {
         return Ok(factor::choose(&flow));
@@ -371,21 +339,16 @@ pub async fn show_login<S: Subject>(
 
 /// The options for `navigator.credentials.get`, over the member's passkeys.
 #[handler]
-pub async fn login_options(
+pub async fn login_options<S: Subject>(
+    _side: Side<S>,
     state: Data<&Arc<AppState>>,
     tenant: CurrentTenant,
     meta: RequestMeta,
     jar: &CookieJar,
 ) -> poem::Result<Response> {
-    assertion_options::<Member>(&state, &tenant.0, &meta, jar).await
-}
-
-pub async fn assertion_options<S: Subject>(
-    state: &AppState,
-    tenant: &Tenant,
-    meta: &RequestMeta,
-    jar: &CookieJar,
-) -> poem::Result<Response> {
+    let state: &AppState = state.0;
+    let tenant: &Tenant = &tenant.0;
+    let meta = &meta;
     let flow = match json_flow::<S>(state, tenant, jar, Action::SecondFactor).await? {
         Ok(flow) => flow,
         Err(expired) => return Ok(expired),
@@ -400,23 +363,17 @@ pub async fn assertion_options<S: Subject>(
 
 /// The browser's assertion: verified against the ceremony and the member's own passkey.
 #[handler]
-pub async fn login_finish(
+pub async fn login_finish<S: Subject>(
+    _side: Side<S>,
     state: Data<&Arc<AppState>>,
     tenant: CurrentTenant,
     meta: RequestMeta,
     jar: &CookieJar,
     body: Body,
 ) -> poem::Result<Response> {
-    check_assertion::<Member>(&state, &tenant.0, &meta, jar, body).await
-}
-
-pub async fn check_assertion<S: Subject>(
-    state: &AppState,
-    tenant: &Tenant,
-    meta: &RequestMeta,
-    jar: &CookieJar,
-    body: Body,
-) -> poem::Result<Response> {
+    let state: &AppState = state.0;
+    let tenant: &Tenant = &tenant.0;
+    let meta = &meta;
     let flow = match json_flow::<S>(state, tenant, jar, Action::SecondFactor).await? {
         Ok(flow) => flow,
         Err(expired) => return Ok(expired),

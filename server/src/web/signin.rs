@@ -359,6 +359,19 @@ impl Subject for Member {
     }
 }
 
+/// Names the kind of account a shared sign-in handler serves (`Side<Member>`,
+/// `Side<Admin>`); taken from nothing in the request.
+pub struct Side<S>(std::marker::PhantomData<S>);
+
+impl<'a, S: Subject> poem::FromRequest<'a> for Side<S> {
+    async fn from_request(
+        _req: &'a poem::Request,
+        _body: &mut poem::RequestBody,
+    ) -> poem::Result<Self> {
+        Ok(Self(std::marker::PhantomData))
+    }
+}
+
 /// The flow of this request with its account, or a redirect to the login page.
 pub struct Flow<S = Member> {
     pub token_hash: String,

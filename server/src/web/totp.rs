@@ -2,8 +2,8 @@
 //! 「スキャンできませんか？」, 「デバイス名」 + code, 「実行」) and the one-time password step
 //! of every later login (pick the device by name, code, 「トップページへ」).
 //!
-//! The steps are written once for any [`Subject`]: the member handlers here and the
-//! console's sign-in call the same functions.
+//! The handlers are written once for any [`Subject`] and mounted for members and for the
+//! console by `web::factor::routes`.
 
 use std::sync::Arc;
 
@@ -13,10 +13,10 @@ use poem::{handler, IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::factor;
-use super::signin::{flow_at, lockout_failure, step, Action, Flow, Subject};
+use super::signin::{flow_at, lockout_failure, step, Action, Flow, Side, Subject};
 use super::{internal, AppState, CurrentTenant, RequestMeta};
 use crate::mfa::totp::{self, Check};
-use crate::store::{now_unix, Member, NewDevice, StoreError};
+use crate::store::{now_unix, NewDevice, StoreError};
 use crate::tenant::{MfaMethod, Tenant};
 
 #[derive(Serialize)]
@@ -41,21 +41,16 @@ fn otp_context<S: Subject>(flow: &Flow<S>) -> tera::Context {
 }
 
 #[handler]
-pub async fn otp_page(
+pub async fn otp_page<S: Subject>(
+    _side: Side<S>,
     state: Data<&Arc<AppState>>,
     tenant: CurrentTenant,
     meta: RequestMeta,
     jar: &CookieJar,
 ) -> poem::Result<Response> {
-    show_otp::<Member>(&state, &tenant.0, &meta, jar).await
-}
-
-pub async fn show_otp<S: Subject>(
-    state: &AppState,
-    tenant: &Tenant,
-    meta: &RequestMeta,
-    jar: &CookieJar,
-) -> poem::Result<Response> {
+    let state: &AppState = state.0;
+    let tenant: &Tenant = &tenant.0;
+    let meta = &meta;
     let flow = flow_at!(<S> state, tenant, jar, Action::SecondFactor);
     if !flow.factors.has(MfaMethod::Totp) {
         return Ok(factor::choose(&flow));
@@ -73,23 +68,17 @@ pub struct OtpForm {
 }
 
 #[handler]
-pub async fn verify_otp(
+pub async fn verify_otp<S: Subject>(
+    _side: Side<S>,
     state: Data<&Arc<AppState>>,
     tenant: CurrentTenant,
     meta: RequestMeta,
     jar: &CookieJar,
     Form(form): Form<OtpForm>,
 ) -> poem::Result<Response> {
-    check_otp::<Member>(&state, &tenant.0, &meta, jar, form).await
-}
-
-pub async fn check_otp<S: Subject>(
-    state: &AppState,
-    tenant: &Tenant,
-    meta: &RequestMeta,
-    jar: &CookieJar,
-    form: OtpForm,
-) -> poem::Result<Response> {
+    let state: &AppState = state.0;
+    let tenant: &Tenant = &tenant.0;
+    let meta = &meta;
     let flow = flow_at!(<S> state, tenant, jar, Action::SecondFactor);
     if !flow.factors.has(MfaMethod::Totp) {
         return Ok(factor::choose(&flow));
@@ -201,21 +190,16 @@ fn setup_context<S: Subject>(tenant: &Tenant, flow: &Flow<S>, secret: &[u8]) -> 
 }
 
 #[handler]
-pub async fn setup_page(
+pub async fn setup_page<S: Subject>(
+    _side: Side<S>,
     state: Data<&Arc<AppState>>,
     tenant: CurrentTenant,
     meta: RequestMeta,
     jar: &CookieJar,
 ) -> poem::Result<Response> {
-    show_setup::<Member>(&state, &tenant.0, &meta, jar).await
-}
-
-pub async fn show_setup<S: Subject>(
-    state: &AppState,
-    tenant: &Tenant,
-    meta: &RequestMeta,
-    jar: &CookieJar,
-) -> poem::Result<Response> {
+    let state: &AppState = state.0;
+    let tenant: &Tenant = &tenant.0;
+    let meta = &meta;
     let flow = flow_at!(<S> state, tenant, jar, Action::SetupTotp);
     let secret = pending_secret(state, tenant, &flow).await?;
     let ctx = setup_context(tenant, &flow, &secret);
@@ -224,19 +208,14 @@ pub async fn show_setup<S: Subject>(
 
 /// The QR code of the pending secret, as a PNG. Never cached.
 #[handler]
-pub async fn setup_qr(
+pub async fn setup_qr<S: Subject>(
+    _side: Side<S>,
     state: Data<&Arc<AppState>>,
     tenant: CurrentTenant,
     jar: &CookieJar,
 ) -> poem::Result<Response> {
-    qr::<Member>(&state, &tenant.0, jar).await
-}
-
-pub async fn qr<S: Subject>(
-    state: &AppState,
-    tenant: &Tenant,
-    jar: &CookieJar,
-) -> poem::Result<Response> {
+    let state: &AppState = state.0;
+    let tenant: &Tenant = &tenant.0;
     let flow = match step::<S>(state, tenant, jar, &[Action::SetupTotp]).await? {
         Ok(flow) => flow,
         Err(_) => return Err(poem::error::NotFoundError.into()),
@@ -258,23 +237,17 @@ pub struct SetupForm {
 }
 
 #[handler]
-pub async fn setup(
+pub async fn setup<S: Subject>(
+    _side: Side<S>,
     state: Data<&Arc<AppState>>,
     tenant: CurrentTenant,
     meta: RequestMeta,
     jar: &CookieJar,
     Form(form): Form<SetupForm>,
 ) -> poem::Result<Response> {
-    register::<Member>(&state, &tenant.0, &meta, jar, form).await
-}
-
-pub async fn register<S: Subject>(
-    state: &AppState,
-    tenant: &Tenant,
-    meta: &RequestMeta,
-    jar: &CookieJar,
-    form: SetupForm,
-) -> poem::Result<Response> {
+    let state: &AppState = state.0;
+    let tenant: &Tenant = &tenant.0;
+    let meta = &meta;
     let flow = flow_at!(<S> state, tenant, jar, Action::SetupTotp);
     let secret = pending_secret(state, tenant, &flow).await?;
     let mut ctx = setup_context(tenant, &flow, &secret);

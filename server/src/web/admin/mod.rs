@@ -24,34 +24,11 @@ pub const IDLE_SECS: i64 = 15 * 60;
 pub const ABSOLUTE_SECS: i64 = 8 * 60 * 60;
 
 pub fn routes(state: &Arc<AppState>) -> Route {
-    Route::new()
+    crate::web::factor::routes::<Admin>(Route::new())
         .at("/", get(console::dashboard))
         .at("/login", get(signin::login_page).post(signin::login))
         .at("/login/next", get(signin::next))
-        .at("/login/factor", get(signin::factor_page))
-        .at("/login/otp", get(signin::otp_page).post(signin::verify_otp))
-        .at(
-            "/login/totp",
-            get(signin::totp_page).post(signin::totp_setup),
-        )
-        .at("/login/totp/qr.png", get(signin::totp_qr))
         .at("/login/method", post(signin::switch_method))
-        .at("/login/passkey", get(signin::passkey_page))
-        .at("/login/passkey/options", post(signin::passkey_options))
-        .at("/login/passkey/finish", post(signin::passkey_finish))
-        .at("/login/passkey/setup", get(signin::passkey_setup_page))
-        .at(
-            "/login/passkey/setup/options",
-            post(signin::passkey_setup_options),
-        )
-        .at(
-            "/login/passkey/setup/finish",
-            post(signin::passkey_setup_finish),
-        )
-        .at(
-            "/login/passkey/name",
-            get(signin::passkey_name_page).post(signin::passkey_name),
-        )
         .at(
             "/invite",
             get(signin::invite_page).post(signin::accept_invite),

@@ -1,15 +1,16 @@
 //! Admins sign in through the same machine as members (`web::signin`): e-mail address and
 //! password open a flow; the steps owed are computed from the admin (a second factor is
-//! mandatory: an authenticator app is registered at the first sign-in, asked for at every
-//! later one); the authenticator-app pages are the members' own code, rendered with the
-//! console's templates. The invitation link sets the first password and opens such a flow.
+//! mandatory: an authenticator app or a passkey, the kind chosen on the invitation, is
+//! registered at the first sign-in and asked for at every later one); the factor pages are
+//! the members' own handlers (`web::factor::routes`), rendered with the console's
+//! templates. The invitation link sets the first password and opens such a flow.
 
 use std::sync::Arc;
 
 use poem::http::StatusCode;
 use poem::web::cookie::CookieJar;
 use poem::web::{Data, Form, Query, Redirect};
-use poem::{handler, Body, IntoResponse, Response};
+use poem::{handler, IntoResponse, Response};
 use serde::Deserialize;
 
 use super::console::render;
@@ -24,8 +25,7 @@ use crate::web::signin::flow_at;
 use crate::web::signin::{
     lockout_failure, start_flow, Action, Audience, Factors, Purpose, StartFlow, Subject,
 };
-use crate::web::totp::{OtpForm, SetupForm};
-use crate::web::{factor, internal, passkey, totp, AppState, CurrentTenant, RequestMeta};
+use crate::web::{internal, AppState, CurrentTenant, RequestMeta};
 
 /// How long a console sign-in may take from password to the last step.
 const FLOW_SECS: i64 = 15 * 60;
@@ -331,149 +331,6 @@ async fn finish(
         None,
     ));
     Ok(Redirect::see_other("/admin/").into_response())
-}
-
-#[handler]
-pub async fn factor_page(
-    state: Data<&Arc<AppState>>,
-    tenant: CurrentTenant,
-    jar: &CookieJar,
-) -> poem::Result<Response> {
-    factor::pick::<Admin>(&state, &tenant.0, jar).await
-}
-
-#[handler]
-pub async fn otp_page(
-    state: Data<&Arc<AppState>>,
-    tenant: CurrentTenant,
-    meta: RequestMeta,
-    jar: &CookieJar,
-) -> poem::Result<Response> {
-    totp::show_otp::<Admin>(&state, &tenant.0, &meta, jar).await
-}
-
-#[handler]
-pub async fn verify_otp(
-    state: Data<&Arc<AppState>>,
-    tenant: CurrentTenant,
-    meta: RequestMeta,
-    jar: &CookieJar,
-    Form(form): Form<OtpForm>,
-) -> poem::Result<Response> {
-    totp::check_otp::<Admin>(&state, &tenant.0, &meta, jar, form).await
-}
-
-#[handler]
-pub async fn totp_page(
-    state: Data<&Arc<AppState>>,
-    tenant: CurrentTenant,
-    meta: RequestMeta,
-    jar: &CookieJar,
-) -> poem::Result<Response> {
-    totp::show_setup::<Admin>(&state, &tenant.0, &meta, jar).await
-}
-
-#[handler]
-pub async fn totp_qr(
-    state: Data<&Arc<AppState>>,
-    tenant: CurrentTenant,
-    jar: &CookieJar,
-) -> poem::Result<Response> {
-    totp::qr::<Admin>(&state, &tenant.0, jar).await
-}
-
-#[handler]
-pub async fn totp_setup(
-    state: Data<&Arc<AppState>>,
-    tenant: CurrentTenant,
-    meta: RequestMeta,
-    jar: &CookieJar,
-    Form(form): Form<SetupForm>,
-) -> poem::Result<Response> {
-    totp::register::<Admin>(&state, &tenant.0, &meta, jar, form).await
-}
-
-#[handler]
-pub async fn passkey_page(
-    state: Data<&Arc<AppState>>,
-    tenant: CurrentTenant,
-    meta: RequestMeta,
-    jar: &CookieJar,
-) -> poem::Result<Response> {
-    passkey::show_login::<Admin>(&state, &tenant.0, &meta, jar).await
-}
-
-#[handler]
-pub async fn passkey_options(
-    state: Data<&Arc<AppState>>,
-    tenant: CurrentTenant,
-    meta: RequestMeta,
-    jar: &CookieJar,
-) -> poem::Result<Response> {
-    passkey::assertion_options::<Admin>(&state, &tenant.0, &meta, jar).await
-}
-
-#[handler]
-pub async fn passkey_finish(
-    state: Data<&Arc<AppState>>,
-    tenant: CurrentTenant,
-    meta: RequestMeta,
-    jar: &CookieJar,
-    body: Body,
-) -> poem::Result<Response> {
-    passkey::check_assertion::<Admin>(&state, &tenant.0, &meta, jar, body).await
-}
-
-#[handler]
-pub async fn passkey_setup_page(
-    state: Data<&Arc<AppState>>,
-    tenant: CurrentTenant,
-    meta: RequestMeta,
-    jar: &CookieJar,
-) -> poem::Result<Response> {
-    passkey::show_setup::<Admin>(&state, &tenant.0, &meta, jar).await
-}
-
-#[handler]
-pub async fn passkey_setup_options(
-    state: Data<&Arc<AppState>>,
-    tenant: CurrentTenant,
-    meta: RequestMeta,
-    jar: &CookieJar,
-) -> poem::Result<Response> {
-    passkey::registration_options::<Admin>(&state, &tenant.0, &meta, jar).await
-}
-
-#[handler]
-pub async fn passkey_setup_finish(
-    state: Data<&Arc<AppState>>,
-    tenant: CurrentTenant,
-    meta: RequestMeta,
-    jar: &CookieJar,
-    body: Body,
-) -> poem::Result<Response> {
-    passkey::finish_registration::<Admin>(&state, &tenant.0, &meta, jar, body).await
-}
-
-#[handler]
-pub async fn passkey_name_page(
-    state: Data<&Arc<AppState>>,
-    tenant: CurrentTenant,
-    meta: RequestMeta,
-    jar: &CookieJar,
-) -> poem::Result<Response> {
-    passkey::show_name::<Admin>(&state, &tenant.0, &meta, jar).await
-}
-
-#[handler]
-pub async fn passkey_name(
-    state: Data<&Arc<AppState>>,
-    tenant: CurrentTenant,
-    meta: RequestMeta,
-    jar: &CookieJar,
-    Form(form): Form<passkey::NameForm>,
-) -> poem::Result<Response> {
-    passkey::register::<Admin>(&state, &tenant.0, &meta, jar, form).await
 }
 
 #[derive(Deserialize)]

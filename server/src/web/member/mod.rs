@@ -1,5 +1,6 @@
 //! The member side of a tenant host: sign-in steps only members have (birth date, terms,
-//! user ID, e-mail), passkeys and e-mail codes, and the signed-in pages.
+//! user ID, e-mail), e-mail codes, and the signed-in pages. The second-factor pages they
+//! share with the console come from `web::factor::routes`.
 
 pub mod account;
 mod email_confirm;
@@ -12,7 +13,7 @@ use poem::{get, Route};
 
 /// The member pages, added to the tenant host's routes.
 pub fn routes(route: Route) -> Route {
-    route
+    crate::web::factor::routes::<crate::store::Member>(route)
         .at("/", get(account::top))
         .at(
             "/login",
@@ -48,43 +49,11 @@ pub fn routes(route: Route) -> Route {
             poem::post(email_confirm::resend_confirmation),
         )
         .at("/email/confirm", get(email_confirm::open_confirmation_link))
-        .at("/login/factor", get(crate::web::factor::factor_page))
-        .at(
-            "/login/otp",
-            get(crate::web::totp::otp_page).post(crate::web::totp::verify_otp),
-        )
-        .at("/login/passkey", get(crate::web::passkey::login_page))
-        .at(
-            "/login/passkey/options",
-            poem::post(crate::web::passkey::login_options),
-        )
-        .at(
-            "/login/passkey/finish",
-            poem::post(crate::web::passkey::login_finish),
-        )
-        .at("/login/passkey/setup", get(crate::web::passkey::setup_page))
-        .at(
-            "/login/passkey/setup/options",
-            poem::post(crate::web::passkey::setup_options),
-        )
-        .at(
-            "/login/passkey/setup/finish",
-            poem::post(crate::web::passkey::setup_finish),
-        )
-        .at(
-            "/login/passkey/name",
-            get(crate::web::passkey::name_page).post(crate::web::passkey::save_name),
-        )
         .at(
             "/login/email-otp",
             get(email_otp::page).post(email_otp::verify),
         )
         .at("/login/email-otp/resend", poem::post(email_otp::resend))
-        .at(
-            "/login/totp",
-            get(crate::web::totp::setup_page).post(crate::web::totp::setup),
-        )
-        .at("/login/totp/qr.png", get(crate::web::totp::setup_qr))
         .at("/logout", get(account::logout_page).post(account::logout))
         .at(
             "/profile",
