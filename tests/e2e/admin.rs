@@ -536,9 +536,12 @@ async fn console_actions_unlock_reset_and_disable_a_member(backend: Backend) {
     .await[0][0]
         .clone()
         .unwrap();
-    // The list finds the member as locked.
+    // The list finds the member as locked; the member page tells why, in words.
     let list = b.get("/admin/members?state=locked").await;
     assert!(list.text().contains(&letter.user_id), "{}", list.summary());
+    let detail = b.get(&format!("/admin/members/{id}")).await.text();
+    assert!(detail.contains("パスワードの誤り"), "{detail}");
+    assert!(!detail.contains("wrong password"), "{detail}");
     // 「ロック解除」: a confirmation page naming the member, then the action.
     let confirm = b.get(&format!("/admin/members/{id}/unlock")).await;
     assert_eq!(confirm.status, 200, "{}", confirm.summary());

@@ -422,7 +422,7 @@ impl EventView {
             at: date_time(r.created_at),
             event: r.event.clone(),
             event_label: event_label(state, &r.event),
-            detail: r.detail.clone(),
+            detail: detail_label(state, &r.detail),
             ip: r.ip.clone(),
             actor_type: r.actor_type.clone(),
             actor_name,
@@ -431,6 +431,28 @@ impl EventView {
             before_value: r.before_value.clone().unwrap_or_default(),
             after_value: r.after_value.clone().unwrap_or_default(),
         }
+    }
+}
+
+/// An event's detail as the console shows it: the notes the server records in English
+/// ("wrong password", "credential of another account: …") in the clerk's words, anything
+/// else (device names, addresses) as recorded. The CSV export keeps the recorded text.
+fn detail_label(state: &AppState, detail: &str) -> String {
+    let label = |phrase: &str| {
+        let key = format!("details.{phrase}");
+        let found = text(state, &key);
+        (!phrase.is_empty() && !phrase.contains('.') && found != key).then_some(found)
+    };
+    if let Some(found) = label(detail.trim()) {
+        return found;
+    }
+    // "verification failed: <why>": the known part in words, the rest as recorded.
+    match detail.split_once(':') {
+        Some((phrase, rest)) => match label(phrase.trim()) {
+            Some(found) => format!("{found}（{}）", rest.trim()),
+            None => detail.to_owned(),
+        },
+        None => detail.to_owned(),
     }
 }
 
