@@ -325,7 +325,7 @@ impl Store {
     pub async fn set_admin_mfa_method(
         &self,
         tenant: &TenantId,
-        id: &str,
+        id: &AdminId,
         mfa_method: &str,
     ) -> StoreResult<()> {
         on_pool!(&self.pool, p => {
@@ -334,7 +334,7 @@ impl Store {
                  WHERE tenant_id = $1 AND id = $2",
             )
             .bind(tenant.as_str())
-            .bind(id)
+            .bind(id.as_str())
             .bind(mfa_method)
             .bind(now_unix())
             .execute(p)

@@ -356,7 +356,7 @@ pub async fn switch_method(
     if flow.who.mfa_method.as_deref() != Some(method.as_str()) {
         state
             .store
-            .set_admin_mfa_method(&tenant.id, flow.who.id.as_str(), method.as_str())
+            .set_admin_mfa_method(&tenant.id, &flow.who.id, method.as_str())
             .await
             .map_err(internal)?;
         meta.audit_by(
