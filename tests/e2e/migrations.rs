@@ -4,7 +4,10 @@ use sqlx::Row;
 
 use crate::harness::{on_both_backends, stderr, Backend, TestDb};
 
-on_both_backends!(migrate_creates_the_schema_once);
+on_both_backends!(
+    migrate_creates_the_schema_once,
+    members_written_before_search_keys_get_them_at_the_next_start,
+);
 
 const TABLES: [&str; 5] = [
     "tenants",
@@ -71,4 +74,52 @@ async fn migrate_creates_the_schema_once(backend: Backend) {
         })
         .count() as i64;
     assert_eq!(applied, files, "each migration applied exactly once");
+}
+
+/// Rows written before migration 0009 have no search key: the next `migrate` (every start)
+/// computes it, and the name search finds them; rows that have one are left alone.
+async fn members_written_before_search_keys_get_them_at_the_next_start(backend: Backend) {
+    use crate::db::{exec, rows, Arg};
+    let db = TestDb::fresh(backend).await;
+    let path = crate::harness::repo_root().join("tenants/daiwakenpo.toml");
+    let out = db.run(&["tenant", "apply", path.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let old = crate::browser_like::add_member(
+        &db,
+        "daiwakenpo",
+        "山田　はなこ",
+        "1980-04-01",
+        "old@example.jp",
+    );
+    let new = crate::browser_like::add_member(
+        &db,
+        "daiwakenpo",
+        "佐藤 一郎",
+        "1981-05-02",
+        "new@example.jp",
+    );
+    // What a database upgraded from before the key looks like.
+    let cleared = exec(
+        &db,
+        "UPDATE members SET search_name = '' WHERE user_id = $1",
+        &[Arg::Text(&old.user_id)],
+    )
+    .await;
+    assert_eq!(cleared, 1);
+    let out = db.run(&["migrate"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let keys = rows(
+        &db,
+        "SELECT user_id, search_name FROM members ORDER BY user_id",
+        &[],
+    )
+    .await;
+    let key_of = |user_id: &str| {
+        keys.iter()
+            .find(|r| r[0].as_deref() == Some(user_id))
+            .and_then(|r| r[1].clone())
+            .unwrap()
+    };
+    assert_eq!(key_of(&old.user_id), "山田ハナコ\n");
+    assert_eq!(key_of(&new.user_id), "佐藤一郎\n");
 }
