@@ -2,6 +2,7 @@
 
 pub mod credentials;
 pub mod policy;
+pub mod recovery;
 pub mod search;
 
 use crate::auth::password::PasswordHasher;

@@ -595,6 +595,27 @@ impl Store {
         Ok(())
     }
 
+    /// The members of a tenant born on `birth_date` (`YYYY-MM-DD`), through the index on
+    /// (tenant, birth date); the caller compares the rest.
+    pub async fn members_born_on(
+        &self,
+        tenant: &TenantId,
+        birth_date: &str,
+    ) -> StoreResult<Vec<Member>> {
+        let sql = format!(
+            "SELECT {MEMBER_COLUMNS} FROM members WHERE tenant_id = $1 AND birth_date = $2 \
+             ORDER BY user_id LIMIT 100"
+        );
+        let rows: Vec<MemberRow> = on_pool!(&self.pool, p => {
+            sqlx::query_as(&sql)
+                .bind(tenant.as_str())
+                .bind(birth_date)
+                .fetch_all(p)
+                .await
+        })?;
+        Ok(rows.into_iter().map(Member::from).collect())
+    }
+
     /// Computes the search key of members written before keys existed (migration 0009),
     /// in batches; returns how many were filled in. Cheap when there are none: the rows
     /// are found through a partial index.

@@ -7,6 +7,7 @@ mod email_confirm;
 mod email_otp;
 mod first_login;
 mod methods;
+mod recovery;
 pub mod session;
 
 use poem::{get, Route};
@@ -20,6 +21,11 @@ pub fn routes(route: Route) -> Route {
             get(crate::web::signin::login_page).post(crate::web::signin::login),
         )
         .at("/login/next", get(crate::web::signin::next))
+        .at(
+            "/forgot-user-id",
+            get(recovery::user_id_page).post(recovery::request_user_id),
+        )
+        .at("/forgot-user-id/sent", get(recovery::user_id_sent))
         .at(
             "/login/birth-date",
             get(first_login::birth_date_page).post(first_login::birth_date),
