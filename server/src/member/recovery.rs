@@ -74,6 +74,21 @@ pub async fn remind_user_ids(
         .filter(|m| m.state != MemberState::Disabled && m.email.to_lowercase() == wanted)
         .collect();
     if members.is_empty() {
+        // Recorded like a match is, so that the work after the answer is alike too.
+        state
+            .store
+            .audit(&AuditEvent {
+                tenant: Some(&tenant.id),
+                member_id: None,
+                actor: Actor::Anonymous,
+                event: "user_id_reminder_unmatched",
+                ip: from.ip,
+                user_agent: from.user_agent,
+                detail: "",
+                before: None,
+                after: None,
+            })
+            .await?;
         return Ok(0);
     }
     let user_ids: Vec<&str> = members.iter().map(|m| m.user_id.as_str()).collect();

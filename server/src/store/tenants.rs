@@ -194,8 +194,10 @@ impl Store {
         };
         let id = id.as_str();
 
-        on_pool!(&self.pool, p => {
-            let mut tx = p.begin().await?;
+        // The write lock is taken before the first read (BEGIN IMMEDIATE on SQLite): two
+        // applies at once then wait for each other instead of one failing as "locked".
+        let mut tx = self.begin().await?;
+        super::on_tx!(&mut tx, c => {
             for host in &file.hosts {
                 let owner: Option<String> = sqlx::query_scalar(
                     "SELECT t.slug FROM tenant_hosts h JOIN tenants t ON t.id = h.tenant_id \
@@ -203,7 +205,7 @@ impl Store {
                 )
                 .bind(host)
                 .bind(id)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut *c)
                 .await?;
                 if let Some(owner) = owner {
                     return Err(StoreError::Conflict(format!(
@@ -223,12 +225,12 @@ impl Store {
                 .bind(&settings)
                 .bind(&file.terms.current)
                 .bind(now)
-                .execute(&mut *tx)
+                .execute(&mut *c)
                 .await?;
                 for table in ["tenant_hosts", "service_icons", "terms_versions"] {
                     sqlx::query(&format!("DELETE FROM {table} WHERE tenant_id = $1"))
                         .bind(id)
-                        .execute(&mut *tx)
+                        .execute(&mut *c)
                         .await?;
                 }
             } else {
@@ -244,14 +246,14 @@ impl Store {
                 .bind(&settings)
                 .bind(&file.terms.current)
                 .bind(now)
-                .execute(&mut *tx)
+                .execute(&mut *c)
                 .await?;
             }
             for host in &file.hosts {
                 sqlx::query("INSERT INTO tenant_hosts (host, tenant_id) VALUES ($1, $2)")
                     .bind(host)
                     .bind(id)
-                    .execute(&mut *tx)
+                    .execute(&mut *c)
                     .await?;
             }
             for (position, icon) in file.services.iter().enumerate() {
@@ -266,7 +268,7 @@ impl Store {
                 .bind(&icon.image)
                 .bind(&icon.url)
                 .bind(icon.visible)
-                .execute(&mut *tx)
+                .execute(&mut *c)
                 .await?;
             }
             for (position, terms) in file.terms.versions.iter().enumerate() {
@@ -280,15 +282,15 @@ impl Store {
                 .bind(&terms.published_at)
                 .bind(&terms.title)
                 .bind(&terms.body)
-                .execute(&mut *tx)
+                .execute(&mut *c)
                 .await?;
             }
             sqlx::query("UPDATE tenant_generation SET generation = generation + 1 WHERE id = 1")
-                .execute(&mut *tx)
+                .execute(&mut *c)
                 .await?;
-            tx.commit().await?;
             Ok::<_, StoreError>(())
         })?;
+        tx.commit().await?;
         Ok(outcome)
     }
 }

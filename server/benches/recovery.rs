@@ -1,0 +1,149 @@
+//! Whether the answer to 「ユーザ IDを忘れた方はこちら」 tells anything by its timing: the
+//! response time of the POST for a birth date and address that match a member, and for a
+//! pair that matches nobody, interleaved, through the real server. Prints p50 and p99 of
+//! each and the difference of the medians (it must stay under 5 %).
+//!
+//!     cargo bench --bench recovery
+//!
+//! One address may ask 10 times in 15 minutes, so the requests come from 127.0.0.2,
+//! 127.0.0.3, … (all loopback), 8 from each, 15 ms apart. (Sent back to back, a request
+//! that follows a match waits for the SQLite write lock its mail holds; the work after an
+//! unmatched request is a write too, an audit event, to keep the two alike.)
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use portal::config::Config;
+use portal::startup::Application;
+use portal::store::Store;
+
+const PAIRS: usize = 400;
+const PER_ADDRESS: usize = 8;
+const HOST: &str = "daiwakenpo.localhost";
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1e3
+}
+
+/// A client from `ip` with the form's CSRF token: (client, token).
+async fn client_from(ip: IpAddr, addr: std::net::SocketAddr) -> (reqwest::Client, String) {
+    let client = reqwest::Client::builder()
+        .resolve(HOST, addr)
+        .local_address(ip)
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let page = client
+        .get(format!("http://{HOST}:{}/forgot-user-id", addr.port()))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let token = page
+        .split("name=\"csrf_token\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .unwrap()
+        .replace("&#x2F;", "/");
+    (client, token)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let data = tempfile::tempdir()?;
+    let config = Config {
+        listen: "127.0.0.1:0".parse()?,
+        ops_listen: "127.0.0.1:0".parse()?,
+        data_dir: data.path().to_path_buf(),
+        themes_dir: root.join("themes"),
+        tenants_dir: root.join("tenants"),
+        log: "warn".into(),
+        ..Config::default()
+    };
+    let app = Application::build(config.clone()).await?;
+    let addr = app.member_addr;
+    tokio::spawn(app.run());
+    let store = Store::connect(&config).await?;
+    let tenant = store.tenant_by_slug("daiwakenpo").await?.unwrap();
+    let hasher = portal::auth::password::PasswordHasher::new(&config)?;
+    // The member whose pair matches, among others born the same day.
+    for i in 0..20 {
+        let email = portal::mail::EmailAddress::parse(&format!("m{i}@example.jp")).unwrap();
+        let details = portal::member::MemberDetails {
+            display_name: "ベンチ",
+            birth_date: "1980-01-01",
+            email: &email,
+        };
+        portal::member::create_member(&store, &hasher, &tenant, &details).await?;
+    }
+
+    let url = format!("http://{HOST}:{}/forgot-user-id", addr.port());
+    let (mut matching, mut unknown) = (Vec::new(), Vec::new());
+    let mut sent = 0;
+    let mut address = 2u32;
+    while sent < 2 * PAIRS {
+        let ip = IpAddr::V4(Ipv4Addr::from(0x7f00_0000 + address));
+        address += 1;
+        let (client, token) = client_from(ip, addr).await;
+        for i in 0..PER_ADDRESS {
+            // Alternate the two cases, so that noise falls on both alike.
+            let matches = (sent + i) % 2 == 0;
+            let email = if matches {
+                "m7@example.jp"
+            } else {
+                "nobody@example.jp"
+            };
+            let body: String = form_urlencoded::Serializer::new(String::new())
+                .append_pair("csrf_token", &token)
+                .append_pair("birth_date", "1980-01-01")
+                .append_pair("email", email)
+                .finish();
+            let start = Instant::now();
+            let response = client
+                .post(&url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body)
+                .send()
+                .await?;
+            let elapsed = start.elapsed();
+            assert_eq!(response.status().as_u16(), 303);
+            // Requests a little apart, as people send them: the work after one answer
+            // is done before the next request comes.
+            tokio::time::sleep(Duration::from_millis(15)).await;
+            if matches {
+                matching.push(elapsed);
+            } else {
+                unknown.push(elapsed);
+            }
+        }
+        sent += PER_ADDRESS;
+    }
+    matching.sort();
+    unknown.sort();
+    let (m50, u50) = (percentile(&matching, 0.5), percentile(&unknown, 0.5));
+    println!("forgot user ID, {PAIRS} requests per case, interleaved (ms)");
+    println!("| case | p50 | p99 |");
+    println!("|---|---:|---:|");
+    println!(
+        "| birth date and address match | {m50:.3} | {:.3} |",
+        percentile(&matching, 0.99)
+    );
+    println!(
+        "| nothing matches | {u50:.3} | {:.3} |",
+        percentile(&unknown, 0.99)
+    );
+    println!(
+        "difference of the medians: {:.1} %",
+        (m50 - u50).abs() / u50.min(m50) * 100.0
+    );
+    Ok(())
+}
