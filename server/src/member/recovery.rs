@@ -20,6 +20,30 @@ pub struct Requester<'a> {
     pub user_agent: &'a str,
 }
 
+/// Writes one audit event of an anonymous requester, about `member` if given.
+async fn record(
+    state: &AppState,
+    tenant: &Tenant,
+    from: &Requester<'_>,
+    event: &str,
+    member: Option<&str>,
+) -> StoreResult<()> {
+    state
+        .store
+        .audit(&AuditEvent {
+            tenant: Some(&tenant.id),
+            member_id: member,
+            actor: Actor::Anonymous,
+            event,
+            ip: from.ip,
+            user_agent: from.user_agent,
+            detail: "",
+            before: None,
+            after: None,
+        })
+        .await
+}
+
 /// Records a user-ID reminder request; false when the address has asked too often and the
 /// request is to be dropped.
 pub async fn accept_request(
@@ -38,20 +62,7 @@ pub async fn accept_request(
     } else {
         "user_id_reminder_throttled"
     };
-    state
-        .store
-        .audit(&AuditEvent {
-            tenant: Some(&tenant.id),
-            member_id: None,
-            actor: Actor::Anonymous,
-            event,
-            ip: from.ip,
-            user_agent: from.user_agent,
-            detail: "",
-            before: None,
-            after: None,
-        })
-        .await?;
+    record(state, tenant, from, event, None).await?;
     Ok(accepted)
 }
 
@@ -75,20 +86,7 @@ pub async fn remind_user_ids(
         .collect();
     if members.is_empty() {
         // Recorded like a match is, so that the work after the answer is alike too.
-        state
-            .store
-            .audit(&AuditEvent {
-                tenant: Some(&tenant.id),
-                member_id: None,
-                actor: Actor::Anonymous,
-                event: "user_id_reminder_unmatched",
-                ip: from.ip,
-                user_agent: from.user_agent,
-                detail: "",
-                before: None,
-                after: None,
-            })
-            .await?;
+        record(state, tenant, from, "user_id_reminder_unmatched", None).await?;
         return Ok(0);
     }
     let user_ids: Vec<&str> = members.iter().map(|m| m.user_id.as_str()).collect();
@@ -103,20 +101,14 @@ pub async fn remind_user_ids(
         .send(&state.store, tenant, email, "user_id_reminder", ctx)
         .await?;
     for m in &members {
-        state
-            .store
-            .audit(&AuditEvent {
-                tenant: Some(&tenant.id),
-                member_id: Some(m.id.as_str()),
-                actor: Actor::Anonymous,
-                event: "user_id_reminder_sent",
-                ip: from.ip,
-                user_agent: from.user_agent,
-                detail: "",
-                before: None,
-                after: None,
-            })
-            .await?;
+        record(
+            state,
+            tenant,
+            from,
+            "user_id_reminder_sent",
+            Some(m.id.as_str()),
+        )
+        .await?;
     }
     Ok(members.len())
 }

@@ -1,5 +1,7 @@
 // Passkey ceremonies: fetch the server's options, run the browser's WebAuthn prompt,
 // post the answer back, and go where the server says. Binary fields travel as base64url.
+// The page's button is disabled until this script has taken it over, so that a tap
+// before the script ran is not silently lost.
 (function () {
   "use strict";
 
@@ -140,4 +142,5 @@
       showError(result.json.error);
     }
   });
+  button.disabled = false;
 })();
