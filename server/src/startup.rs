@@ -60,6 +60,7 @@ impl Application {
             create_demo_accounts(&state).await?;
         }
         let state = Arc::new(state);
+        crate::member::recovery::spawn_worker(Arc::clone(&state));
         Ok(Self {
             state,
             member,
@@ -145,6 +146,7 @@ pub async fn build_state(config: Config, store: Store) -> anyhow::Result<AppStat
         secrets,
         csrf_key,
         passkeys,
+        recovery: Default::default(),
     })
 }
 

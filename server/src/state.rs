@@ -26,4 +26,6 @@ pub struct AppState {
     pub csrf_key: [u8; 32],
     /// The WebAuthn relying party of each tenant host.
     pub passkeys: crate::mfa::passkey::RelyingParties,
+    /// Self-service recovery requests waiting to be looked up and mailed.
+    pub recovery: crate::member::recovery::Queue,
 }

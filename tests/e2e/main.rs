@@ -13,6 +13,7 @@ mod mail;
 mod migrations;
 mod otp;
 mod passkeys;
+mod password_reset;
 mod recovery;
 mod routing;
 mod signin;

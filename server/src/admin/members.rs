@@ -76,23 +76,7 @@ fn name_problems(field: &'static str, value: &str, required: bool) -> Option<Fie
     Some(FieldProblem::new(field, code))
 }
 
-/// `YYYY-MM-DD` (or `YYYY/M/D`) within 1900 and today, normalised to `YYYY-MM-DD`.
-pub fn parse_birth_date(input: &str) -> Result<String, &'static str> {
-    let input = input.trim();
-    let parts: Vec<&str> = input.split(['-', '/']).collect();
-    let [y, m, d] = parts.as_slice() else {
-        return Err("birth_date_format");
-    };
-    let (Ok(y), Ok(m), Ok(d)) = (y.parse::<i32>(), m.parse::<u8>(), d.parse::<u8>()) else {
-        return Err("birth_date_format");
-    };
-    let month = time::Month::try_from(m).map_err(|_| "birth_date_format")?;
-    let date = time::Date::from_calendar_date(y, month, d).map_err(|_| "birth_date_format")?;
-    if date.year() < 1900 || date > time::OffsetDateTime::now_utc().date() {
-        return Err("birth_date_range");
-    }
-    Ok(format!("{:04}-{:02}-{:02}", date.year(), m, d))
-}
+pub use crate::member::policy::parse_birth_date;
 
 fn email_code(e: &crate::mail::AddressError) -> &'static str {
     use crate::mail::AddressError as E;

@@ -198,6 +198,8 @@ pub struct NewFlow<'a> {
     pub expires_at: i64,
     /// A step-up or add flow started by a recently authenticated member.
     pub factor_verified: bool,
+    /// A reset flow: the hash of the 「パスワードをリセット」 link's token.
+    pub reset_token_hash: Option<&'a str>,
 }
 
 /// A sign-in in progress.
@@ -226,6 +228,8 @@ pub struct LoginFlow {
     pub email_code_sent_at: Option<i64>,
     pub email_code_expires_at: Option<i64>,
     pub email_code_attempts: i64,
+    /// A reset flow whose new password is still owed: the hash of the link's token.
+    pub reset_token_hash: Option<String>,
 }
 
 #[derive(Debug, Clone, FromRow)]
@@ -939,8 +943,8 @@ impl Store {
     pub async fn create_flow(&self, tenant: &TenantId, f: &NewFlow<'_>) -> StoreResult<()> {
         let sql = format!(
             "INSERT INTO login_flows (token_hash, tenant_id, {}, purpose, \
-             birth_date_verified, return_to, created_at, expires_at, factor_verified) \
-             VALUES ($1, $2, $3, $4, FALSE, $5, $6, $7, $8)",
+             birth_date_verified, return_to, created_at, expires_at, factor_verified, \
+             reset_token_hash) VALUES ($1, $2, $3, $4, FALSE, $5, $6, $7, $8, $9)",
             f.owner.column()
         );
         on_pool!(&self.pool, p => {
@@ -953,6 +957,7 @@ impl Store {
             .bind(now_unix())
             .bind(f.expires_at)
             .bind(f.factor_verified)
+            .bind(f.reset_token_hash)
             .execute(p)
             .await
             .map(|_| ())
@@ -969,8 +974,8 @@ impl Store {
             sqlx::query_as(
                 "SELECT member_id, admin_id, purpose, birth_date_verified, factor_verified, pending_secret, \
                  return_to, expires_at, factor_method, setup_done, ceremony, ceremony_expires_at, \
-                 email_code_hash, email_code_sent_at, email_code_expires_at, email_code_attempts \
-                 FROM login_flows WHERE tenant_id = $1 AND token_hash = $2 AND expires_at > $3",
+                 email_code_hash, email_code_sent_at, email_code_expires_at, email_code_attempts, \
+                 reset_token_hash FROM login_flows WHERE tenant_id = $1 AND token_hash = $2 AND expires_at > $3",
             )
             .bind(tenant.as_str())
             .bind(token_hash)

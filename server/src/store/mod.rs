@@ -12,6 +12,7 @@ mod flows;
 mod mail;
 mod members;
 mod tenants;
+mod tokens;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -28,6 +29,7 @@ pub use members::{
     LoginFlow, Member, MemberSearch, MemberState, MemberSummary, NewFlow, NewMember, Session,
 };
 pub use tenants::ApplyOutcome;
+pub use tokens::{EmailChanged, LiveToken};
 
 use crate::config::{Config, DatabaseKind};
 

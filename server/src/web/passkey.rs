@@ -281,6 +281,7 @@ pub async fn save_name<S: Subject>(
         ctx.insert("error", &format!("name_{problem}"));
         return Ok(flow.render(state, tenant, meta, "passkey_name.html", ctx));
     }
+    flow.clear_factors_for_reset(state, tenant).await?;
     let id = crate::random_token(16);
     let credential = passkey::credential_id(new.cred_id());
     let passkey_json = serde_json::to_string(&new).map_err(internal)?;

@@ -44,6 +44,8 @@ pub enum Action {
     SetupPasskey,
     /// Prove the e-mail address with a mailed code, making it a factor.
     SetupEmailOtp,
+    /// Choose a new password in a flow opened from a 「パスワードをリセット」 link.
+    ResetPassword,
 }
 
 impl Action {
@@ -60,6 +62,7 @@ impl Action {
             Action::SetupTotp => "/login/totp",
             Action::SetupPasskey => "/login/passkey/setup",
             Action::SetupEmailOtp => "/login/email-otp",
+            Action::ResetPassword => "/password-reset/new",
         }
     }
 
@@ -73,12 +76,14 @@ impl Action {
     }
 }
 
-/// Why a flow exists; `add_*` flows register one more factor from 「ログイン方法変更」.
+/// Why a flow exists; `add_*` flows register one more factor from 「ログイン方法変更」;
+/// `reset` flows are opened by a 「パスワードをリセット」 link.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Purpose {
     Login,
     StepUp,
     Add(MfaMethod),
+    Reset,
 }
 
 impl Purpose {
@@ -88,6 +93,7 @@ impl Purpose {
             "add_totp" => Purpose::Add(MfaMethod::Totp),
             "add_passkey" => Purpose::Add(MfaMethod::Passkey),
             "add_email_otp" => Purpose::Add(MfaMethod::EmailOtp),
+            "reset" => Purpose::Reset,
             _ => Purpose::Login,
         }
     }
@@ -99,6 +105,7 @@ impl Purpose {
             Purpose::Add(MfaMethod::Totp) => "add_totp",
             Purpose::Add(MfaMethod::Passkey) => "add_passkey",
             Purpose::Add(MfaMethod::EmailOtp) => "add_email_otp",
+            Purpose::Reset => "reset",
         }
     }
 }
@@ -181,6 +188,7 @@ pub fn owed(member: &Member, tenant: &Tenant, flow: &LoginFlow, factors: &Factor
             }
             return actions;
         }
+        Purpose::Reset => return owed_in_reset(member, tenant, flow, factors),
         Purpose::Login => {}
     }
     let temporary = member.state == MemberState::Temporary;
@@ -206,24 +214,70 @@ pub fn owed(member: &Member, tenant: &Tenant, flow: &LoginFlow, factors: &Factor
     if tenant.settings.first_login.confirm_email_by_link && !member.email_confirmed {
         actions.push(Action::ConfirmEmail);
     }
-    // A member without any factor sets up the one chosen at first login; where the society
-    // requires a second factor and none was chosen, its first method.
     if factors.count() == 0 && member.user_id_chosen {
-        let allowed = &tenant.settings.mfa.methods;
-        let chosen = allowed
-            .iter()
-            .copied()
-            .find(|m| member.mfa_method.as_deref() == Some(m.as_str()));
-        let method = match chosen {
-            Some(m) => Some(m),
-            None if tenant.settings.mfa.required => allowed.first().copied(),
-            None => None,
-        };
-        if let Some(method) = method {
+        if let Some(method) = method_to_set_up(member, tenant) {
             actions.push(Action::setup(method));
         }
     }
     actions
+}
+
+/// The factor a member without any sets up: the one chosen at first login; where the
+/// society requires a second factor and none was chosen, its first method.
+fn method_to_set_up(member: &Member, tenant: &Tenant) -> Option<MfaMethod> {
+    let allowed = &tenant.settings.mfa.methods;
+    let chosen = allowed
+        .iter()
+        .copied()
+        .find(|m| member.mfa_method.as_deref() == Some(m.as_str()));
+    match chosen {
+        Some(m) => Some(m),
+        None if tenant.settings.mfa.required => allowed.first().copied(),
+        None => None,
+    }
+}
+
+/// A reset (manual §3-3): where the society resets the factors with the password, the
+/// member registers an authenticator app again (§3-3 ⑥–⑨), which replaces every factor
+/// they held; elsewhere they first pass a factor they hold, or set one up if they hold
+/// none and the society requires one. Then the new password, then terms not yet accepted.
+fn owed_in_reset(
+    member: &Member,
+    tenant: &Tenant,
+    flow: &LoginFlow,
+    factors: &Factors,
+) -> Vec<Action> {
+    let mut actions = Vec::new();
+    if !flow.setup_done {
+        if tenant.settings.mfa.reset_with_password {
+            if let Some(method) = reset_factor(member, tenant) {
+                actions.push(Action::setup(method));
+            }
+        } else if factors.count() > 0 {
+            if !flow.factor_verified {
+                actions.push(Action::SecondFactor);
+            }
+        } else if let Some(method) = method_to_set_up(member, tenant) {
+            actions.push(Action::setup(method));
+        }
+    }
+    if flow.reset_token_hash.is_some() {
+        actions.push(Action::ResetPassword);
+    }
+    let current = &tenant.terms.current;
+    if !current.is_empty() && member.terms_version.as_deref() != Some(current.as_str()) {
+        actions.push(Action::AcceptTerms);
+    }
+    actions
+}
+
+/// The factor a reset that replaces factors registers: an authenticator app as the manual
+/// shows, or where the society does not allow apps, the member's own kind or its first.
+pub fn reset_factor(member: &Member, tenant: &Tenant) -> Option<MfaMethod> {
+    if tenant.settings.mfa.methods.contains(&MfaMethod::Totp) {
+        return Some(MfaMethod::Totp);
+    }
+    method_to_set_up(member, tenant).or_else(|| tenant.settings.mfa.methods.first().copied())
 }
 
 /// Which side of the portal a sign-in belongs to: the member pages or the society admin
@@ -462,10 +516,40 @@ impl<S: Subject> Flow<S> {
     /// or stepping up may go back to 「ログイン方法変更」 (their session is untouched).
     pub fn context(&self) -> tera::Context {
         let mut ctx = tera::Context::new();
-        if self.purpose() != Purpose::Login {
+        if matches!(self.purpose(), Purpose::StepUp | Purpose::Add(_)) {
             ctx.insert("cancel_to", "/login-methods");
         }
         ctx
+    }
+
+    /// Whether registering a factor in this flow replaces every factor the account held:
+    /// a reset where the society resets factors with the password.
+    pub fn replaces_factors(&self, tenant: &Tenant) -> bool {
+        self.purpose() == Purpose::Reset && tenant.settings.mfa.reset_with_password
+    }
+
+    /// Removes every factor of the account before a reset registers its new one.
+    pub async fn clear_factors_for_reset(
+        &self,
+        state: &AppState,
+        tenant: &Tenant,
+    ) -> poem::Result<()> {
+        if !self.replaces_factors(tenant) {
+            return Ok(());
+        }
+        let owner = self.who.owner();
+        let removed = state
+            .store
+            .delete_all_devices(&tenant.id, &owner)
+            .await
+            .map_err(internal)?;
+        state
+            .store
+            .set_email_otp_enabled(&tenant.id, owner.id(), false)
+            .await
+            .map_err(internal)?;
+        tracing::debug!(removed, "factors replaced by a reset");
+        Ok(())
     }
 
     /// Records that this flow proved `method` and, if it registered a device, that too.
@@ -703,6 +787,7 @@ pub async fn login(
             return_to: "/",
             lifetime_secs: FLOW_SECS,
             factor_verified: false,
+            reset_token_hash: None,
         },
     )
     .await
@@ -715,6 +800,8 @@ pub struct StartFlow<'a> {
     pub return_to: &'a str,
     pub lifetime_secs: i64,
     pub factor_verified: bool,
+    /// A reset flow: the hash of the link's token, spent with the new password.
+    pub reset_token_hash: Option<&'a str>,
 }
 
 /// Opens a flow bound to a new `portal_flow` cookie and sends the member to its first
@@ -741,6 +828,7 @@ pub async fn start_flow(
                 return_to: start.return_to,
                 expires_at: now_unix() + start.lifetime_secs,
                 factor_verified: start.factor_verified,
+                reset_token_hash: start.reset_token_hash,
             },
         )
         .await
@@ -825,8 +913,15 @@ pub async fn next(
         .create_session(&tenant.id, &token_hash, &flow.who.id, auth_method)
         .await
         .map_err(internal)?;
+    if flow.purpose() == Purpose::Login {
+        // Signing in voids any 「パスワードをリセット」 link still waiting in the mailbox.
+        store
+            .void_tokens(&tenant.id, &flow.who.id, "password_reset")
+            .await
+            .map_err(internal)?;
+    }
     let event = match flow.purpose() {
-        Purpose::Login => "login_succeeded",
+        Purpose::Login | Purpose::Reset => "login_succeeded",
         Purpose::StepUp => "step_up_succeeded",
         Purpose::Add(_) => "factor_add_finished",
     };
@@ -926,6 +1021,7 @@ mod tests {
             email_code_sent_at: None,
             email_code_expires_at: None,
             email_code_attempts: 0,
+            reset_token_hash: None,
         }
     }
 

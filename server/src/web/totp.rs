@@ -277,6 +277,7 @@ pub async fn setup<S: Subject>(
         return Ok(flow.render(state, tenant, meta, "login_totp.html", ctx));
     };
 
+    flow.clear_factors_for_reset(state, tenant).await?;
     let id = crate::random_token(16);
     let sealed = state.secrets.seal(&secret, &id);
     match state

@@ -241,6 +241,7 @@ pub async fn login(
             return_to: "/admin/",
             lifetime_secs: FLOW_SECS,
             factor_verified: false,
+            reset_token_hash: None,
         },
     )
     .await
@@ -502,6 +503,7 @@ pub async fn accept_invite(
                     return_to: "/admin/",
                     lifetime_secs: FLOW_SECS,
                     factor_verified: false,
+                    reset_token_hash: None,
                 },
             )
             .await

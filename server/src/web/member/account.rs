@@ -491,6 +491,7 @@ pub async fn reauth(
                 return_to: &return_to,
                 lifetime_secs: 10 * 60,
                 factor_verified: false,
+                reset_token_hash: None,
             },
         )
         .await;

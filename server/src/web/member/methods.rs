@@ -172,6 +172,7 @@ pub async fn add(
             return_to: "/login-methods?added=1",
             lifetime_secs: 15 * 60,
             factor_verified: true,
+            reset_token_hash: None,
         },
     )
     .await

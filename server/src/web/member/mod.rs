@@ -27,6 +27,16 @@ pub fn routes(route: Route) -> Route {
         )
         .at("/forgot-user-id/sent", get(recovery::user_id_sent))
         .at(
+            "/forgot-password",
+            get(recovery::password_page).post(recovery::request_password_reset),
+        )
+        .at("/forgot-password/sent", get(recovery::password_sent))
+        .at("/password-reset", get(recovery::open_reset_link))
+        .at(
+            "/password-reset/new",
+            get(recovery::new_password_page).post(recovery::set_new_password),
+        )
+        .at(
             "/login/birth-date",
             get(first_login::birth_date_page).post(first_login::birth_date),
         )
