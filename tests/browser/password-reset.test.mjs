@@ -30,7 +30,7 @@ import {
   uniqueUserId,
 } from './lib/journeys.mjs';
 import { VIEWPORTS, closing, newMember, sharedPortal, tenantsWith } from './lib/suite.mjs';
-import { registerApp, totpCode } from './lib/totp.mjs';
+import { freshCode, registerApp, totpCode } from './lib/totp.mjs';
 
 const shared = sharedPortal();
 
@@ -135,8 +135,10 @@ for (const viewportName of Object.keys(VIEWPORTS)) {
         } else {
           await page.getByRole('heading', { name: 'ワンタイムパスワード', exact: true }).waitFor();
           assert.ok(visited.includes('/login/factor'), `through /login/factor: ${visited.join(' → ')}`);
+          await page.getByRole('status').filter({ hasText: 'パスワードの再設定中です' }).waitFor();
           await shot('3-factor');
-          await enterCode(page, totpKey);
+          await page.getByLabel('ワンタイムパスワード', { exact: true }).fill(await freshCode(totpKey));
+          await page.getByRole('button', { name: '次へ' }).click();
         }
 
         // パスワード更新: the current password is refused next to the field.

@@ -8,6 +8,7 @@ mod harness;
 mod admin;
 mod cli;
 mod config;
+mod email_change;
 mod factors;
 mod mail;
 mod migrations;

@@ -25,17 +25,18 @@ on_both_backends!(
     reset_links_expire_with_the_lifetime_of_the_tenant_file,
 );
 
-/// A member past the first login with an authenticator app.
-struct AppMember {
-    email: String,
-    name: String,
-    user_id: String,
-    password: String,
-    key: String,
+/// A member past the first login with an authenticator app, signed in in `browser`.
+pub struct AppMember {
+    pub email: String,
+    pub name: String,
+    pub user_id: String,
+    pub password: String,
+    pub key: String,
+    pub browser: Browser,
 }
 
 /// A server that sends mail to `smtp`, on `db`.
-fn app_with_smtp(db: Arc<TestDb>, smtp: &SmtpServer) -> TestApp {
+pub fn app_with_smtp(db: Arc<TestDb>, smtp: &SmtpServer) -> TestApp {
     let url = smtp.url();
     TestApp::spawn_on(db, move |cmd| {
         cmd.env("PORTAL_SMTP_URL", url)
@@ -43,7 +44,7 @@ fn app_with_smtp(db: Arc<TestDb>, smtp: &SmtpServer) -> TestApp {
     })
 }
 
-async fn member_with_app(app: &TestApp, smtp: &SmtpServer, slug: &str) -> AppMember {
+pub async fn member_with_app(app: &TestApp, smtp: &SmtpServer, slug: &str) -> AppMember {
     let letter = add_some_member(&app.db, slug);
     let b = Browser::new(app, &host_of(slug));
     let (user_id, password) = (fresh_user_id(), fresh_password());
@@ -78,6 +79,7 @@ async fn member_with_app(app: &TestApp, smtp: &SmtpServer, slug: &str) -> AppMem
         user_id: user_id.to_lowercase(),
         password,
         key,
+        browser: b,
     }
 }
 
@@ -100,7 +102,7 @@ async fn ask(b: &Browser, user_id: &str) -> Answer {
 }
 
 /// The texts of the mails to `to` whose subject contains `subject`, once there are `n`.
-async fn mails(smtp: &SmtpServer, to: &str, subject: &str, n: usize) -> Vec<String> {
+pub async fn mails(smtp: &SmtpServer, to: &str, subject: &str, n: usize) -> Vec<String> {
     let mut found = Vec::new();
     eventually(Duration::from_secs(10), || {
         found = smtp
@@ -131,7 +133,7 @@ fn reset_link(mail: &str) -> (String, String) {
     (rest[..slash].to_owned(), rest[slash..].to_owned())
 }
 
-async fn audit_count(db: &TestDb, event: &str) -> i64 {
+pub async fn audit_count(db: &TestDb, event: &str) -> i64 {
     count(
         db,
         "SELECT CAST(COUNT(*) AS TEXT) FROM audit_events WHERE event = $1",

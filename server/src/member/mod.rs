@@ -1,6 +1,7 @@
 //! Members of a tenant: user IDs, passwords and their policies.
 
 pub mod credentials;
+pub mod email_change;
 pub mod policy;
 pub mod recovery;
 pub mod search;

@@ -516,8 +516,11 @@ impl<S: Subject> Flow<S> {
     /// or stepping up may go back to 「ログイン方法変更」 (their session is untouched).
     pub fn context(&self) -> tera::Context {
         let mut ctx = tera::Context::new();
-        if matches!(self.purpose(), Purpose::StepUp | Purpose::Add(_)) {
-            ctx.insert("cancel_to", "/login-methods");
+        match self.purpose() {
+            Purpose::StepUp | Purpose::Add(_) => ctx.insert("cancel_to", "/login-methods"),
+            // The factor pages of a reset say so, and lead on to the new password.
+            Purpose::Reset => ctx.insert("reset", &true),
+            Purpose::Login => {}
         }
         ctx
     }

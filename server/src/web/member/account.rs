@@ -125,24 +125,58 @@ pub async fn logout(
 
 // --- profile: user ID ----------------------------------------------------------------------
 
+/// The profile page's context: the member, their address and a change waiting for its
+/// confirmation link (manual §3-5).
+async fn profile_context(
+    state: &AppState,
+    tenant: &Tenant,
+    signed_in: &SignedIn,
+) -> poem::Result<tera::Context> {
+    let mut ctx = signed_in_context(signed_in);
+    ctx.insert("user_id", &signed_in.member.user_id);
+    ctx.insert("email", &signed_in.member.email);
+    let pending = state
+        .store
+        .pending_token(
+            &tenant.id,
+            &signed_in.member.id,
+            crate::member::email_change::PURPOSE,
+        )
+        .await
+        .map_err(internal)?;
+    if let Some(pending) = pending {
+        ctx.insert("pending_email", &pending.payload);
+        ctx.insert("pending_until", &date_time(pending.expires_at));
+    }
+    Ok(ctx)
+}
+
+#[derive(Deserialize)]
+pub struct ProfileQuery {
+    #[serde(default)]
+    email: String,
+}
+
 #[handler]
 pub async fn profile_page(
     state: Data<&Arc<AppState>>,
     tenant: CurrentTenant,
     meta: RequestMeta,
     signed_in: SignedIn,
-) -> Response {
-    let mut ctx = signed_in_context(&signed_in);
-    ctx.insert("user_id", &signed_in.member.user_id);
-    ctx.insert("email", &signed_in.member.email);
-    render(
+    query: Query<ProfileQuery>,
+) -> poem::Result<Response> {
+    let mut ctx = profile_context(&state, &tenant.0, &signed_in).await?;
+    if query.email == "sent" {
+        ctx.insert("notice", "email_sent");
+    }
+    Ok(render(
         &state,
         &tenant.0,
         &meta,
         "profile.html",
         ctx,
         StatusCode::OK,
-    )
+    ))
 }
 
 #[derive(Deserialize)]
@@ -161,9 +195,8 @@ pub async fn change_user_id(
 ) -> poem::Result<Response> {
     let tenant = &tenant.0;
     let member = &signed_in.member;
-    let mut ctx = signed_in_context(&signed_in);
+    let mut ctx = profile_context(&state, tenant, &signed_in).await?;
     ctx.insert("user_id", &form.user_id);
-    ctx.insert("email", &member.email);
     let user_id = match UserId::parse(&tenant.settings.user_id, &form.user_id) {
         Ok(user_id) => user_id,
         Err(rules) => {

@@ -30,15 +30,14 @@ pub async fn send_confirmation(
 ) -> Result<(), MailError> {
     let lifetime = i64::from(tenant.settings.links.email_verification_lifetime_minutes);
     let (token, token_hash) = session::new_token();
-    let scheme = if state.config.secure_cookies() {
-        "https"
-    } else {
-        "http"
-    };
     let mut ctx = tera::Context::new();
+    // The tenant's own address, never the Host header the request came with.
     ctx.insert(
         "link",
-        &format!("{scheme}://{}/email/confirm?token={token}", meta.host),
+        &format!(
+            "{}/email/confirm?token={token}",
+            crate::admin::tenant_url(state, tenant)
+        ),
     );
     ctx.insert("lifetime_minutes", &lifetime);
     let mut tx = state.store.begin().await?;

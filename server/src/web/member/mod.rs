@@ -3,6 +3,7 @@
 //! share with the console come from `web::factor::routes`.
 
 pub mod account;
+mod email_change;
 mod email_confirm;
 mod email_otp;
 mod first_login;
@@ -75,6 +76,11 @@ pub fn routes(route: Route) -> Route {
             "/profile",
             get(account::profile_page).post(account::change_user_id),
         )
+        .at(
+            "/profile/email",
+            get(email_change::page).post(email_change::request),
+        )
+        .at("/email/change", get(email_change::open_link))
         .at("/login-methods", get(methods::page))
         .at("/login-methods/add/:kind", get(methods::add))
         .at(
