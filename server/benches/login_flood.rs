@@ -84,7 +84,16 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     let (token, token_hash) = portal::auth::session::new_token();
     store
-        .create_session(&tenant.id, &token_hash, &member.id, "password")
+        .create_session(
+            &tenant.id,
+            &token_hash,
+            &member.id,
+            "password",
+            &portal::store::SessionClient {
+                ip: "127.0.0.1",
+                user_agent: "login_flood bench",
+            },
+        )
         .await?;
     let base = format!("http://daiwakenpo.localhost:{}", addr.port());
     let page_client = reqwest::Client::builder()

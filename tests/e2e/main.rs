@@ -17,5 +17,6 @@ mod passkeys;
 mod password_reset;
 mod recovery;
 mod routing;
+mod sessions;
 mod signin;
 mod totp;

@@ -5,6 +5,7 @@ pub mod email_change;
 pub mod policy;
 pub mod recovery;
 pub mod search;
+pub mod sessions;
 
 use crate::auth::password::PasswordHasher;
 use crate::store::{NewMember, Store, StoreError};

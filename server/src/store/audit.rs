@@ -71,6 +71,16 @@ pub struct AuditRow {
     pub after_value: Option<String>,
 }
 
+/// One event of a member's own history.
+#[derive(Debug, Clone, FromRow)]
+pub struct MemberEvent {
+    pub created_at: i64,
+    pub event: String,
+    pub detail: String,
+    pub ip: String,
+    pub user_agent: String,
+}
+
 /// Which rows to list: every field narrows the result; `before` pages back in time.
 #[derive(Debug, Clone, Default)]
 pub struct AuditFilter {
@@ -146,21 +156,31 @@ impl Store {
         Ok(n)
     }
 
-    /// The member's audit events, newest first: (event, detail, ip).
+    /// The member's most recent events of the kinds in `events`, newest first (their
+    /// sign-in history).
     pub async fn member_events(
         &self,
         tenant: &TenantId,
         member_id: &str,
-    ) -> StoreResult<Vec<(String, String, String)>> {
+        events: &[&str],
+        limit: i64,
+    ) -> StoreResult<Vec<MemberEvent>> {
+        let placeholders: Vec<String> = (0..events.len()).map(|i| format!("${}", i + 4)).collect();
+        let sql = format!(
+            "SELECT created_at, event, detail, ip, user_agent FROM audit_events \
+             WHERE tenant_id = $1 AND member_id = $2 AND event IN ({}) \
+             ORDER BY created_at DESC, id LIMIT $3",
+            placeholders.join(", ")
+        );
         let rows = on_pool!(&self.pool, p => {
-            sqlx::query_as(
-                "SELECT event, detail, ip FROM audit_events \
-                 WHERE tenant_id = $1 AND member_id = $2 ORDER BY created_at DESC, id",
-            )
-            .bind(tenant.as_str())
-            .bind(member_id)
-            .fetch_all(p)
-            .await
+            let mut q = sqlx::query_as(&sql)
+                .bind(tenant.as_str())
+                .bind(member_id)
+                .bind(limit);
+            for event in events {
+                q = q.bind(*event);
+            }
+            q.fetch_all(p).await
         })?;
         Ok(rows)
     }

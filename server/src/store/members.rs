@@ -240,6 +240,26 @@ pub struct Session {
     pub authenticated_at: i64,
     /// How the last authentication was made: `password` | `totp` | `passkey` | `email_otp`.
     pub auth_method: String,
+    /// The browser and address the session was opened from ('' before they were kept).
+    pub user_agent: String,
+    pub ip: String,
+}
+
+/// The browser a session is opened in.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionClient<'a> {
+    pub ip: &'a str,
+    pub user_agent: &'a str,
+}
+
+/// A session to store.
+pub struct NewSession<'a> {
+    pub token_hash: &'a str,
+    pub member_id: &'a str,
+    pub created_at: i64,
+    pub authenticated_at: i64,
+    pub auth_method: &'a str,
+    pub client: &'a SessionClient<'a>,
 }
 
 impl Store {
@@ -871,8 +891,9 @@ impl Store {
     ) -> StoreResult<Vec<Session>> {
         let rows = on_pool!(&self.pool, p => {
             sqlx::query_as(
-                "SELECT member_id, created_at, last_seen_at, authenticated_at, auth_method \
-                 FROM sessions WHERE tenant_id = $1 AND member_id = $2 ORDER BY created_at DESC",
+                "SELECT member_id, created_at, last_seen_at, authenticated_at, auth_method, \
+                 user_agent, ip FROM sessions WHERE tenant_id = $1 AND member_id = $2 \
+                 ORDER BY created_at DESC",
             )
             .bind(tenant.as_str())
             .bind(member.as_str())
@@ -1063,40 +1084,51 @@ impl Store {
 
     // --- sessions ------------------------------------------------------------------------
 
+    /// Opens a session; `client` is the browser it was opened in.
     pub async fn create_session(
         &self,
         tenant: &TenantId,
         token_hash: &str,
         member_id: &str,
         auth_method: &str,
+        client: &SessionClient<'_>,
     ) -> StoreResult<()> {
         let now = now_unix();
-        self.create_session_at(tenant, token_hash, member_id, now, now, auth_method)
-            .await
+        self.create_session_at(
+            tenant,
+            &NewSession {
+                token_hash,
+                member_id,
+                created_at: now,
+                authenticated_at: now,
+                auth_method,
+                client,
+            },
+        )
+        .await
     }
 
     /// A session that continues another (rotated token): same start, given proof time.
     pub async fn create_session_at(
         &self,
         tenant: &TenantId,
-        token_hash: &str,
-        member_id: &str,
-        created_at: i64,
-        authenticated_at: i64,
-        auth_method: &str,
+        s: &NewSession<'_>,
     ) -> StoreResult<()> {
         on_pool!(&self.pool, p => {
             sqlx::query(
                 "INSERT INTO sessions (token_hash, tenant_id, member_id, created_at, \
-                 last_seen_at, authenticated_at, auth_method) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                 last_seen_at, authenticated_at, auth_method, user_agent, ip) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             )
-            .bind(token_hash)
+            .bind(s.token_hash)
             .bind(tenant.as_str())
-            .bind(member_id)
-            .bind(created_at)
+            .bind(s.member_id)
+            .bind(s.created_at)
             .bind(now_unix())
-            .bind(authenticated_at)
-            .bind(auth_method)
+            .bind(s.authenticated_at)
+            .bind(s.auth_method)
+            .bind(s.client.user_agent)
+            .bind(s.client.ip)
             .execute(p)
             .await
             .map(|_| ())
@@ -1111,8 +1143,8 @@ impl Store {
     ) -> StoreResult<Option<Session>> {
         let session = on_pool!(&self.pool, p => {
             sqlx::query_as(
-                "SELECT member_id, created_at, last_seen_at, authenticated_at, auth_method FROM sessions \
-                 WHERE tenant_id = $1 AND token_hash = $2",
+                "SELECT member_id, created_at, last_seen_at, authenticated_at, auth_method, \
+                 user_agent, ip FROM sessions WHERE tenant_id = $1 AND token_hash = $2",
             )
             .bind(tenant.as_str())
             .bind(token_hash)

@@ -11,6 +11,7 @@ mod devices;
 mod flows;
 mod mail;
 mod members;
+mod sessions;
 mod tenants;
 mod tokens;
 
@@ -22,12 +23,14 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
 use sqlx::{PgPool, SqlitePool};
 
 pub use admins::{Admin, AdminRole, AdminSession, AdminState, ApiToken, NewApiToken, StoredLetter};
-pub use audit::{Actor, AuditEvent, AuditFilter, AuditRow};
+pub use audit::{Actor, AuditEvent, AuditFilter, AuditRow, MemberEvent};
 pub use devices::{Device, NewDevice};
 pub use mail::{MailCounts, NewMail, OutboxMail};
 pub use members::{
-    LoginFlow, Member, MemberSearch, MemberState, MemberSummary, NewFlow, NewMember, Session,
+    LoginFlow, Member, MemberSearch, MemberState, MemberSummary, NewFlow, NewMember, NewSession,
+    Session, SessionClient,
 };
+pub use sessions::SessionEntry;
 pub use tenants::ApplyOutcome;
 pub use tokens::{EmailChanged, LiveToken};
 

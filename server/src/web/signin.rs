@@ -912,8 +912,12 @@ pub async fn next(
     }
     let (token, token_hash) = session::new_token();
     let auth_method = flow.flow.factor_method.as_deref().unwrap_or("password");
+    let client = crate::store::SessionClient {
+        ip: &meta.ip,
+        user_agent: &meta.user_agent,
+    };
     store
-        .create_session(&tenant.id, &token_hash, &flow.who.id, auth_method)
+        .create_session(&tenant.id, &token_hash, &flow.who.id, auth_method, &client)
         .await
         .map_err(internal)?;
     if flow.purpose() == Purpose::Login {

@@ -378,14 +378,22 @@ async fn rotate_session(
         .await
         .map_err(internal)?;
     let (token, token_hash) = session::new_token();
+    // The same browser goes on: it keeps what the list of signed-in browsers shows.
+    let client = crate::store::SessionClient {
+        ip: &signed_in.session.ip,
+        user_agent: &signed_in.session.user_agent,
+    };
     store
         .create_session_at(
             &tenant.id,
-            &token_hash,
-            &signed_in.member.id,
-            signed_in.session.created_at,
-            authenticated_at,
-            auth_method,
+            &crate::store::NewSession {
+                token_hash: &token_hash,
+                member_id: &signed_in.member.id,
+                created_at: signed_in.session.created_at,
+                authenticated_at,
+                auth_method,
+                client: &client,
+            },
         )
         .await
         .map_err(internal)?;

@@ -66,6 +66,7 @@ pub struct NoticeQuery {
     updated: Option<String>,
     added: Option<String>,
     removed: Option<String>,
+    ended: Option<u32>,
 }
 
 #[handler]
@@ -113,7 +114,14 @@ pub async fn page(
     };
     if let Some(notice) = notice {
         ctx.insert("notice", notice);
+        // After a change of password or factor: offer to sign out every other browser
+        // (OWASP ASVS 5.0 §7.4.3).
+        ctx.insert("offer_end_others", &true);
     }
+    if let Some(ended) = query.ended {
+        ctx.insert("ended", &ended);
+    }
+    super::sessions::add_to_context(&state, tenant, &signed_in, &mut ctx).await?;
     Ok(render(
         &state,
         tenant,

@@ -10,6 +10,7 @@ mod first_login;
 mod methods;
 mod recovery;
 pub mod session;
+mod sessions;
 
 use poem::{get, Route};
 
@@ -86,6 +87,10 @@ pub fn routes(route: Route) -> Route {
         .at(
             "/login-methods/devices/:id/delete",
             get(methods::delete_page).post(methods::delete),
+        )
+        .at(
+            "/login-methods/sessions/:which/end",
+            get(sessions::end_page).post(sessions::end),
         )
         .at(
             "/login-methods/password",
