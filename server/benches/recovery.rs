@@ -1,14 +1,16 @@
-//! Whether the answer to 「ユーザ IDを忘れた方はこちら」 tells anything by its timing: the
-//! response time of the POST for a birth date and address that match a member, and for a
-//! pair that matches nobody, interleaved, through the real server. Prints p50 and p99 of
-//! each and the difference of the medians (it must stay under 5 %).
+//! Whether the answers to 「ユーザ IDを忘れた方はこちら」 and 「パスワードを忘れた方はこちら」
+//! tell anything by their timing: the response time of the POST for input that matches a
+//! member and for input that matches nobody, interleaved, through the real server. Prints
+//! p50 and p99 of each case and the difference of the medians (it must stay under 5 %).
 //!
 //!     cargo bench --bench recovery
 //!
 //! One address may ask 10 times in 15 minutes, so the requests come from 127.0.0.2,
 //! 127.0.0.3, … (all loopback), 8 from each, 15 ms apart. (Sent back to back, a request
 //! that follows a match waits for the SQLite write lock its mail holds; the work after an
-//! unmatched request is a write too, an audit event, to keep the two alike.)
+//! unmatched request is a write too, an audit event, to keep the two alike.) A member may
+//! be sent 3 reset links in 15 minutes, so the forgot-password requests name 200 members
+//! in turn.
 
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
@@ -21,6 +23,8 @@ use portal::store::Store;
 const PAIRS: usize = 400;
 const PER_ADDRESS: usize = 8;
 const HOST: &str = "daiwakenpo.localhost";
+/// Members the forgot-password requests name in turn.
+const RESET_MEMBERS: usize = 200;
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
@@ -28,7 +32,11 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
 }
 
 /// A client from `ip` with the form's CSRF token: (client, token).
-async fn client_from(ip: IpAddr, addr: std::net::SocketAddr) -> (reqwest::Client, String) {
+async fn client_from(
+    ip: IpAddr,
+    addr: std::net::SocketAddr,
+    path: &str,
+) -> (reqwest::Client, String) {
     let client = reqwest::Client::builder()
         .resolve(HOST, addr)
         .local_address(ip)
@@ -37,7 +45,7 @@ async fn client_from(ip: IpAddr, addr: std::net::SocketAddr) -> (reqwest::Client
         .build()
         .unwrap();
     let page = client
-        .get(format!("http://{HOST}:{}/forgot-user-id", addr.port()))
+        .get(format!("http://{HOST}:{}{path}", addr.port()))
         .send()
         .await
         .unwrap()
@@ -51,6 +59,77 @@ async fn client_from(ip: IpAddr, addr: std::net::SocketAddr) -> (reqwest::Client
         .unwrap()
         .replace("&#x2F;", "/");
     (client, token)
+}
+
+/// Response times of `path` for input that matches (even requests) and that does not (odd
+/// ones), interleaved; `fields(i, matches)` gives the form of request `i`.
+async fn measure(
+    addr: std::net::SocketAddr,
+    path: &str,
+    first_address: &mut u32,
+    fields: impl Fn(usize, bool) -> Vec<(&'static str, String)>,
+) -> anyhow::Result<(Vec<Duration>, Vec<Duration>)> {
+    let url = format!("http://{HOST}:{}{path}", addr.port());
+    let (mut matching, mut unknown) = (Vec::new(), Vec::new());
+    let mut sent = 0;
+    while sent < 2 * PAIRS {
+        let ip = IpAddr::V4(Ipv4Addr::from(0x7f00_0000 + *first_address));
+        *first_address += 1;
+        let (client, token) = client_from(ip, addr, path).await;
+        for i in 0..PER_ADDRESS {
+            // Alternate the two cases, so that noise falls on both alike.
+            let n = sent + i;
+            let matches = n % 2 == 0;
+            let mut form = form_urlencoded::Serializer::new(String::new());
+            form.append_pair("csrf_token", &token);
+            for (name, value) in fields(n / 2, matches) {
+                form.append_pair(name, &value);
+            }
+            let body = form.finish();
+            let start = Instant::now();
+            let response = client
+                .post(&url)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(body)
+                .send()
+                .await?;
+            let elapsed = start.elapsed();
+            assert_eq!(response.status().as_u16(), 303);
+            // Requests a little apart, as people send them: the work after one answer
+            // is done before the next request comes.
+            tokio::time::sleep(Duration::from_millis(15)).await;
+            if matches {
+                matching.push(elapsed);
+            } else {
+                unknown.push(elapsed);
+            }
+        }
+        sent += PER_ADDRESS;
+    }
+    matching.sort();
+    unknown.sort();
+    Ok((matching, unknown))
+}
+
+fn report(title: &str, cases: [&str; 2], (matching, unknown): &(Vec<Duration>, Vec<Duration>)) {
+    let (m50, u50) = (percentile(matching, 0.5), percentile(unknown, 0.5));
+    println!("{title}, {PAIRS} requests per case, interleaved (ms)");
+    println!("| case | p50 | p99 |");
+    println!("|---|---:|---:|");
+    println!(
+        "| {} | {m50:.3} | {:.3} |",
+        cases[0],
+        percentile(matching, 0.99)
+    );
+    println!(
+        "| {} | {u50:.3} | {:.3} |",
+        cases[1],
+        percentile(unknown, 0.99)
+    );
+    println!(
+        "difference of the medians: {:.1} %\n",
+        (m50 - u50).abs() / u50.min(m50) * 100.0
+    );
 }
 
 #[tokio::main]
@@ -75,75 +154,58 @@ async fn main() -> anyhow::Result<()> {
     let store = Store::connect(&config).await?;
     let tenant = store.tenant_by_slug("daiwakenpo").await?.unwrap();
     let hasher = portal::auth::password::PasswordHasher::new(&config)?;
-    // The member whose pair matches, among others born the same day.
-    for i in 0..20 {
+    // Members born the same day; the first 20 share the birth date the user-ID case asks
+    // for, and every one is active (a reset link is only sent to active members).
+    let mut user_ids = Vec::new();
+    for i in 0..RESET_MEMBERS {
         let email = portal::mail::EmailAddress::parse(&format!("m{i}@example.jp")).unwrap();
         let details = portal::member::MemberDetails {
             display_name: "ベンチ",
             birth_date: "1980-01-01",
             email: &email,
         };
-        portal::member::create_member(&store, &hasher, &tenant, &details).await?;
+        let credentials = portal::member::create_member(&store, &hasher, &tenant, &details).await?;
+        let member = store
+            .member_by_user_id(&tenant.id, &credentials.user_id)
+            .await?
+            .unwrap();
+        store
+            .set_password_hash(&tenant.id, &member.id, &member.password_hash, true)
+            .await?;
+        user_ids.push(credentials.user_id);
     }
 
-    let url = format!("http://{HOST}:{}/forgot-user-id", addr.port());
-    let (mut matching, mut unknown) = (Vec::new(), Vec::new());
-    let mut sent = 0;
     let mut address = 2u32;
-    while sent < 2 * PAIRS {
-        let ip = IpAddr::V4(Ipv4Addr::from(0x7f00_0000 + address));
-        address += 1;
-        let (client, token) = client_from(ip, addr).await;
-        for i in 0..PER_ADDRESS {
-            // Alternate the two cases, so that noise falls on both alike.
-            let matches = (sent + i) % 2 == 0;
-            let email = if matches {
-                "m7@example.jp"
-            } else {
-                "nobody@example.jp"
-            };
-            let body: String = form_urlencoded::Serializer::new(String::new())
-                .append_pair("csrf_token", &token)
-                .append_pair("birth_date", "1980-01-01")
-                .append_pair("email", email)
-                .finish();
-            let start = Instant::now();
-            let response = client
-                .post(&url)
-                .header("content-type", "application/x-www-form-urlencoded")
-                .body(body)
-                .send()
-                .await?;
-            let elapsed = start.elapsed();
-            assert_eq!(response.status().as_u16(), 303);
-            // Requests a little apart, as people send them: the work after one answer
-            // is done before the next request comes.
-            tokio::time::sleep(Duration::from_millis(15)).await;
-            if matches {
-                matching.push(elapsed);
-            } else {
-                unknown.push(elapsed);
-            }
-        }
-        sent += PER_ADDRESS;
-    }
-    matching.sort();
-    unknown.sort();
-    let (m50, u50) = (percentile(&matching, 0.5), percentile(&unknown, 0.5));
-    println!("forgot user ID, {PAIRS} requests per case, interleaved (ms)");
-    println!("| case | p50 | p99 |");
-    println!("|---|---:|---:|");
-    println!(
-        "| birth date and address match | {m50:.3} | {:.3} |",
-        percentile(&matching, 0.99)
+    let user_id_case = measure(addr, "/forgot-user-id", &mut address, |_, matches| {
+        let email = if matches {
+            "m7@example.jp"
+        } else {
+            "nobody@example.jp"
+        };
+        vec![
+            ("birth_date", "1980-01-01".to_owned()),
+            ("email", email.to_owned()),
+        ]
+    })
+    .await?;
+    let password_case = measure(addr, "/forgot-password", &mut address, |i, matches| {
+        let user_id = if matches {
+            user_ids[i % user_ids.len()].clone()
+        } else {
+            format!("nobody-{i}")
+        };
+        vec![("user_id", user_id)]
+    })
+    .await?;
+    report(
+        "forgot user ID",
+        ["birth date and address match", "nothing matches"],
+        &user_id_case,
     );
-    println!(
-        "| nothing matches | {u50:.3} | {:.3} |",
-        percentile(&unknown, 0.99)
-    );
-    println!(
-        "difference of the medians: {:.1} %",
-        (m50 - u50).abs() / u50.min(m50) * 100.0
+    report(
+        "forgot password",
+        ["user ID of an active member", "unknown user ID"],
+        &password_case,
     );
     Ok(())
 }

@@ -32,7 +32,7 @@ const SENT = '新しいメールアドレスに確認メールをお送りしま
 const PENDING = '変更手続き中';
 const CONTROL_REFUSED = 'メールアドレスに改行や制御文字は使用できません。';
 // What the portal says to an address without 「@」.
-const NO_DOMAIN_REFUSED = 'メールアドレスのドメイン（@より後ろ）を入力してください。';
+const INVALID_REFUSED = 'メールアドレスを正しく入力してください。';
 
 /** A new address nobody in this run has: new.<random>@example.jp. */
 function newAddress() {
@@ -113,10 +113,10 @@ for (const viewportName of Object.keys(VIEWPORTS)) {
 
         // ⑥ メールアドレス更新: the current address shown and in the field.
         assert.equal((await fact(page, '現在のメールアドレス').innerText()).trim(), oldAddress);
-        const field = page.getByLabel('メールアドレス', { exact: true });
+        const field = page.getByLabel('新しいメールアドレス', { exact: true });
         assert.equal(await field.inputValue(), oldAddress, 'the field holds the current address');
         const submit = page.getByRole('button', { name: '実行', exact: true });
-        await shot('3-form');
+        await shot('2-form');
 
         // Bad input is refused next to the field, and nothing is sent.
         if (viewportName === 'phone') {
@@ -137,12 +137,12 @@ for (const viewportName of Object.keys(VIEWPORTS)) {
         } else {
           await field.fill('not-an-address');
           await submit.click();
-          await expectRefused(page, field, NO_DOMAIN_REFUSED);
+          await expectRefused(page, field, INVALID_REFUSED);
           assert.equal(await field.inputValue(), 'not-an-address', 'what was typed stays to be corrected');
         }
         assert.equal(new URL(page.url()).pathname, '/profile/email');
         assert.equal((await fact(page, '現在のメールアドレス').innerText()).trim(), oldAddress);
-        await shot('4-refused');
+        await shot('3-refused');
 
         // 「一度削除します」, the new address, 「実行」 → the profile with the pending change.
         await field.clear();
@@ -156,7 +156,7 @@ for (const viewportName of Object.keys(VIEWPORTS)) {
         assert.ok(pending.includes(oldAddress), `the old address is still the one on record: ${pending}`);
         assert.ok(pending.includes(PENDING), `「${PENDING}」: ${pending}`);
         assert.ok(pending.includes(address), `the new address in the pending line: ${pending}`);
-        await shot('5-pending');
+        await shot('4-pending');
 
         // The mail with the link goes to the new address only.
         const mail = await newInbox.next({ subject: CONFIRM_SUBJECT });
@@ -167,19 +167,22 @@ for (const viewportName of Object.keys(VIEWPORTS)) {
         const smuggled = (await mailsTo(portal, 'y@example.jp')).concat(await mailsTo(portal, 'x@example.jp'));
         assert.deepEqual(smuggled.map(subjectOf), [], 'nothing went to the refused input');
 
-        // The link changes the address.
-        const done = await page.goto(link);
-        assert.equal(done.status(), 200);
+        // The link shows the new address; 「メールアドレスを変更する」 changes it.
+        const opened = await page.goto(link);
+        assert.equal(opened.status(), 200);
+        await page.getByRole('heading', { name: 'メールアドレスの変更', level: 1 }).waitFor();
+        assert.equal((await fact(page, '新しいメールアドレス').innerText()).trim(), address);
+        await page.getByRole('button', { name: 'メールアドレスを変更する' }).click();
         await page.getByRole('heading', { name: 'メールアドレスを変更しました', level: 1 }).waitFor();
         await page.getByRole('status').filter({ hasText: address }).waitFor();
-        await shot('6-changed');
+        await shot('5-changed');
         await page.getByRole('link', { name: 'プロフィール変更へ' }).click();
         await page.getByRole('heading', { name: 'プロフィール変更', level: 1 }).waitFor();
         assert.equal(new URL(page.url()).pathname, '/profile');
         const now = (await line.innerText()).trim();
         assert.equal(now, address, 'the new address, and no pending change');
         assert.ok(!(await page.getByRole('main').innerText()).includes(PENDING));
-        await shot('7-profile-changed');
+        await shot('6-profile-changed');
 
         // The old address is told, naming the new one.
         const notice = await inbox.next({ subject: CHANGED_SUBJECT });
@@ -191,7 +194,7 @@ for (const viewportName of Object.keys(VIEWPORTS)) {
         assert.equal(again.status(), 400);
         await page.getByRole('heading', { name: 'このリンクは使えません', level: 1 }).waitFor();
         assert.match(await page.getByRole('alert').innerText(), /このリンクは/);
-        await shot('8-link-spent');
+        await shot('7-link-spent');
       });
     });
   }

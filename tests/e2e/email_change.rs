@@ -145,6 +145,12 @@ async fn an_address_changes_only_through_the_link_sent_to_it(backend: Backend) {
     let link = link_after(&second[0], "メールアドレスを変更する：");
     let anyone = Browser::new(&app, &host_of("daiwakenpo"));
     assert_eq!(anyone.get(&first_link).await.status, 400);
+    // Nor by posting its token straight away.
+    let first_token = first_link.rsplit('=').next().unwrap();
+    let posted = anyone
+        .submit("/email/change", &[("token", first_token)])
+        .await;
+    assert_eq!(posted.status, 400, "{}", posted.summary());
     // Not on the other society's host; not tampered or cut short.
     let k = Browser::new(&app, &host_of("kanekakenpo"));
     assert_eq!(k.get(&link).await.status, 400);
@@ -161,8 +167,14 @@ async fn an_address_changes_only_through_the_link_sent_to_it(backend: Backend) {
     }
     assert_eq!(email_of().await, m.email);
 
-    // The link, opened in a browser that is not signed in, changes the address.
-    let done = anyone.get(&link).await;
+    // The link, opened in a browser that is not signed in, shows the new address and
+    // 「メールアドレスを変更する」; opening it changes nothing (a mail scanner may open it).
+    let opened = anyone.get(&link).await;
+    assert_eq!(opened.status, 200, "{}", opened.summary());
+    assert!(opened.text().contains("second.new@example.jp"));
+    assert!(opened.text().contains("メールアドレスを変更する"));
+    assert_eq!(email_of().await, m.email);
+    let done = anyone.fill(&link, &[("token", token)]).await;
     assert_eq!(done.status, 200, "{}", done.summary());
     assert!(done.text().contains("メールアドレスを変更しました"));
     assert_eq!(email_of().await, "second.new@example.jp");
@@ -174,6 +186,13 @@ async fn an_address_changes_only_through_the_link_sent_to_it(backend: Backend) {
     assert_eq!(notice.len(), 1);
     assert!(notice[0].contains("second.new@example.jp"), "{}", notice[0]);
     assert_eq!(anyone.get(&link).await.status, 400);
+    assert_eq!(
+        anyone
+            .submit("/email/change", &[("token", token)])
+            .await
+            .status,
+        400
+    );
     assert_eq!(audit_count(&db, "email_changed").await, 1);
     assert_eq!(audit_count(&db, "email_change_requested").await, 2);
 

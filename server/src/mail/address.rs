@@ -50,7 +50,7 @@ impl EmailAddress {
             return Err(AddressError::TooLong);
         }
         let Some((local, domain)) = input.rsplit_once('@') else {
-            return Err(AddressError::NoDomain);
+            return Err(AddressError::Invalid);
         };
         if domain.is_empty() {
             return Err(AddressError::NoDomain);
@@ -118,7 +118,7 @@ mod tests {
             ("a@example.jp\n", AddressError::ControlCharacters),
             ("a\0@example.jp", AddressError::ControlCharacters),
             (long.as_str(), AddressError::TooLong),
-            ("member", AddressError::NoDomain),
+            ("member", AddressError::Invalid),
             ("member@", AddressError::NoDomain),
             ("member@localhost", AddressError::NoDomain),
             ("@example.jp", AddressError::Invalid),

@@ -13,8 +13,9 @@ use crate::tenant::Tenant;
 pub const PURPOSE: &str = "email_change";
 /// Links one member may be sent in [`WINDOW_SECS`].
 pub const PER_MEMBER: i64 = 5;
-/// Requests one address may make in [`WINDOW_SECS`], over all members.
-pub const PER_IP: i64 = 10;
+/// Requests one address may make in [`WINDOW_SECS`], over all members (generous: the
+/// staff of one employer may share an address).
+pub const PER_IP: i64 = 30;
 pub const WINDOW_SECS: i64 = 60 * 60;
 
 /// Why a request was not taken.

@@ -76,6 +76,14 @@ pub fn reference(token_hash: &str) -> String {
     hex::encode(&digest[..12])
 }
 
+/// Whether a session is still usable under the tenant's idle and absolute timeouts (an
+/// expired one is deleted at its next request; until then it is not shown).
+fn live(tenant: &Tenant, e: &crate::store::SessionEntry, now: i64) -> bool {
+    let policy = &tenant.settings.session;
+    now - e.last_seen_at <= i64::from(policy.idle_timeout_minutes) * 60
+        && now - e.created_at <= i64::from(policy.absolute_timeout_minutes) * 60
+}
+
 /// The member's signed-in browsers, `current_hash` marking this one.
 pub async fn devices(
     state: &AppState,
@@ -84,8 +92,10 @@ pub async fn devices(
     current_hash: &str,
 ) -> StoreResult<Vec<Device>> {
     let entries = state.store.session_entries(&tenant.id, &member.id).await?;
+    let now = crate::store::now_unix();
     Ok(entries
         .into_iter()
+        .filter(|e| live(tenant, e, now))
         .map(|e| Device {
             reference: reference(&e.token_hash),
             browser: browser_label(&e.user_agent),
@@ -134,7 +144,8 @@ pub enum Which<'a> {
 }
 
 /// Ends other sessions of the member (never the current one); audited. Returns how many
-/// ended: 0 when the reference names none of theirs.
+/// live sessions ended (expired ones named go too): 0 when the reference names none of
+/// theirs.
 pub async fn end(
     state: &AppState,
     tenant: &Tenant,

@@ -108,7 +108,28 @@ pub struct LinkQuery {
     token: String,
 }
 
-/// The link in the mail to the new address; works in any browser, signed in or not.
+fn plausible(token: &str) -> bool {
+    token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn link_page(
+    state: &AppState,
+    tenant: &crate::tenant::Tenant,
+    meta: &RequestMeta,
+    ctx: tera::Context,
+    status: StatusCode,
+) -> Response {
+    let mut ctx = ctx;
+    ctx.insert(
+        "lifetime_minutes",
+        &tenant.settings.links.email_verification_lifetime_minutes,
+    );
+    render(state, tenant, meta, "email_changed.html", ctx, status)
+}
+
+/// The link in the mail to the new address, in any browser, signed in or not: a live
+/// link shows the new address and 「メールアドレスを変更する」; opening it changes nothing,
+/// so a mail scanner that follows links first cannot use it up.
 #[handler]
 pub async fn open_link(
     state: Data<&Arc<AppState>>,
@@ -118,16 +139,55 @@ pub async fn open_link(
 ) -> poem::Result<Response> {
     let tenant = &tenant.0;
     let token = query.token.as_str();
-    let plausible = token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit());
-    let changed = if plausible {
-        email_change::confirm(
-            &state,
-            tenant,
-            &session::token_hash(token),
-            &requester(&meta),
-        )
-        .await
-        .map_err(internal)?
+    let live = if plausible(token) {
+        state
+            .store
+            .live_token(
+                &tenant.id,
+                &session::token_hash(token),
+                email_change::PURPOSE,
+            )
+            .await
+            .map_err(internal)?
+    } else {
+        None
+    };
+    let mut ctx = tera::Context::new();
+    let status = match live {
+        Some(live) => {
+            ctx.insert("confirm", &true);
+            ctx.insert("new", &live.payload);
+            ctx.insert("token", token);
+            StatusCode::OK
+        }
+        None => {
+            ctx.insert("changed", &false);
+            StatusCode::BAD_REQUEST
+        }
+    };
+    Ok(link_page(&state, tenant, &meta, ctx, status))
+}
+
+#[derive(Deserialize)]
+pub struct ConfirmForm {
+    #[serde(default)]
+    token: String,
+}
+
+/// 「メールアドレスを変更する」: the address changes and the old one is told.
+#[handler]
+pub async fn confirm(
+    state: Data<&Arc<AppState>>,
+    tenant: CurrentTenant,
+    meta: RequestMeta,
+    Form(form): Form<ConfirmForm>,
+) -> poem::Result<Response> {
+    let tenant = &tenant.0;
+    let changed = if plausible(&form.token) {
+        let hash = session::token_hash(&form.token);
+        email_change::confirm(&state, tenant, &hash, &requester(&meta))
+            .await
+            .map_err(internal)?
     } else {
         None
     };
@@ -140,16 +200,5 @@ pub async fn open_link(
         None => StatusCode::BAD_REQUEST,
     };
     ctx.insert("changed", &changed.is_some());
-    ctx.insert(
-        "lifetime_minutes",
-        &tenant.settings.links.email_verification_lifetime_minutes,
-    );
-    Ok(render(
-        &state,
-        tenant,
-        &meta,
-        "email_changed.html",
-        ctx,
-        status,
-    ))
+    Ok(link_page(&state, tenant, &meta, ctx, status))
 }

@@ -81,7 +81,10 @@ pub fn routes(route: Route) -> Route {
             "/profile/email",
             get(email_change::page).post(email_change::request),
         )
-        .at("/email/change", get(email_change::open_link))
+        .at(
+            "/email/change",
+            get(email_change::open_link).post(email_change::confirm),
+        )
         .at("/login-methods", get(methods::page))
         .at("/login-methods/add/:kind", get(methods::add))
         .at(
