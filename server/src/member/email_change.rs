@@ -93,38 +93,17 @@ pub async fn request(
         .await?;
         return Ok(Err(Refusal::TooMany));
     }
-    let lifetime = i64::from(tenant.settings.links.email_verification_lifetime_minutes);
-    let (token, token_hash) = crate::auth::session::new_token();
-    let mut ctx = tera::Context::new();
-    ctx.insert("name", &member.display_name);
-    ctx.insert(
-        "link",
-        &format!(
-            "{}/email/change?token={token}",
-            crate::admin::tenant_url(state, tenant)
-        ),
-    );
-    ctx.insert("lifetime_minutes", &lifetime);
-    let mut tx = store.begin().await?;
-    tx.void_tokens(&tenant.id, &member.id, PURPOSE).await?;
-    tx.insert_token(
-        &tenant.id,
-        &member.id,
-        &token_hash,
-        PURPOSE,
-        new.as_str(),
-        now_unix() + lifetime * 60,
-    )
-    .await?;
-    match state
-        .mailer
-        .enqueue(&mut tx, tenant, new, "email_change", ctx)
-        .await
-    {
-        Ok(_) => {}
+    let link = crate::member::links::Link {
+        purpose: PURPOSE,
+        payload: new.as_str(),
+        lifetime_minutes: tenant.settings.links.email_verification_lifetime_minutes,
+        path: "/email/change",
+        template: "email_change",
+    };
+    match crate::member::links::send(state, tenant, member, new, &link).await {
+        Ok(()) => {}
         // The outbox's own limits per recipient: refused like too many requests.
         Err(MailError::RecipientRateLimited | MailError::TenantRateLimited) => {
-            drop(tx);
             record(
                 state,
                 tenant,
@@ -138,8 +117,6 @@ pub async fn request(
         }
         Err(e) => return Err(e.into()),
     }
-    tx.commit().await?;
-    state.mailer.wake().notify_one();
     let detail = format!("{} -> {}", member.email, new.as_str());
     record(
         state,

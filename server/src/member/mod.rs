@@ -2,6 +2,7 @@
 
 pub mod credentials;
 pub mod email_change;
+pub mod links;
 pub mod policy;
 pub mod recovery;
 pub mod search;

@@ -153,7 +153,7 @@ async fn record(
 
 /// Records a request of `kind`; false when the address has asked too often and the
 /// request is to be dropped.
-pub async fn accept_request(
+async fn accept_request(
     state: &AppState,
     tenant: &Tenant,
     from: &Requester,
@@ -174,13 +174,32 @@ pub async fn accept_request(
     Ok(accepted)
 }
 
-/// Queues an accepted request; a full queue drops it (and says so in the audit log).
-pub async fn queue(state: &AppState, job: Job) -> StoreResult<()> {
-    let (tenant, from) = match &job {
-        Job::RemindUserIds { tenant, from, .. } | Job::SendResetLink { tenant, from, .. } => {
-            (Arc::clone(tenant), from.clone())
+impl Job {
+    fn kind(&self) -> Kind {
+        match self {
+            Job::RemindUserIds { .. } => Kind::UserIdReminder,
+            Job::SendResetLink { .. } => Kind::PasswordReset,
         }
-    };
+    }
+
+    fn origin(&self) -> (&Arc<Tenant>, &Requester) {
+        match self {
+            Job::RemindUserIds { tenant, from, .. } | Job::SendResetLink { tenant, from, .. } => {
+                (tenant, from)
+            }
+        }
+    }
+}
+
+/// A request of someone who cannot sign in, already checked for form: counted against its
+/// address and, unless that address asked too often, queued for the worker. A full queue
+/// drops it (and says so in the audit log). The caller answers the same either way.
+pub async fn submit(state: &AppState, job: Job) -> StoreResult<()> {
+    let (tenant, from) = job.origin();
+    let (tenant, from) = (Arc::clone(tenant), from.clone());
+    if !accept_request(state, &tenant, &from, job.kind()).await? {
+        return Ok(());
+    }
     if !state.recovery.submit(job) {
         record(
             state,
@@ -286,36 +305,14 @@ pub async fn send_reset_link(
         return Ok(());
     }
     let email = EmailAddress::parse(&member.email)?;
-    let lifetime = i64::from(tenant.settings.links.reset_lifetime_minutes);
-    let (token, token_hash) = crate::auth::session::new_token();
-    let mut ctx = tera::Context::new();
-    ctx.insert("name", &member.display_name);
-    ctx.insert(
-        "link",
-        &format!(
-            "{}/password-reset?token={token}",
-            crate::admin::tenant_url(state, tenant)
-        ),
-    );
-    ctx.insert("lifetime_minutes", &lifetime);
-    let mut tx = store.begin().await?;
-    tx.void_tokens(&tenant.id, &member.id, RESET_PURPOSE)
-        .await?;
-    tx.insert_token(
-        &tenant.id,
-        &member.id,
-        &token_hash,
-        RESET_PURPOSE,
-        "",
-        now + lifetime * 60,
-    )
-    .await?;
-    state
-        .mailer
-        .enqueue(&mut tx, tenant, &email, "password_reset", ctx)
-        .await?;
-    tx.commit().await?;
-    state.mailer.wake().notify_one();
+    let link = crate::member::links::Link {
+        purpose: RESET_PURPOSE,
+        payload: "",
+        lifetime_minutes: tenant.settings.links.reset_lifetime_minutes,
+        path: "/password-reset",
+        template: "password_reset",
+    };
+    crate::member::links::send(state, tenant, &member, &email, &link).await?;
     record(state, tenant, from, "password_reset_sent", id, "").await?;
     Ok(())
 }

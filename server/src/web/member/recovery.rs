@@ -19,7 +19,7 @@ use serde::Deserialize;
 
 use crate::auth::session;
 use crate::mail::EmailAddress;
-use crate::member::recovery::{self, Job, Kind, Requester, RESET_PURPOSE};
+use crate::member::recovery::{self, Job, Requester, RESET_PURPOSE};
 use crate::store::{now_unix, MemberState, Owner};
 use crate::tenant::Tenant;
 use crate::web::member::first_login::new_password_errors;
@@ -106,19 +106,13 @@ pub async fn request_user_id(
         }
         return Ok(page(&state, &tenant.0, &meta, "forgot_user_id.html", ctx));
     };
-    let from = requester(&meta);
-    let accepted = recovery::accept_request(&state, &tenant.0, &from, Kind::UserIdReminder)
-        .await
-        .map_err(internal)?;
-    if accepted {
-        let job = Job::RemindUserIds {
-            tenant: Arc::clone(&tenant.0),
-            birth_date,
-            email,
-            from,
-        };
-        recovery::queue(&state, job).await.map_err(internal)?;
-    }
+    let job = Job::RemindUserIds {
+        tenant: Arc::clone(&tenant.0),
+        birth_date,
+        email,
+        from: requester(&meta),
+    };
+    recovery::submit(&state, job).await.map_err(internal)?;
     Ok(Redirect::see_other("/forgot-user-id/sent").into_response())
 }
 
@@ -184,18 +178,12 @@ pub async fn request_password_reset(
         }
         return Ok(page(&state, &tenant.0, &meta, "forgot_password.html", ctx));
     }
-    let from = requester(&meta);
-    let accepted = recovery::accept_request(&state, &tenant.0, &from, Kind::PasswordReset)
-        .await
-        .map_err(internal)?;
-    if accepted {
-        let job = Job::SendResetLink {
-            tenant: Arc::clone(&tenant.0),
-            user_id,
-            from,
-        };
-        recovery::queue(&state, job).await.map_err(internal)?;
-    }
+    let job = Job::SendResetLink {
+        tenant: Arc::clone(&tenant.0),
+        user_id,
+        from: requester(&meta),
+    };
+    recovery::submit(&state, job).await.map_err(internal)?;
     Ok(Redirect::see_other("/forgot-password/sent").into_response())
 }
 
