@@ -15,7 +15,7 @@ import { test } from 'node:test';
 import { ADDED, KIND, clickAdd, deviceNames, kindSection, openLoginMethods } from './lib/factors.mjs';
 import { expectTopPage, logout, submitLogin } from './lib/journeys.mjs';
 import { TENANTS, VIEWPORTS, closing, newMember, sharedPortal } from './lib/suite.mjs';
-import { addAuthenticator, passkeyError, passkeyStep, registerPasskey } from './lib/webauthn.mjs';
+import { addAuthenticator, passkeyError, passkeyNameButton, passkeyStep, registerPasskey } from './lib/webauthn.mjs';
 
 /** What the member reads when the server does not accept the passkey. */
 const PASSKEY_FAILED = '生体認証を確認できませんでした。登録済みの端末でもう一度お試しください。';
@@ -105,11 +105,11 @@ for (const viewportName of Object.keys(VIEWPORTS)) {
           const second = await addAuthenticator(page);
           await page.getByRole('button', { name: '登録', exact: true }).click();
           await page.getByLabel('パスキーの名前').waitFor();
-          await page.getByRole('button', { name: 'ＯＫ' }).click();
+          await page.getByRole('button', { name: passkeyNameButton(page), exact: true }).click();
           await page.getByRole('alert').filter({ hasText: NAME_TAKEN }).waitFor();
           await shot('5-name-taken');
           await page.getByLabel('パスキーの名前').fill('予備のセキュリティキー');
-          await page.getByRole('button', { name: 'ＯＫ' }).click();
+          await page.getByRole('button', { name: passkeyNameButton(page), exact: true }).click();
           await page.getByRole('status').filter({ hasText: ADDED }).waitFor();
           assert.deepEqual(await deviceNames(page, KIND.passkey), ['パスキー', '予備のセキュリティキー']);
           assert.equal((await second.credentials()).length, 1);

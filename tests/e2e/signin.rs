@@ -1242,6 +1242,12 @@ async fn new_terms_must_be_accepted_at_the_next_login(backend: Backend) {
     assert!(terms.body.contains(title), "{}", terms.summary());
     assert!(terms.body.contains("第7条（附則）以上。"));
     assert!(terms.body.contains("同意する"));
+    // Dated as every member page dates: 2026/11/01.
+    assert!(
+        terms.text().contains("制定日：2026/11/01"),
+        "{}",
+        terms.summary()
+    );
     assert_eq!(
         hidden_value(&terms.body, "version").as_deref(),
         Some("2026-11")

@@ -25,12 +25,30 @@ pub async fn static_file(
     let Some(file) = state.themes.asset(&tenant.0.slug, &path) else {
         return Err(poem::error::NotFoundError.into());
     };
+    if let Some(svg) = tinted_icon(&path, &file, &tenant.0.settings.theme.primary_color) {
+        return Ok(svg
+            .with_content_type("image/svg+xml")
+            .with_header(header::CACHE_CONTROL, ASSET_CACHE)
+            .into_response());
+    }
     let response = request
         .create_response(&file, true, false)
         .map_err(|_| poem::error::NotFoundError)?;
     Ok(response
         .with_header(header::CACHE_CONTROL, ASSET_CACHE)
         .into_response())
+}
+
+/// A service icon drawn with `currentColor`, in the tenant's primary colour: inside an
+/// `<img>` the colour of the page does not reach it, so it would be drawn black.
+fn tinted_icon(path: &str, file: &std::path::Path, colour: &str) -> Option<String> {
+    if !(path.starts_with("services/") && path.ends_with(".svg")) {
+        return None;
+    }
+    let text = std::fs::read_to_string(file).ok()?;
+    // The colour is validated as #rrggbb when the tenant is applied.
+    text.contains("currentColor")
+        .then(|| text.replace("currentColor", colour))
 }
 
 /// The tenant's colours as CSS custom properties, used by the theme's stylesheet.

@@ -54,8 +54,18 @@ export function passkeyError(page) {
 }
 
 /**
+ * The button under a new passkey's name, in the society's own guide's words: daiwakenpo
+ * §2-3 ⑥ 「ＯＫ」, kanekakenpo 【2-1】【7】 「次へ」. Told from the page's host.
+ */
+export function passkeyNameButton(page) {
+  const host = new URL(page.url()).hostname;
+  return host.startsWith('kanekakenpo') ? '次へ' : 'ＯＫ';
+}
+
+/**
  * On 「セキュリティキー登録」: 「登録」 runs the ceremony; the name page offers 「パスキー」,
- * which is kept or replaced by `name`; 「ＯＫ」. Resolves to the name given.
+ * which is kept or replaced by `name`; 「ＯＫ」 (「次へ」 on kanekakenpo). Resolves to the
+ * name given.
  */
 export async function registerPasskey(page, { name, shot = async () => {} } = {}) {
   await page.getByRole('heading', { name: 'セキュリティキー登録' }).waitFor();
@@ -67,7 +77,7 @@ export async function registerPasskey(page, { name, shot = async () => {} } = {}
   if (offered !== 'パスキー') throw new Error(`the name page offers ${JSON.stringify(offered)}, not 「パスキー」`);
   if (name !== undefined) await field.fill(name);
   await shot('passkey-name');
-  await page.getByRole('button', { name: 'ＯＫ' }).click();
+  await page.getByRole('button', { name: passkeyNameButton(page), exact: true }).click();
   return name ?? offered;
 }
 

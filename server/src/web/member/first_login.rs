@@ -128,6 +128,8 @@ pub async fn terms_page(
     let terms = &tenant.0.terms;
     if let Some(current) = terms.versions.iter().find(|v| v.version == terms.current) {
         ctx.insert("terms", current);
+        // Dates read alike on every member page: 2026/11/01.
+        ctx.insert("published_on", &current.published_at.replace('-', "/"));
     }
     Ok(render(
         &state,
