@@ -4,6 +4,7 @@
 
 pub mod accounts;
 pub mod members;
+pub mod roster;
 pub mod stats;
 pub mod tokens;
 
