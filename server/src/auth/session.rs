@@ -20,6 +20,12 @@ pub fn new_token() -> (String, String) {
     (token, hash)
 }
 
+/// Whether `token` has the shape of a token from [`new_token`] (64 hex digits): anything
+/// else is refused before any look-up.
+pub fn is_token_shaped(token: &str) -> bool {
+    token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
 pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }

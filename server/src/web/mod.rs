@@ -61,6 +61,14 @@ impl<'a> FromRequest<'a> for RequestMeta {
 }
 
 impl RequestMeta {
+    /// Where the request came from, as the service functions record it.
+    pub fn requester(&self) -> crate::member::recovery::Requester {
+        crate::member::recovery::Requester {
+            ip: self.ip.clone(),
+            user_agent: self.user_agent.clone(),
+        }
+    }
+
     /// The same, for code that holds the request but not its body.
     pub async fn from_request_without_body(req: &Request) -> poem::Result<Self> {
         let ip = match req.remote_addr().as_socket_addr() {

@@ -381,7 +381,7 @@ pub struct InviteQuery {
 }
 
 fn plausible_token(token: &str) -> bool {
-    token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit())
+    crate::auth::session::is_token_shaped(token)
 }
 
 async fn invited(state: &AppState, tenant: &Tenant, token: &str) -> poem::Result<Option<Admin>> {

@@ -9,7 +9,7 @@ use poem::web::{Data, Form, Query, Redirect};
 use poem::{handler, IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use super::first_login::new_password_errors;
+use super::first_login::{new_password_errors, NewPasswordForm};
 use super::session::SignedIn;
 use crate::auth::password::HashError;
 use crate::auth::session::{self, SESSION_COOKIE};
@@ -294,14 +294,6 @@ pub async fn password_page(
         ctx,
         StatusCode::OK,
     )
-}
-
-#[derive(Deserialize)]
-pub struct NewPasswordForm {
-    #[serde(default)]
-    password: String,
-    #[serde(default)]
-    password_confirm: String,
 }
 
 #[handler]

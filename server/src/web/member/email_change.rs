@@ -14,20 +14,12 @@ use super::session::SignedIn;
 use crate::auth::session;
 use crate::mail::EmailAddress;
 use crate::member::email_change;
-use crate::member::recovery::Requester;
 use crate::web::pages::render;
 use crate::web::{internal, AppState, CurrentTenant, RequestMeta};
 
 const PAGE: &str = "/profile/email";
 /// Longest address echoed back into the form.
 const MAX_EMAIL: usize = 254;
-
-fn requester(meta: &RequestMeta) -> Requester {
-    Requester {
-        ip: meta.ip.clone(),
-        user_agent: meta.user_agent.clone(),
-    }
-}
 
 /// ⑥ メールアドレス更新: the current address in the field, 「実行」.
 #[handler]
@@ -93,7 +85,7 @@ pub async fn request(
         Ok(email) => email,
         Err(e) => return Ok(refused(e.text_key())),
     };
-    let outcome = email_change::request(&state, tenant, member, &email, &requester(&meta))
+    let outcome = email_change::request(&state, tenant, member, &email, &meta.requester())
         .await
         .map_err(internal)?;
     match outcome {
@@ -109,7 +101,7 @@ pub struct LinkQuery {
 }
 
 fn plausible(token: &str) -> bool {
-    token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit())
+    session::is_token_shaped(token)
 }
 
 fn link_page(
@@ -185,7 +177,7 @@ pub async fn confirm(
     let tenant = &tenant.0;
     let changed = if plausible(&form.token) {
         let hash = session::token_hash(&form.token);
-        email_change::confirm(&state, tenant, &hash, &requester(&meta))
+        email_change::confirm(&state, tenant, &hash, &meta.requester())
             .await
             .map_err(internal)?
     } else {

@@ -134,7 +134,7 @@ pub async fn open_confirmation_link(
 ) -> poem::Result<Response> {
     let tenant = &tenant.0;
     let token = query.token.as_str();
-    let plausible = token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit());
+    let plausible = session::is_token_shaped(token);
     let confirmed = plausible
         && state
             .store

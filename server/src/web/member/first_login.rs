@@ -344,9 +344,9 @@ pub async fn password_page(
 #[derive(Deserialize)]
 pub struct NewPasswordForm {
     #[serde(default)]
-    password: String,
+    pub password: String,
     #[serde(default)]
-    password_confirm: String,
+    pub password_confirm: String,
 }
 
 /// Checks a new password against the policy, its confirmation and the current one.

@@ -19,10 +19,10 @@ use serde::Deserialize;
 
 use crate::auth::session;
 use crate::mail::EmailAddress;
-use crate::member::recovery::{self, Job, Requester, RESET_PURPOSE};
+use crate::member::recovery::{self, Job, RESET_PURPOSE};
 use crate::store::{now_unix, MemberState, Owner};
 use crate::tenant::Tenant;
-use crate::web::member::first_login::new_password_errors;
+use crate::web::member::first_login::{new_password_errors, NewPasswordForm};
 use crate::web::pages::render;
 use crate::web::signin::{flow_at, start_flow, Action, Purpose, StartFlow};
 use crate::web::{hash_error, internal, AppState, CurrentTenant, RequestMeta};
@@ -33,13 +33,6 @@ const MAX_FIELD: usize = 254;
 const MAX_USER_ID: usize = 64;
 /// How long a reset may take once its link is opened.
 const RESET_FLOW_SECS: i64 = 15 * 60;
-
-fn requester(meta: &RequestMeta) -> Requester {
-    Requester {
-        ip: meta.ip.clone(),
-        user_agent: meta.user_agent.clone(),
-    }
-}
 
 fn page(
     state: &AppState,
@@ -110,7 +103,7 @@ pub async fn request_user_id(
         tenant: Arc::clone(&tenant.0),
         birth_date,
         email,
-        from: requester(&meta),
+        from: meta.requester(),
     };
     recovery::submit(&state, job).await.map_err(internal)?;
     Ok(Redirect::see_other("/forgot-user-id/sent").into_response())
@@ -181,7 +174,7 @@ pub async fn request_password_reset(
     let job = Job::SendResetLink {
         tenant: Arc::clone(&tenant.0),
         user_id,
-        from: requester(&meta),
+        from: meta.requester(),
     };
     recovery::submit(&state, job).await.map_err(internal)?;
     Ok(Redirect::see_other("/forgot-password/sent").into_response())
@@ -239,7 +232,7 @@ pub async fn open_reset_link(
 ) -> poem::Result<Response> {
     let tenant = &tenant.0;
     let token = query.token.as_str();
-    let plausible = token.len() == 64 && token.bytes().all(|b| b.is_ascii_hexdigit());
+    let plausible = session::is_token_shaped(token);
     if !plausible {
         meta.audit(
             &state.store,
@@ -315,14 +308,6 @@ pub async fn new_password_page(
     let mut ctx = tera::Context::new();
     ctx.insert("password_policy", &tenant.settings.password);
     Ok(page(&state, tenant, &meta, "password_reset.html", ctx))
-}
-
-#[derive(Deserialize)]
-pub struct NewPasswordForm {
-    #[serde(default)]
-    password: String,
-    #[serde(default)]
-    password_confirm: String,
 }
 
 #[handler]

@@ -11,7 +11,6 @@ use serde::Serialize;
 
 use super::account::{recent_enough, signed_in_context, step_up};
 use super::session::SignedIn;
-use crate::member::recovery::Requester;
 use crate::member::sessions::{self, Which};
 use crate::tenant::Tenant;
 use crate::web::pages::{date_time, render};
@@ -176,10 +175,7 @@ pub async fn end(
     } else {
         Which::One(&which)
     };
-    let from = Requester {
-        ip: meta.ip.clone(),
-        user_agent: meta.user_agent.clone(),
-    };
+    let from = meta.requester();
     let ended = sessions::end(
         &state,
         tenant,
