@@ -11,7 +11,7 @@ use crate::harness::{on_both_backends, stderr, stdout, Backend, TestApp, TestDb}
 use crate::otp::{oathtool, shown_key};
 
 /// `portal admin create`: the invitation's admin id and token.
-fn invite(db: &TestDb, slug: &str, email: &str, role: &str) -> (String, String) {
+pub(crate) fn invite(db: &TestDb, slug: &str, email: &str, role: &str) -> (String, String) {
     let out = db.run(&["admin", "create", slug, email, "--role", role]);
     assert!(out.status.success(), "admin create: {}", stderr(&out));
     let json: Value = serde_json::from_str(stdout(&out).trim()).unwrap();
@@ -23,7 +23,7 @@ fn invite(db: &TestDb, slug: &str, email: &str, role: &str) -> (String, String) 
 
 /// The authenticator app an admin registered: its key (what the app holds; the value
 /// derefs to it) and the code that proved the set-up, which is spent.
-struct AdminApp {
+pub(crate) struct AdminApp {
     key: String,
     setup_code: String,
 }
@@ -37,7 +37,7 @@ impl std::ops::Deref for AdminApp {
 
 /// An admin that accepted the invitation and registered an app: (browser signed in to the
 /// console, the app).
-async fn signed_in_admin(
+pub(crate) async fn signed_in_admin(
     app: &TestApp,
     host: &str,
     slug: &str,
@@ -103,7 +103,7 @@ async fn signed_in_admin(
 }
 
 /// `portal admin token`: a bearer token.
-fn api_token(db: &TestDb, slug: &str, email: &str, role: Option<&str>) -> String {
+pub(crate) fn api_token(db: &TestDb, slug: &str, email: &str, role: Option<&str>) -> String {
     named_token(db, slug, email, "script", role)
 }
 
@@ -119,7 +119,7 @@ fn named_token(db: &TestDb, slug: &str, email: &str, name: &str, role: Option<&s
 }
 
 /// A request to the API on `host`, with `token` if given.
-async fn api(
+pub(crate) async fn api(
     app: &TestApp,
     host: &str,
     method: &str,

@@ -19,5 +19,6 @@ mod password_reset;
 mod recovery;
 mod routing;
 mod sessions;
+mod settings;
 mod signin;
 mod totp;

@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod members;
 pub mod roster;
+pub mod settings;
 pub mod stats;
 pub mod tokens;
 

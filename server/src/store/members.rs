@@ -200,6 +200,8 @@ pub struct NewFlow<'a> {
     pub factor_verified: bool,
     /// A reset flow: the hash of the 「パスワードをリセット」 link's token.
     pub reset_token_hash: Option<&'a str>,
+    /// The password proven does not meet the society's rules of today.
+    pub password_outdated: bool,
 }
 
 /// A sign-in in progress.
@@ -230,6 +232,8 @@ pub struct LoginFlow {
     pub email_code_attempts: i64,
     /// A reset flow whose new password is still owed: the hash of the link's token.
     pub reset_token_hash: Option<String>,
+    /// The password proven does not meet the society's rules: a new one is owed.
+    pub password_outdated: bool,
 }
 
 #[derive(Debug, Clone, FromRow)]
@@ -959,13 +963,43 @@ impl Store {
         Ok(rows)
     }
 
+    /// Every second factor held, as (member id, kind), counting a confirmed e-mail
+    /// address used for codes as `email_otp`; disabled members are left out.
+    pub async fn factor_kinds(&self, tenant: &TenantId) -> StoreResult<Vec<(String, String)>> {
+        let rows = on_pool!(&self.pool, p => {
+            sqlx::query_as(
+                "SELECT d.member_id, d.kind FROM mfa_devices d JOIN members m \
+                 ON m.id = d.member_id AND m.tenant_id = d.tenant_id \
+                 WHERE d.tenant_id = $1 AND m.state <> 'disabled' \
+                 UNION ALL \
+                 SELECT id, 'email_otp' FROM members \
+                 WHERE tenant_id = $1 AND email_otp_enabled = TRUE AND state <> 'disabled'",
+            )
+            .bind(tenant.as_str())
+            .fetch_all(p)
+            .await
+        })?;
+        Ok(rows)
+    }
+
+    /// The ids of the members who have finished their first login and are not disabled.
+    pub async fn active_member_ids(&self, tenant: &TenantId) -> StoreResult<Vec<String>> {
+        let rows = on_pool!(&self.pool, p => {
+            sqlx::query_scalar("SELECT id FROM members WHERE tenant_id = $1 AND state = 'active'")
+                .bind(tenant.as_str())
+                .fetch_all(p)
+                .await
+        })?;
+        Ok(rows)
+    }
+
     // --- sign-in flows -------------------------------------------------------------------
 
     pub async fn create_flow(&self, tenant: &TenantId, f: &NewFlow<'_>) -> StoreResult<()> {
         let sql = format!(
             "INSERT INTO login_flows (token_hash, tenant_id, {}, purpose, \
              birth_date_verified, return_to, created_at, expires_at, factor_verified, \
-             reset_token_hash) VALUES ($1, $2, $3, $4, FALSE, $5, $6, $7, $8, $9)",
+             reset_token_hash, password_outdated) VALUES ($1, $2, $3, $4, FALSE, $5, $6, $7, $8, $9, $10)",
             f.owner.column()
         );
         on_pool!(&self.pool, p => {
@@ -979,6 +1013,7 @@ impl Store {
             .bind(f.expires_at)
             .bind(f.factor_verified)
             .bind(f.reset_token_hash)
+            .bind(f.password_outdated)
             .execute(p)
             .await
             .map(|_| ())
@@ -996,7 +1031,8 @@ impl Store {
                 "SELECT member_id, admin_id, purpose, birth_date_verified, factor_verified, pending_secret, \
                  return_to, expires_at, factor_method, setup_done, ceremony, ceremony_expires_at, \
                  email_code_hash, email_code_sent_at, email_code_expires_at, email_code_attempts, \
-                 reset_token_hash FROM login_flows WHERE tenant_id = $1 AND token_hash = $2 AND expires_at > $3",
+                 reset_token_hash, password_outdated FROM login_flows \
+                 WHERE tenant_id = $1 AND token_hash = $2 AND expires_at > $3",
             )
             .bind(tenant.as_str())
             .bind(token_hash)
@@ -1005,6 +1041,26 @@ impl Store {
             .await
         })?;
         Ok(flow)
+    }
+
+    /// The new password owed by an outdated one is set.
+    pub async fn flow_password_updated(
+        &self,
+        tenant: &TenantId,
+        token_hash: &str,
+    ) -> StoreResult<()> {
+        on_pool!(&self.pool, p => {
+            sqlx::query(
+                "UPDATE login_flows SET password_outdated = FALSE \
+                 WHERE tenant_id = $1 AND token_hash = $2",
+            )
+            .bind(tenant.as_str())
+            .bind(token_hash)
+            .execute(p)
+            .await
+            .map(|_| ())
+        })?;
+        Ok(())
     }
 
     pub async fn flow_birth_date_verified(

@@ -11,6 +11,7 @@ mod devices;
 mod flows;
 mod mail;
 mod members;
+pub(crate) mod revisions;
 mod sessions;
 mod tenants;
 mod tokens;
@@ -30,6 +31,7 @@ pub use members::{
     LoginFlow, Member, MemberSearch, MemberState, MemberSummary, NewFlow, NewMember, NewSession,
     Session, SessionClient,
 };
+pub use revisions::{Draft, Revision};
 pub use sessions::SessionEntry;
 pub use tenants::ApplyOutcome;
 pub use tokens::{EmailChanged, LiveToken};

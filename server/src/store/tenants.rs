@@ -2,9 +2,10 @@
 
 use sqlx::FromRow;
 
+use super::revisions::{record_revision, NewRevision};
 use super::{now_unix, on_pool, Store, StoreError, StoreResult};
 use crate::tenant::{
-    ServiceIcon, Tenant, TenantFile, TenantId, TenantSettings, Terms, TermsVersion,
+    Definition, ServiceIcon, Tenant, TenantFile, TenantId, TenantSettings, Terms, TermsVersion,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,6 +194,11 @@ impl Store {
             None => (TenantId::generate(), ApplyOutcome::Created),
         };
         let id = id.as_str();
+        let before = existing.as_ref().map(Tenant::definition);
+        let after = Definition {
+            settings: file.settings.clone(),
+            services: file.services.clone(),
+        };
 
         // The write lock is taken before the first read (BEGIN IMMEDIATE on SQLite): two
         // applies at once then wait for each other instead of one failing as "locked".
@@ -284,6 +290,16 @@ impl Store {
                 .bind(&terms.body)
                 .execute(&mut *c)
                 .await?;
+            }
+            // The settings and service menu as published: a revision by the file.
+            if before.as_ref() != Some(&after) {
+                let rev = NewRevision {
+                    before: before.as_ref(),
+                    after: &after,
+                    by: "file",
+                    restored_from: None,
+                };
+                record_revision!(c, id, &rev, now);
             }
             sqlx::query("UPDATE tenant_generation SET generation = generation + 1 WHERE id = 1")
                 .execute(&mut *c)

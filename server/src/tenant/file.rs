@@ -45,6 +45,19 @@ struct Identity {
 pub struct FieldError {
     pub field: String,
     pub message: String,
+    /// What kind of rule was broken, for messages in other languages.
+    pub kind: FieldErrorKind,
+}
+
+/// The rule a [`FieldError`] reports: a number out of its range, a text empty, too long or
+/// with control characters, or a rule of its own (named by the English message).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldErrorKind {
+    Range { min: u32, max: u32 },
+    Empty,
+    TooLong { max: usize },
+    Control,
+    Rule,
 }
 
 impl fmt::Display for FieldError {
@@ -94,6 +107,7 @@ impl TenantFile {
             .map(|k| FieldError {
                 field: k.clone(),
                 message: "unknown field".into(),
+                kind: FieldErrorKind::Rule,
             })
             .collect();
         if !unknown.is_empty() {
@@ -409,6 +423,7 @@ fn typed<T: serde::de::DeserializeOwned>(table: toml::Table) -> Result<T, Tenant
                 field
             },
             message: e.into_inner().to_string().trim().to_owned(),
+            kind: FieldErrorKind::Rule,
         }])
     })
 }
@@ -420,37 +435,45 @@ struct Validator {
 
 impl Validator {
     fn check(&mut self, field: &str, ok: bool, message: &str) {
+        self.check_kind(field, ok, message, FieldErrorKind::Rule);
+    }
+
+    fn check_kind(&mut self, field: &str, ok: bool, message: &str, kind: FieldErrorKind) {
         if !ok {
             self.errors.push(FieldError {
                 field: field.to_owned(),
                 message: message.to_owned(),
+                kind,
             });
         }
     }
 
     fn range(&mut self, field: &str, value: u32, min: u32, max: u32) {
-        self.check(
+        self.check_kind(
             field,
             (min..=max).contains(&value),
             &format!("must be between {min} and {max} (is {value})"),
+            FieldErrorKind::Range { min, max },
         );
     }
 
     fn text(&mut self, field: &str, value: &str, min: usize, max: usize) {
         let len = value.chars().count();
         if len < min {
-            self.check(field, false, "must not be empty");
+            self.check_kind(field, false, "must not be empty", FieldErrorKind::Empty);
         } else if len > max {
-            self.check(
+            self.check_kind(
                 field,
                 false,
                 &format!("must be at most {max} characters (is {len})"),
+                FieldErrorKind::TooLong { max },
             );
         }
-        self.check(
+        self.check_kind(
             field,
             !has_control(value, false),
             "must not contain control characters",
+            FieldErrorKind::Control,
         );
     }
 }

@@ -1,5 +1,6 @@
 //! Tenants: one society each, with its hosts, settings, service icons and terms.
 
+mod definition;
 mod file;
 pub mod registry;
 pub mod settings;
@@ -8,8 +9,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
+pub use definition::{Change, Definition};
 pub(crate) use file::is_asset_path;
-pub use file::{FieldError, TenantFile, TenantFileError};
+pub use file::{FieldError, FieldErrorKind, TenantFile, TenantFileError};
 pub use registry::{normalize_host, TenantRegistry};
 pub use settings::{MfaMethod, TenantSettings};
 

@@ -54,14 +54,20 @@ fn tinted_icon(path: &str, file: &std::path::Path, colour: &str) -> Option<Strin
 /// The tenant's colours as CSS custom properties, used by the theme's stylesheet.
 #[handler]
 pub fn theme_css(tenant: CurrentTenant) -> Response {
-    let theme = &tenant.0.settings.theme;
+    theme_css_of(&tenant.0)
+        .with_header(header::CACHE_CONTROL, VERSIONED_CACHE)
+        .into_response()
+}
+
+/// The colour variables of `tenant`.
+pub fn theme_css_of(tenant: &crate::tenant::Tenant) -> Response {
+    let theme = &tenant.settings.theme;
     // Both colours are validated as #rrggbb when the tenant is applied.
     let css = format!(
         ":root {{\n  --color-primary: {};\n  --color-accent: {};\n}}\n",
         theme.primary_color, theme.accent_color
     );
     css.with_content_type("text/css; charset=utf-8")
-        .with_header(header::CACHE_CONTROL, VERSIONED_CACHE)
         .with_status(StatusCode::OK)
         .into_response()
 }

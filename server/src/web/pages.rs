@@ -50,7 +50,30 @@ pub fn render(
     status: StatusCode,
 ) -> Response {
     context.insert("csrf_token", &meta.csrf_token);
-    render_page(state, Some(tenant), template, context, status)
+    render_page(
+        state,
+        Some(tenant),
+        DEFAULT_THEME,
+        template,
+        context,
+        status,
+    )
+}
+
+/// Renders a member page of `tenant` for the console's preview: its colours come from
+/// `theme_css_url`, and its forms carry no token (a preview posts nothing).
+pub fn render_preview(
+    state: &AppState,
+    tenant: &Tenant,
+    template: &str,
+    mut context: tera::Context,
+    theme_css_url: &str,
+) -> Response {
+    context.insert("csrf_token", "");
+    let mut view = TenantView::new(tenant);
+    view.theme_css_url = theme_css_url.to_owned();
+    context.insert("tenant", &view);
+    render_page(state, None, &tenant.slug, template, context, StatusCode::OK)
 }
 
 /// Renders `template` in the tenant's theme (or the default theme when there is no
@@ -58,11 +81,12 @@ pub fn render(
 fn render_page(
     state: &AppState,
     tenant: Option<&Tenant>,
+    theme: &str,
     template: &str,
     mut context: tera::Context,
     status: StatusCode,
 ) -> Response {
-    let slug = tenant.map_or(DEFAULT_THEME, |t| t.slug.as_str());
+    let slug = tenant.map_or(theme, |t| t.slug.as_str());
     if let Some(tenant) = tenant {
         context.insert("tenant", &TenantView::new(tenant));
     }
@@ -116,7 +140,7 @@ pub fn error_page(state: &AppState, tenant: Option<&Tenant>, kind: ErrorKind) ->
     };
     let mut context = tera::Context::new();
     context.insert("error", key);
-    render_page(state, tenant, "error.html", context, status)
+    render_page(state, tenant, DEFAULT_THEME, "error.html", context, status)
 }
 
 /// A time in Japan, for notices: `2026/11/21 09:30`.

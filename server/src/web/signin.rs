@@ -205,7 +205,7 @@ pub fn owed(member: &Member, tenant: &Tenant, flow: &LoginFlow, factors: &Factor
     if !member.user_id_chosen {
         actions.push(Action::ChooseUserId);
     }
-    if temporary {
+    if temporary || flow.password_outdated {
         actions.push(Action::UpdatePassword);
     }
     if !member.email_reviewed {
@@ -780,6 +780,19 @@ pub async fn login(
 
     meta.audit(store, tenant, Some(&member.id), "login_password_ok", "")
         .await;
+    // A password that met the rules when it was set but not the society's rules of today
+    // is replaced after this sign-in (a temporary password is replaced anyway).
+    let password_outdated = member.state == MemberState::Active
+        && crate::member::policy::check_password(
+            &tenant.settings.password,
+            &form.password,
+            Some(&member.user_id),
+        )
+        .is_err();
+    if password_outdated {
+        meta.audit(store, tenant, Some(&member.id), "password_outdated", "")
+            .await;
+    }
     start_flow(
         &state,
         tenant,
@@ -791,6 +804,7 @@ pub async fn login(
             lifetime_secs: FLOW_SECS,
             factor_verified: false,
             reset_token_hash: None,
+            password_outdated,
         },
     )
     .await
@@ -805,6 +819,8 @@ pub struct StartFlow<'a> {
     pub factor_verified: bool,
     /// A reset flow: the hash of the link's token, spent with the new password.
     pub reset_token_hash: Option<&'a str>,
+    /// The password proven no longer meets the society's rules.
+    pub password_outdated: bool,
 }
 
 /// Opens a flow bound to a new `portal_flow` cookie and sends the member to its first
@@ -832,6 +848,7 @@ pub async fn start_flow(
                 expires_at: now_unix() + start.lifetime_secs,
                 factor_verified: start.factor_verified,
                 reset_token_hash: start.reset_token_hash,
+                password_outdated: start.password_outdated,
             },
         )
         .await
@@ -1029,6 +1046,7 @@ mod tests {
             email_code_expires_at: None,
             email_code_attempts: 0,
             reset_token_hash: None,
+            password_outdated: false,
         }
     }
 

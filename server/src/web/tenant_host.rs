@@ -83,10 +83,13 @@ pub async fn resolve_tenant<E: Endpoint>(next: Arc<E>, mut req: Request) -> poem
     let headers = response.headers_mut();
     for (name, value) in [
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        (header::X_FRAME_OPTIONS, "DENY"),
         (header::REFERRER_POLICY, "same-origin"),
     ] {
         headers.insert(name, HeaderValue::from_static(value));
+    }
+    // Only the console's previews may be framed, and only by the console itself.
+    if !headers.contains_key(header::X_FRAME_OPTIONS) {
+        headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     }
     // A response that set a stricter policy of its own (an SVG image) keeps it.
     if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {

@@ -30,11 +30,11 @@ const PROBLEM_BASE: &str = "https://portal.invalid/problems/";
 const MAX_BODY: usize = 64 * 1024;
 
 /// The API's OpenAPI service; `openapi_json` is the committed document's source.
-pub fn service() -> OpenApiService<Api, ()> {
-    OpenApiService::new(Api, "portal admin API", "1.0")
+pub fn service() -> OpenApiService<(Api, super::api_settings::SettingsApi), ()> {
+    OpenApiService::new((Api, super::api_settings::SettingsApi), "portal admin API", "1.0")
         .description(
-            "The society admin console's actions for scripts: members, their sign-in and the \
-             audit log. Authenticate with an API token of the society (Authorization: Bearer).",
+            "The society admin console's actions for scripts: members, their sign-in, the \
+             audit log and the society's settings (draft, publish, revisions). Authenticate with an API token of the society (Authorization: Bearer).",
         )
         .server("/admin/api/v1")
 }
@@ -211,7 +211,7 @@ fn bad_request<T: ToJSON + Send + Sync + Type>(err: poem::Error) -> Reply<T> {
 
 impl<T: ToJSON + Send + Sync + Type> Reply<T> {
     /// A service error as its problem document, with Japanese texts.
-    fn failed(state: &AppState, error: ServiceError) -> Self {
+    pub(super) fn failed(state: &AppState, error: ServiceError) -> Self {
         let mk = |status, kind: &str| problem(Some(state), status, kind);
         match error {
             ServiceError::Invalid(fields) => {
@@ -246,7 +246,7 @@ impl<T: ToJSON + Send + Sync + Type> Reply<T> {
         }
     }
 
-    fn from(state: &AppState, result: Result<T, ServiceError>) -> Self {
+    pub(super) fn from(state: &AppState, result: Result<T, ServiceError>) -> Self {
         match result {
             Ok(v) => Reply::Ok(Json(v)),
             Err(e) => Self::failed(state, e),
@@ -259,7 +259,7 @@ impl<T: ToJSON + Send + Sync + Type> Reply<T> {
 /// An API token of the society whose host the request was sent to.
 #[derive(SecurityScheme)]
 #[oai(ty = "bearer", checker = "check_token")]
-pub struct Token(Acting);
+pub struct Token(pub Acting);
 
 async fn check_token(req: &Request, bearer: Bearer) -> poem::Result<Acting> {
     let unauthorized = || poem::Error::from_status(StatusCode::UNAUTHORIZED);
@@ -479,13 +479,15 @@ pub struct AdminOut {
 }
 
 #[derive(Tags)]
-enum Tag {
+pub(super) enum Tag {
     /// Members of the society.
     Members,
     /// The audit log.
     Audit,
     /// The society's admins (role `admin` only).
     Admins,
+    /// The society's settings: a draft, what it would change, publishing, revisions.
+    Settings,
 }
 
 // --- endpoints -----------------------------------------------------------------------------
@@ -1066,7 +1068,7 @@ fn default_limit() -> i64 {
 
 /// The application and the tenant of a request that passed the token check (both are
 /// attached before any API handler runs).
-fn parts(req: &Request) -> (&AppState, &CurrentTenant) {
+pub(super) fn parts(req: &Request) -> (&AppState, &CurrentTenant) {
     let state = req
         .data::<Arc<AppState>>()
         .expect("AppState is attached to the tenant listener");

@@ -5,8 +5,10 @@
 
 pub mod accounts;
 pub mod api;
+mod api_settings;
 pub mod charts;
 pub mod console;
+pub mod settings;
 pub mod signin;
 
 use std::sync::Arc;
@@ -59,6 +61,18 @@ pub fn routes(state: &Arc<AppState>) -> Route {
         .at(
             "/tokens/:id/revoke",
             get(accounts::token_revoke_page).post(accounts::token_revoke),
+        )
+        .at("/settings", get(settings::form).post(settings::save))
+        .at("/settings/review", get(settings::review_page))
+        .at("/settings/publish", post(settings::publish))
+        .at("/settings/discard", post(settings::discard))
+        .at("/settings/preview", get(settings::preview_frames))
+        .at("/settings/preview/theme.css", get(settings::preview_css))
+        .at("/settings/preview/:page", get(settings::preview_page))
+        .at("/settings/history", get(settings::history_page))
+        .at(
+            "/settings/history/:number",
+            get(settings::restore_page).post(settings::restore),
         )
         .at("/charts/:name", get(charts::image))
         .at("/audit", get(console::audit))

@@ -242,6 +242,7 @@ pub async fn login(
             lifetime_secs: FLOW_SECS,
             factor_verified: false,
             reset_token_hash: None,
+            password_outdated: false,
         },
     )
     .await
@@ -504,6 +505,7 @@ pub async fn accept_invite(
                     lifetime_secs: FLOW_SECS,
                     factor_verified: false,
                     reset_token_hash: None,
+                    password_outdated: false,
                 },
             )
             .await

@@ -28,10 +28,28 @@ pub(super) fn signed_in_context(signed_in: &SignedIn) -> tera::Context {
 }
 
 #[derive(Serialize)]
-struct ServiceView<'a> {
+pub(crate) struct ServiceView<'a> {
     title: &'a str,
     url: &'a str,
     image_url: String,
+}
+
+/// The visible services of the member's top page, in the society's order.
+pub(crate) fn service_views(tenant: &crate::tenant::Tenant) -> Vec<ServiceView<'_>> {
+    tenant
+        .services
+        .iter()
+        .filter(|s| s.visible)
+        .map(|s| ServiceView {
+            title: &s.title,
+            url: &s.url,
+            image_url: if s.image.starts_with("https://") {
+                s.image.clone()
+            } else {
+                format!("/static/{}", s.image)
+            },
+        })
+        .collect()
 }
 
 /// The public top page, or the member's top page with the society's services.
@@ -55,20 +73,7 @@ pub async fn top(
         ));
     };
     let mut ctx = signed_in_context(&signed_in);
-    let services: Vec<ServiceView> = tenant
-        .services
-        .iter()
-        .filter(|s| s.visible)
-        .map(|s| ServiceView {
-            title: &s.title,
-            url: &s.url,
-            image_url: if s.image.starts_with("https://") {
-                s.image.clone()
-            } else {
-                format!("/static/{}", s.image)
-            },
-        })
-        .collect();
+    let services = service_views(tenant);
     ctx.insert("services", &services);
     Ok(render(
         &state,
@@ -525,6 +530,7 @@ pub async fn reauth(
                 lifetime_secs: 10 * 60,
                 factor_verified: false,
                 reset_token_hash: None,
+                password_outdated: false,
             },
         )
         .await;

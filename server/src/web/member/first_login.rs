@@ -324,13 +324,15 @@ pub async fn password_page(
     meta: RequestMeta,
     jar: &CookieJar,
 ) -> poem::Result<Response> {
-    if let Err(redirect) =
-        step::<crate::store::Member>(&state, &tenant.0, jar, &[Action::UpdatePassword]).await?
+    let flow = match step::<crate::store::Member>(&state, &tenant.0, jar, &[Action::UpdatePassword])
+        .await?
     {
-        return Ok(redirect);
-    }
+        Ok(flow) => flow,
+        Err(redirect) => return Ok(redirect),
+    };
     let mut ctx = tera::Context::new();
     ctx.insert("password_policy", &tenant.0.settings.password);
+    ctx.insert("outdated", &flow.flow.password_outdated);
     Ok(render(
         &state,
         &tenant.0,
@@ -408,6 +410,7 @@ pub async fn update_password(
         let mut ctx = tera::Context::new();
         ctx.insert("password_policy", &tenant.settings.password);
         ctx.insert("password_errors", &errors);
+        ctx.insert("outdated", &flow.flow.password_outdated);
         return Ok(render(
             &state,
             tenant,
@@ -427,12 +430,21 @@ pub async fn update_password(
         .set_password_hash(&tenant.id, &flow.who.id, &hash, true)
         .await
         .map_err(internal)?;
+    state
+        .store
+        .flow_password_updated(&tenant.id, &flow.token_hash)
+        .await
+        .map_err(internal)?;
     meta.audit(
         &state.store,
         tenant,
         Some(&flow.who.id),
         "password_changed",
-        "first login",
+        if flow.flow.password_outdated {
+            "rules changed"
+        } else {
+            "first login"
+        },
     )
     .await;
     Ok(Redirect::see_other("/login/next").into_response())

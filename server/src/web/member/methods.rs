@@ -181,6 +181,7 @@ pub async fn add(
             lifetime_secs: 15 * 60,
             factor_verified: true,
             reset_token_hash: None,
+            password_outdated: false,
         },
     )
     .await

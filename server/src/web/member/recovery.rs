@@ -290,6 +290,7 @@ pub async fn open_reset_link(
             lifetime_secs: RESET_FLOW_SECS,
             factor_verified: false,
             reset_token_hash: Some(&token_hash),
+            password_outdated: false,
         },
     )
     .await

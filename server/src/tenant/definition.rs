@@ -1,0 +1,165 @@
+//! What a society edits and publishes as one revision: its settings (rules and look) and
+//! its service menu. Host names, the society's name and whether it is enabled belong to
+//! the platform operators; the terms of use have a publishing cycle of their own.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::{ServiceIcon, Tenant, TenantSettings};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Definition {
+    pub settings: TenantSettings,
+    #[serde(default)]
+    pub services: Vec<ServiceIcon>,
+}
+
+/// One field that differs between two definitions, named by its path in the tenant file
+/// (`password.min_length`, `services.notices.title`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    pub field: String,
+    pub before: Value,
+    pub after: Value,
+}
+
+impl Tenant {
+    pub fn definition(&self) -> Definition {
+        Definition {
+            settings: self.settings.clone(),
+            services: self.services.clone(),
+        }
+    }
+
+    /// This tenant as it would be with `definition` published (for previews).
+    pub fn with_definition(&self, definition: &Definition) -> Tenant {
+        let mut tenant = self.clone();
+        tenant.settings = definition.settings.clone();
+        tenant.services = definition.services.clone();
+        tenant
+    }
+}
+
+impl Definition {
+    /// Every field, flattened: settings by their path, each service by its id, and the
+    /// order of the services as one field.
+    fn fields(&self) -> BTreeMap<String, Value> {
+        let mut out = BTreeMap::new();
+        let settings = serde_json::to_value(&self.settings).expect("settings serialise");
+        flatten("", &settings, &mut out);
+        for icon in &self.services {
+            let value = serde_json::to_value(icon).expect("a service serialises");
+            if let Value::Object(map) = value {
+                for (key, v) in map {
+                    if key != "id" {
+                        out.insert(format!("services.{}.{key}", icon.id), v);
+                    }
+                }
+            }
+        }
+        out.insert(
+            "services.order".to_owned(),
+            Value::Array(
+                self.services
+                    .iter()
+                    .map(|s| Value::String(s.id.clone()))
+                    .collect(),
+            ),
+        );
+        out
+    }
+
+    /// The fields that differ from `before`, in path order; a field present on one side
+    /// only has `null` on the other.
+    pub fn changes_from(&self, before: &Definition) -> Vec<Change> {
+        let old = before.fields();
+        let new = self.fields();
+        let mut keys: Vec<&String> = old.keys().chain(new.keys()).collect();
+        keys.sort();
+        keys.dedup();
+        keys.into_iter()
+            .filter_map(|k| {
+                let b = old.get(k).cloned().unwrap_or(Value::Null);
+                let a = new.get(k).cloned().unwrap_or(Value::Null);
+                (b != a).then(|| Change {
+                    field: k.clone(),
+                    before: b,
+                    after: a,
+                })
+            })
+            .collect()
+    }
+}
+
+/// Objects are walked into `a.b.c` paths; arrays and scalars are leaves.
+fn flatten(prefix: &str, value: &Value, out: &mut BTreeMap<String, Value>) {
+    match value {
+        Value::Object(map) => {
+            for (k, v) in map {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                flatten(&path, v, out);
+            }
+        }
+        other => {
+            out.insert(prefix.to_owned(), other.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seed() -> Definition {
+        let file =
+            super::super::TenantFile::parse(include_str!("../../../tenants/kanekakenpo.toml"))
+                .unwrap();
+        Definition {
+            settings: file.settings,
+            services: file.services,
+        }
+    }
+
+    #[test]
+    fn an_unchanged_definition_has_no_changes() {
+        assert!(seed().changes_from(&seed()).is_empty());
+    }
+
+    #[test]
+    fn changes_name_each_field_with_both_values() {
+        let before = seed();
+        let mut after = seed();
+        after.settings.password.min_length = 12;
+        after.services[0].title = "お知らせ一覧".into();
+        after.services.swap(1, 2);
+        let changes = after.changes_from(&before);
+        let fields: Vec<&str> = changes.iter().map(|c| c.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            [
+                "password.min_length",
+                "services.notices.title",
+                "services.order"
+            ]
+        );
+        assert_eq!(changes[0].before, Value::from(8));
+        assert_eq!(changes[0].after, Value::from(12));
+    }
+
+    #[test]
+    fn a_removed_service_shows_as_fields_going_to_null() {
+        let before = seed();
+        let mut after = seed();
+        after.services.remove(3);
+        let changes = after.changes_from(&before);
+        assert!(changes
+            .iter()
+            .any(|c| c.field == "services.generic-drugs.title" && c.after.is_null()));
+    }
+}
