@@ -24,3 +24,12 @@ pub fn random_token(bytes: usize) -> String {
     rand::rngs::OsRng.fill_bytes(&mut buf);
     hex::encode(buf)
 }
+
+/// A cell a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, tab, carriage
+/// return first) is made plain text with a leading apostrophe.
+pub fn csv_cell(value: &str) -> std::borrow::Cow<'_, str> {
+    match value.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{value}").into(),
+        _ => value.into(),
+    }
+}

@@ -10,6 +10,7 @@ mod cli;
 mod config;
 mod email_change;
 mod factors;
+mod import;
 mod look;
 mod mail;
 mod migrations;

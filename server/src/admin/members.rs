@@ -19,7 +19,7 @@ const MAX_NAME: usize = 50;
 const MAX_CARD: usize = 20;
 
 /// What a clerk types to register a member.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct MemberInput {
     pub display_name: String,
     pub name_kana: String,
@@ -255,7 +255,7 @@ pub async fn create(ctx: &Ctx<'_>, input: &MemberInput) -> Result<Issued, Servic
 }
 
 /// Seals letters for the print view; returns the batch id.
-async fn keep_letters(
+pub(crate) async fn keep_letters(
     ctx: &Ctx<'_>,
     letters: &[(MemberId, Letter)],
 ) -> Result<String, ServiceError> {

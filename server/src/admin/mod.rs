@@ -3,6 +3,7 @@
 //! handler. Every function takes the acting admin ([`Acting`]) and writes the audit log.
 
 pub mod accounts;
+pub mod import;
 pub mod members;
 pub mod roster;
 pub mod settings;

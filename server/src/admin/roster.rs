@@ -204,7 +204,7 @@ pub fn roster_date(cell: &str) -> Option<String> {
 
 /// The key two rows of the same person share: the card's 記号 and 番号 when both are given,
 /// else the name and the birth date.
-fn identity(input: &MemberInput) -> String {
+pub(crate) fn identity(input: &MemberInput) -> String {
     if !input.card_symbol.is_empty() && !input.card_number.is_empty() {
         format!(
             "card\n{}\n{}",
@@ -297,13 +297,29 @@ pub fn read(bytes: &[u8]) -> Result<Roster, RosterError> {
         total: 0,
     };
     let mut seen = std::collections::HashSet::new();
+    let bytes_of = text.as_bytes();
+    let (mut counted, mut newlines) = (0usize, 0usize);
     for (i, record) in records.enumerate() {
         let record = record.map_err(|_| RosterError::Malformed)?;
         // The line the row starts on, as a spreadsheet numbers it (quoted cells may span
         // lines).
-        let line = record
-            .position()
-            .map_or(i + 2, |p| usize::try_from(p.line()).unwrap_or(i + 2));
+        // (Counted from the byte offset: after a CRLF the reader's own line count lags by
+        // one, as the LF is read with the next record.)
+        let line = match record.position() {
+            Some(p) => {
+                let mut at = usize::try_from(p.byte()).unwrap_or(0).min(bytes_of.len());
+                if bytes_of.get(at) == Some(&b'\n') {
+                    at += 1;
+                }
+                newlines += bytes_of[counted..at]
+                    .iter()
+                    .filter(|&&b| b == b'\n')
+                    .count();
+                counted = at;
+                newlines + 1
+            }
+            None => i + 2,
+        };
         if record.iter().all(|cell| cell.trim().is_empty()) {
             continue; // Excel leaves empty rows at the end.
         }
@@ -436,6 +452,16 @@ mod tests {
                 (7, "生年月日", "birth_date_range"),
             ]
         );
+    }
+
+    #[test]
+    fn lines_are_counted_alike_with_crlf_and_lf() {
+        let lf = format!("{HEADER}\n大和 太郎,ダイワ タロウ,1980/2/30,taro@example.jp,1,2\n");
+        let crlf = lf.replace('\n', "\r\n");
+        for text in [lf, crlf] {
+            let r = read(text.as_bytes()).unwrap();
+            assert_eq!(r.problems[0].line, 2, "{text:?}");
+        }
     }
 
     #[test]

@@ -161,6 +161,11 @@ impl PasswordHasher {
 
     /// PHC string (`$argon2id$v=19$m=…,t=…,p=…$salt$hash`) of `password` with the configured
     /// parameters and a fresh random salt.
+    /// How many hashes run at once.
+    pub fn concurrency(&self) -> usize {
+        self.inner.concurrency
+    }
+
     pub async fn hash(&self, password: &str) -> Result<String, HashError> {
         let password = password.as_bytes().to_vec();
         self.run(move |inner| inner.hash_blocking(&password))

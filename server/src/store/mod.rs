@@ -9,6 +9,7 @@ mod admins;
 mod audit;
 mod devices;
 mod flows;
+mod imports;
 mod mail;
 mod members;
 pub(crate) mod revisions;
@@ -26,6 +27,7 @@ use sqlx::{PgPool, SqlitePool};
 pub use admins::{Admin, AdminRole, AdminSession, AdminState, ApiToken, NewApiToken, StoredLetter};
 pub use audit::{Actor, AuditEvent, AuditFilter, AuditRow, MemberEvent};
 pub use devices::{Device, NewDevice};
+pub use imports::{ImportRow, NewImport};
 pub use mail::{MailCounts, NewMail, OutboxMail};
 pub use members::{
     LoginFlow, Member, MemberSearch, MemberState, MemberSummary, NewFlow, NewMember, NewSession,

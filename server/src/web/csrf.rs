@@ -13,6 +13,23 @@ use super::{AppState, CurrentTenant};
 
 /// Largest form body read to find the token; longer bodies are refused.
 const MAX_FORM_BYTES: usize = 64 * 1024;
+/// Largest file upload (a roster file and its form), on the upload routes only.
+const MAX_UPLOAD_BYTES: usize = crate::admin::roster::MAX_BYTES + 64 * 1024;
+/// Where files are uploaded.
+const UPLOAD_PATHS: [&str; 1] = ["/admin/import"];
+
+/// The `csrf_token` field of a `multipart/form-data` body.
+async fn multipart_token(content_type: &str, body: bytes::Bytes) -> Option<String> {
+    let boundary = multer::parse_boundary(content_type).ok()?;
+    let stream = futures_util::stream::once(async move { Ok::<_, std::io::Error>(body) });
+    let mut form = multer::Multipart::new(stream, boundary);
+    while let Ok(Some(field)) = form.next_field().await {
+        if field.name() == Some("csrf_token") {
+            return field.text().await.ok();
+        }
+    }
+    None
+}
 
 pub async fn verify<E: Endpoint>(next: Arc<E>, mut req: Request) -> poem::Result<Response> {
     // The JSON API authenticates with a bearer token only, never a cookie, so a forged
@@ -30,7 +47,19 @@ pub async fn verify<E: Endpoint>(next: Arc<E>, mut req: Request) -> poem::Result
             ErrorKind::Forbidden,
         )
     };
-    let body = match req.take_body().into_bytes_limit(MAX_FORM_BYTES).await {
+    let content_type = req
+        .headers()
+        .get(poem::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let multipart = content_type.starts_with("multipart/form-data");
+    let limit = if multipart && UPLOAD_PATHS.contains(&req.uri().path()) {
+        MAX_UPLOAD_BYTES
+    } else {
+        MAX_FORM_BYTES
+    };
+    let body = match req.take_body().into_bytes_limit(limit).await {
         Ok(body) => body,
         Err(_) => return Ok(error_page(&state, None, ErrorKind::TooLarge)),
     };
@@ -40,11 +69,13 @@ pub async fn verify<E: Endpoint>(next: Arc<E>, mut req: Request) -> poem::Result
         .get("x-csrf-token")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let token = header.or_else(|| {
-        form_urlencoded::parse(&body)
+    let token = match header {
+        Some(token) => Some(token),
+        None if multipart => multipart_token(&content_type, body.clone()).await,
+        None => form_urlencoded::parse(&body)
             .find(|(key, _)| key == "csrf_token")
-            .map(|(_, value)| value.into_owned())
-    });
+            .map(|(_, value)| value.into_owned()),
+    };
     let valid = match (token, req.extensions().get::<CsrfVerifier>()) {
         (Some(token), Some(verifier)) => verifier.is_valid(&token),
         _ => false,

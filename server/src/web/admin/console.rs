@@ -1114,14 +1114,7 @@ pub async fn audit(
     Ok(page.render("audit", "audit.html", ctx, StatusCode::OK))
 }
 
-/// A cell a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, tab, carriage
-/// return first) is made plain text with a leading apostrophe.
-pub fn csv_cell(value: &str) -> std::borrow::Cow<'_, str> {
-    match value.chars().next() {
-        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{value}").into(),
-        _ => value.into(),
-    }
-}
+pub use crate::csv_cell;
 
 fn csv_line(fields: &[&str]) -> Vec<u8> {
     let mut writer = csv::WriterBuilder::new()

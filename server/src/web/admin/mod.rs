@@ -8,6 +8,7 @@ pub mod api;
 mod api_settings;
 pub mod charts;
 pub mod console;
+mod import;
 pub mod settings;
 pub mod signin;
 
@@ -62,6 +63,10 @@ pub fn routes(state: &Arc<AppState>) -> Route {
             "/tokens/:id/revoke",
             get(accounts::token_revoke_page).post(accounts::token_revoke),
         )
+        .at("/import", get(import::form).post(import::check))
+        .at("/import/:id", post(import::commit))
+        .at("/import/:id/done", get(import::done))
+        .at("/import/:id/credentials.csv", get(import::credentials))
         .at("/settings", get(settings::form).post(settings::save))
         .at("/settings/review", get(settings::review_page))
         .at("/settings/publish", post(settings::publish))
