@@ -197,13 +197,15 @@ pub async fn form(
 }
 
 /// The typed values of the form as edits, or the problems of those that are not numbers.
-fn edits_from_form(
-    pairs: &[(String, String)],
-) -> (
+/// What the form held: the edits, the fields that are not numbers, and every value as
+/// typed (to show the form again).
+type FormRead = (
     Vec<(String, Value)>,
     Vec<FieldProblem>,
     HashMap<String, Vec<String>>,
-) {
+);
+
+fn edits_from_form(pairs: &[(String, String)]) -> FormRead {
     let mut typed: HashMap<String, Vec<String>> = HashMap::new();
     for (k, v) in pairs {
         typed.entry(k.clone()).or_default().push(v.clone());
