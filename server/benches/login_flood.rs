@@ -80,7 +80,7 @@ async fn main() -> anyhow::Result<()> {
         .set_password_hash(&tenant.id, &member.id, &member.password_hash, true)
         .await?;
     store
-        .accept_terms(&tenant.id, &member.id, &tenant.terms.current)
+        .accept_terms(&tenant.id, &member.id, &tenant.terms.current, "127.0.0.1")
         .await?;
     let (token, token_hash) = portal::auth::session::new_token();
     store

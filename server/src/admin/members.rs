@@ -486,7 +486,7 @@ pub async fn end_sessions(ctx: &Ctx<'_>, id: &MemberId) -> Result<u64, ServiceEr
 
 /// Mails the member that the society changed how they sign in (`what`: password_reset,
 /// factors_reset, disabled, enabled). A failure is logged; the change stands.
-async fn notify(ctx: &Ctx<'_>, member: &Member, what: &str) {
+pub(crate) async fn notify(ctx: &Ctx<'_>, member: &Member, what: &str) {
     let Ok(to) = EmailAddress::parse(&member.email) else {
         return;
     };

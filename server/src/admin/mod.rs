@@ -3,11 +3,15 @@
 //! handler. Every function takes the acting admin ([`Acting`]) and writes the audit log.
 
 pub mod accounts;
+pub mod bulk_reset;
+pub mod images;
 pub mod import;
+pub mod look;
 pub mod members;
 pub mod roster;
 pub mod settings;
 pub mod stats;
+pub mod terms;
 pub mod tokens;
 
 use crate::ids::{AdminId, MemberId};

@@ -75,7 +75,6 @@ pub const FIELDS: &[(&str, Kind)] = &[
     ("first_login.confirm_email_by_link", Kind::Flag),
     ("mail.from_name", Kind::Text),
     ("contact", Kind::Text),
-    ("welcome", Kind::LongText),
 ];
 
 /// Longest value any field of the form takes, before its own rule.
@@ -210,7 +209,7 @@ fn type_problem(kind: Kind, value: &Value) -> Option<&'static str> {
 }
 
 /// Every rule of a tenant definition, for `settings`, as Japanese field problems.
-fn check(ctx: &Ctx<'_>, definition: &Definition) -> Result<(), ServiceError> {
+pub(crate) fn check(ctx: &Ctx<'_>, definition: &Definition) -> Result<(), ServiceError> {
     let mut file: TenantFile = ctx.tenant.to_file();
     file.settings = definition.settings.clone();
     file.services = definition.services.clone();
@@ -272,7 +271,7 @@ pub async fn save_settings(
 }
 
 /// Stores `definition` as the draft and audits what it changed in the draft.
-pub(crate) async fn save(
+pub async fn save(
     ctx: &Ctx<'_>,
     current: &DraftState,
     definition: Definition,

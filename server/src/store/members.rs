@@ -554,6 +554,7 @@ impl Store {
         tenant: &TenantId,
         member_id: &str,
         version: &str,
+        ip: &str,
     ) -> StoreResult<()> {
         let now = now_unix();
         let mut tx = self.begin().await?;
@@ -569,13 +570,14 @@ impl Store {
             .execute(&mut *c)
             .await?;
             sqlx::query(
-                "INSERT INTO terms_acceptances (tenant_id, member_id, version, accepted_at) \
-                 VALUES ($1, $2, $3, $4)",
+                "INSERT INTO terms_acceptances (tenant_id, member_id, version, accepted_at, ip) \
+                 VALUES ($1, $2, $3, $4, $5)",
             )
             .bind(tenant.as_str())
             .bind(member_id)
             .bind(version)
             .bind(now)
+            .bind(ip)
             .execute(&mut *c)
             .await?;
             Ok::<_, sqlx::Error>(())

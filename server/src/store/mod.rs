@@ -6,6 +6,7 @@
 //! for both backends. SQL that has to differ per backend is matched on [`Pool`] here.
 
 mod admins;
+mod assets;
 mod audit;
 mod devices;
 mod flows;
@@ -15,6 +16,7 @@ mod members;
 pub(crate) mod revisions;
 mod sessions;
 mod tenants;
+mod terms;
 mod tokens;
 
 use std::str::FromStr;
@@ -36,6 +38,7 @@ pub use members::{
 pub use revisions::{Draft, Revision};
 pub use sessions::SessionEntry;
 pub use tenants::ApplyOutcome;
+pub use terms::{TermsDraft, TermsEvidence, TermsPublication};
 pub use tokens::{EmailChanged, LiveToken};
 
 use crate::config::{Config, DatabaseKind};

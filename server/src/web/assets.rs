@@ -22,6 +22,9 @@ pub async fn static_file(
     if !crate::tenant::is_asset_path(&path) {
         return Err(poem::error::NotFoundError.into());
     }
+    if path.starts_with("uploads/") {
+        return uploaded(&state, &tenant, &path).await;
+    }
     let Some(file) = state.themes.asset(&tenant.0.slug, &path) else {
         return Err(poem::error::NotFoundError.into());
     };
@@ -36,6 +39,27 @@ pub async fn static_file(
         .map_err(|_| poem::error::NotFoundError)?;
     Ok(response
         .with_header(header::CACHE_CONTROL, ASSET_CACHE)
+        .into_response())
+}
+
+/// An image the society uploaded. Its name is derived from its content, so it may be kept
+/// for good; an SVG gets a policy that lets nothing in it run or load.
+async fn uploaded(state: &AppState, tenant: &CurrentTenant, path: &str) -> poem::Result<Response> {
+    let found = state
+        .store
+        .asset(&tenant.0.id, path)
+        .await
+        .map_err(crate::web::internal)?;
+    let Some((content_type, bytes)) = found else {
+        return Err(poem::error::NotFoundError.into());
+    };
+    Ok(bytes
+        .with_content_type(content_type)
+        .with_header(header::CACHE_CONTROL, "public, max-age=31536000, immutable")
+        .with_header(
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; style-src 'unsafe-inline'; sandbox",
+        )
         .into_response())
 }
 

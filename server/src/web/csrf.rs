@@ -15,8 +15,39 @@ use super::{AppState, CurrentTenant};
 const MAX_FORM_BYTES: usize = 64 * 1024;
 /// Largest file upload (a roster file and its form), on the upload routes only.
 const MAX_UPLOAD_BYTES: usize = crate::admin::roster::MAX_BYTES + 64 * 1024;
-/// Where files are uploaded.
-const UPLOAD_PATHS: [&str; 1] = ["/admin/import"];
+/// Where files are uploaded (these paths and those below them).
+const UPLOAD_PATHS: [&str; 3] = ["/admin/import", "/admin/look", "/admin/services"];
+
+/// An upload larger than this is not even read to its end: the connection is dropped.
+const DRAIN_BYTES: usize = 32 * 1024 * 1024;
+
+/// Reads an upload of at most `limit` bytes. A larger one (a 20 MB photo chosen by
+/// mistake) is read on and dropped, so the browser shows the 「大きすぎます」 page rather
+/// than a broken connection.
+async fn read_upload(body: poem::Body, limit: usize) -> Result<bytes::Bytes, ()> {
+    use tokio::io::AsyncReadExt;
+    let mut reader = body.into_async_read();
+    let mut kept = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    let mut total = 0usize;
+    loop {
+        let n = reader.read(&mut chunk).await.map_err(|_| ())?;
+        if n == 0 {
+            break;
+        }
+        total += n;
+        if total <= limit {
+            kept.extend_from_slice(&chunk[..n]);
+        } else if total > DRAIN_BYTES {
+            return Err(());
+        }
+    }
+    if total > limit {
+        Err(())
+    } else {
+        Ok(kept.into())
+    }
+}
 
 /// The `csrf_token` field of a `multipart/form-data` body.
 async fn multipart_token(content_type: &str, body: bytes::Bytes) -> Option<String> {
@@ -54,14 +85,26 @@ pub async fn verify<E: Endpoint>(next: Arc<E>, mut req: Request) -> poem::Result
         .unwrap_or("")
         .to_owned();
     let multipart = content_type.starts_with("multipart/form-data");
-    let limit = if multipart && UPLOAD_PATHS.contains(&req.uri().path()) {
+    let path = req.uri().path();
+    let upload = UPLOAD_PATHS
+        .iter()
+        .any(|p| path == *p || path.strip_prefix(p).is_some_and(|r| r.starts_with('/')));
+    let limit = if multipart && upload {
         MAX_UPLOAD_BYTES
     } else {
         MAX_FORM_BYTES
     };
-    let body = match req.take_body().into_bytes_limit(limit).await {
+    let body = if multipart && upload {
+        read_upload(req.take_body(), limit).await
+    } else {
+        req.take_body()
+            .into_bytes_limit(limit)
+            .await
+            .map_err(|_| ())
+    };
+    let body = match body {
         Ok(body) => body,
-        Err(_) => return Ok(error_page(&state, None, ErrorKind::TooLarge)),
+        Err(()) => return Ok(error_page(&state, None, ErrorKind::TooLarge)),
     };
     // Scripts posting JSON (passkey ceremonies) send the token in a header.
     let header = req

@@ -30,8 +30,17 @@ const PROBLEM_BASE: &str = "https://portal.invalid/problems/";
 const MAX_BODY: usize = 64 * 1024;
 
 /// The API's OpenAPI service; `openapi_json` is the committed document's source.
-pub fn service() -> OpenApiService<(Api, super::api_settings::SettingsApi), ()> {
-    OpenApiService::new((Api, super::api_settings::SettingsApi), "portal admin API", "1.0")
+pub fn service() -> OpenApiService<
+    (
+        Api,
+        super::api_settings::SettingsApi,
+        super::api_bulk::BulkApi,
+    ),
+    (),
+> {
+    OpenApiService::new(
+        (Api, super::api_settings::SettingsApi, super::api_bulk::BulkApi),
+        "portal admin API", "1.0")
         .description(
             "The society admin console's actions for scripts: members, their sign-in, the \
              audit log and the society's settings (draft, publish, revisions). Authenticate with an API token of the society (Authorization: Bearer).",
@@ -111,8 +120,14 @@ fn problem_response(p: Problem) -> Response {
 /// as a problem document.
 async fn problems<E: Endpoint>(next: Arc<E>, mut req: Request) -> poem::Result<Response> {
     let state = req.data::<Arc<AppState>>().cloned();
-    // No request of the API needs more than this; longer bodies are refused unread.
-    let body = match req.take_body().into_bytes_limit(MAX_BODY).await {
+    // No request of the API needs more than this (a roster file on its one path);
+    // longer bodies are refused unread.
+    let limit = if req.uri().path().ends_with("/members/import") {
+        crate::admin::roster::MAX_BYTES
+    } else {
+        MAX_BODY
+    };
+    let body = match req.take_body().into_bytes_limit(limit).await {
         Ok(body) => body,
         Err(_) => {
             return Ok(problem_response(problem(

@@ -15,7 +15,7 @@ use crate::admin::{FieldProblem, ServiceError};
 use crate::web::{AppState, CurrentTenant};
 
 #[handler]
-pub async fn form(
+pub async fn form_get(
     state: Data<&Arc<AppState>>,
     tenant: CurrentTenant,
     admin: ConsoleAdmin,

@@ -5,12 +5,16 @@
 
 pub mod accounts;
 pub mod api;
+mod api_bulk;
 mod api_settings;
+pub mod bulk_reset;
 pub mod charts;
 pub mod console;
 mod import;
+mod look;
 pub mod settings;
 pub mod signin;
+mod terms;
 
 use std::sync::Arc;
 
@@ -63,7 +67,34 @@ pub fn routes(state: &Arc<AppState>) -> Route {
             "/tokens/:id/revoke",
             get(accounts::token_revoke_page).post(accounts::token_revoke),
         )
-        .at("/import", get(import::form).post(import::check))
+        .at(
+            "/bulk-reset",
+            get(bulk_reset::form_get).post(bulk_reset::apply),
+        )
+        .at("/bulk-reset/preview", post(bulk_reset::preview))
+        .at("/look", get(look::look_page).post(look::save_look))
+        .at("/services", get(look::services_page))
+        .at(
+            "/services/new",
+            get(look::new_service_page).post(look::create_service),
+        )
+        .at(
+            "/services/:id",
+            get(look::edit_service_page).post(look::update_service),
+        )
+        .at("/services/:id/arrange", post(look::arrange))
+        .at("/services/:id/delete", get(look::delete_page))
+        .at("/terms", get(terms::list))
+        .at(
+            "/terms/draft",
+            get(terms::draft_form).post(terms::save_draft),
+        )
+        .at("/terms/draft/review", get(terms::review))
+        .at("/terms/draft/frame", get(terms::frame))
+        .at("/terms/publish", post(terms::publish))
+        .at("/terms/discard", post(terms::discard))
+        .at("/terms/:version/evidence.csv", get(terms::evidence))
+        .at("/import", get(import::form_get).post(import::check))
         .at("/import/:id", post(import::commit))
         .at("/import/:id/done", get(import::done))
         .at("/import/:id/credentials.csv", get(import::credentials))

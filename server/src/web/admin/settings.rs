@@ -418,7 +418,7 @@ pub async fn preview_css(
 }
 
 /// A preview page may be framed by the console (same origin), and is never stored.
-fn framed(response: Response) -> Response {
+pub(super) fn framed(response: Response) -> Response {
     response
         .with_header(header::X_FRAME_OPTIONS, "SAMEORIGIN")
         .with_header(

@@ -163,7 +163,7 @@ pub async fn accept_terms(
     }
     state
         .store
-        .accept_terms(&tenant.id, &flow.who.id, &tenant.terms.current)
+        .accept_terms(&tenant.id, &flow.who.id, &tenant.terms.current, &meta.ip)
         .await
         .map_err(internal)?;
     meta.audit(
