@@ -99,8 +99,10 @@ async fn main() -> anyhow::Result<()> {
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
             times.push(started.elapsed());
-            // Publishes land at different points of node B's refresh cycle.
-            tokio::time::sleep(Duration::from_millis(137)).await;
+            // Publishes land at different points of node B's refresh cycle: spread over one
+            // interval in a fixed, scrambled order.
+            let wait = (run as u64 * 389) % config.tenant_refresh_ms;
+            tokio::time::sleep(Duration::from_millis(wait)).await;
         }
         times.sort();
         let ms = |d: Duration| d.as_secs_f64() * 1e3;

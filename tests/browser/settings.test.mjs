@@ -191,7 +191,7 @@ test('a stricter password rule is drafted, reviewed, previewed, published and ta
     const summary = await card(admin, '会員にとって変わること').getByRole('listitem').allInnerTexts();
     assert.deepEqual(summary.map((s) => s.trim()), [TEXT.toTwelve]);
     assert.match(await card(admin, '影響を受ける会員').innerText(), /対象になりうる利用中の会員：\d+人/);
-    assert.ok((await card(admin, 'セキュリティ上の注意').innerText()).includes(TEXT.resetByEmail));
+    assert.ok((await card(admin, 'この設定のセキュリティ上の注意').innerText()).includes(TEXT.resetByEmail));
     const row = card(admin, '変更する項目').getByRole('row', { name: /パスワードの最小文字数/ });
     assert.deepEqual((await row.getByRole('cell').allInnerTexts()).map((c) => c.trim()), ['8', '12']);
     await admin.getByRole('button', { name: '公開', exact: true }).waitFor();

@@ -175,9 +175,16 @@ pub async fn save_look(
         }
     }
     if problems.is_empty() {
-        for c in contrast_checks(&primary, &accent)
+        let checks = contrast_checks(&primary, &accent);
+        // The accent is measured against the primary colour: while the primary colour is
+        // refused, only it is named, as changing it may settle the accent too.
+        let primary_refused = checks
+            .iter()
+            .any(|c| !c.ok && c.field == "theme.primary_color");
+        for c in checks
             .into_iter()
             .filter(|c| !c.ok)
+            .filter(|c| !(primary_refused && c.field == "theme.accent_color"))
         {
             let suggestion = match c.what {
                 "accent_line" => darker_until(&accent, &[WHITE], LINE_RATIO),

@@ -116,6 +116,29 @@ pub struct Review {
     pub impact: Vec<Notice>,
     /// Where the draft weakens security.
     pub warnings: Vec<Notice>,
+    /// The services' titles by id, to name them in the changes.
+    pub names: Names,
+}
+
+/// Service titles by id, from one or more definitions (the newest title wins), so that
+/// changes name 「健康相談」 rather than `service-1`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Names(std::collections::HashMap<String, String>);
+
+impl Names {
+    pub fn of(definitions: &[&Definition]) -> Self {
+        let mut map = std::collections::HashMap::new();
+        for d in definitions.iter().rev() {
+            for s in &d.services {
+                map.insert(s.id.clone(), s.title.clone());
+            }
+        }
+        Names(map)
+    }
+
+    fn title<'a>(&'a self, id: &'a str) -> &'a str {
+        self.0.get(id).map_or(id, String::as_str)
+    }
 }
 
 fn by(ctx: &Ctx<'_>) -> String {
@@ -347,9 +370,10 @@ pub async fn review_of(
     after: &Definition,
 ) -> Result<Review, ServiceError> {
     let changes = after.changes_from(before);
+    let names = Names::of(&[after, before]);
     let mut summary = Vec::new();
     for c in &changes {
-        summary.extend(describe(ctx, c));
+        summary.extend(describe(ctx, c, &names));
     }
     let impact = impact(ctx, &before.settings, &after.settings).await?;
     let warnings = warnings(ctx, &after.settings);
@@ -358,11 +382,29 @@ pub async fn review_of(
         summary,
         impact,
         warnings,
+        names,
     })
 }
 
 /// A value as the console shows it.
-pub fn show(ctx: &Ctx<'_>, field: &str, value: &Value) -> String {
+pub fn show(ctx: &Ctx<'_>, field: &str, value: &Value, names: &Names) -> String {
+    if field == "services.order" {
+        if let Value::Array(ids) = value {
+            return ids
+                .iter()
+                .filter_map(Value::as_str)
+                .map(|id| format!("「{}」", names.title(id)))
+                .collect::<Vec<_>>()
+                .join("→");
+        }
+    }
+    if field == "theme.logo" || field.ends_with(".image") {
+        if let Some(path) = value.as_str() {
+            if path.starts_with("uploads/") {
+                return say(ctx, "settings.value.uploaded", &[]);
+            }
+        }
+    }
     match value {
         Value::Null => say(ctx, "settings.value.none", &[]),
         Value::Bool(true) => say(ctx, "settings.value.yes", &[]),
@@ -381,7 +423,7 @@ pub fn show(ctx: &Ctx<'_>, field: &str, value: &Value) -> String {
         Value::Array(items) if items.is_empty() => say(ctx, "settings.value.none", &[]),
         Value::Array(items) => items
             .iter()
-            .map(|v| show(ctx, field, v))
+            .map(|v| show(ctx, field, v, names))
             .collect::<Vec<_>>()
             .join("、"),
         Value::Object(_) => value.to_string(),
@@ -389,7 +431,7 @@ pub fn show(ctx: &Ctx<'_>, field: &str, value: &Value) -> String {
 }
 
 /// The label of a field.
-pub fn label(ctx: &Ctx<'_>, field: &str) -> String {
+pub fn label(ctx: &Ctx<'_>, field: &str, names: &Names) -> String {
     let key = format!("settings.labels.{field}");
     let text = say(ctx, &key, &[]);
     if text != key {
@@ -402,7 +444,7 @@ pub fn label(ctx: &Ctx<'_>, field: &str) -> String {
                 ctx,
                 "settings.labels.service_part",
                 &[
-                    ("id", id.to_owned()),
+                    ("id", names.title(id).to_owned()),
                     (
                         "part",
                         say(ctx, &format!("settings.labels.service.{part}"), &[]),
@@ -415,7 +457,7 @@ pub fn label(ctx: &Ctx<'_>, field: &str) -> String {
 }
 
 /// Plain sentences for one change.
-fn describe(ctx: &Ctx<'_>, c: &Change) -> Vec<Notice> {
+fn describe(ctx: &Ctx<'_>, c: &Change, names: &Names) -> Vec<Notice> {
     let notice = |code: String, params: &[(&str, String)]| Notice {
         text: say(ctx, &format!("settings.summary.{code}"), params),
         code,
@@ -426,13 +468,13 @@ fn describe(ctx: &Ctx<'_>, c: &Change) -> Vec<Notice> {
             for m in a.iter().filter(|m| !b.contains(m)) {
                 out.push(notice(
                     "method_added".into(),
-                    &[("method", show(ctx, "", m))],
+                    &[("method", show(ctx, "", m, names))],
                 ));
             }
             for m in b.iter().filter(|m| !a.contains(m)) {
                 out.push(notice(
                     "method_removed".into(),
-                    &[("method", show(ctx, "", m))],
+                    &[("method", show(ctx, "", m, names))],
                 ));
             }
             out
@@ -443,7 +485,7 @@ fn describe(ctx: &Ctx<'_>, c: &Change) -> Vec<Notice> {
             if say(ctx, &key, &[]) != key {
                 vec![notice(code, &[])]
             } else {
-                vec![generic(ctx, c)]
+                vec![generic(ctx, c, names)]
             }
         }
         (field, before, after) => {
@@ -452,27 +494,27 @@ fn describe(ctx: &Ctx<'_>, c: &Change) -> Vec<Notice> {
                 vec![notice(
                     field.to_owned(),
                     &[
-                        ("before", show(ctx, field, before)),
-                        ("after", show(ctx, field, after)),
+                        ("before", show(ctx, field, before, names)),
+                        ("after", show(ctx, field, after, names)),
                     ],
                 )]
             } else {
-                vec![generic(ctx, c)]
+                vec![generic(ctx, c, names)]
             }
         }
     }
 }
 
-fn generic(ctx: &Ctx<'_>, c: &Change) -> Notice {
+fn generic(ctx: &Ctx<'_>, c: &Change, names: &Names) -> Notice {
     Notice {
         code: "changed".into(),
         text: say(
             ctx,
             "settings.summary.changed",
             &[
-                ("label", label(ctx, &c.field)),
-                ("before", show(ctx, &c.field, &c.before)),
-                ("after", show(ctx, &c.field, &c.after)),
+                ("label", label(ctx, &c.field, names)),
+                ("before", show(ctx, &c.field, &c.before, names)),
+                ("after", show(ctx, &c.field, &c.after, names)),
             ],
         ),
     }

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use poem::http::StatusCode;
-use poem::web::{Data, Form, Multipart, Path, Redirect};
+use poem::web::{Data, Form, Multipart, Path, Query, Redirect};
 use poem::{handler, IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
@@ -47,15 +47,23 @@ struct CheckView {
     ok: bool,
 }
 
-fn look_context(page: &Page<'_>, d: &settings::DraftState) -> tera::Context {
+/// The page with `primary`, `accent` and `welcome` as shown (the draft's, or what was typed),
+/// the contrast table measured on those colours.
+fn look_context(
+    page: &Page<'_>,
+    d: &settings::DraftState,
+    primary: &str,
+    accent: &str,
+    welcome: &str,
+) -> tera::Context {
     let ctx_s = page.service();
     let theme = &d.definition.settings.theme;
     let mut ctx = tera::Context::new();
-    ctx.insert("primary_color", &theme.primary_color);
-    ctx.insert("accent_color", &theme.accent_color);
-    ctx.insert("welcome", &d.definition.settings.welcome);
+    ctx.insert("primary_color", primary);
+    ctx.insert("accent_color", accent);
+    ctx.insert("welcome", welcome);
     ctx.insert("logo_url", &format!("/static/{}", theme.logo));
-    let checks: Vec<CheckView> = contrast_checks(&theme.primary_color, &theme.accent_color)
+    let checks: Vec<CheckView> = contrast_checks(primary, accent)
         .into_iter()
         .map(|c| CheckView {
             label: settings::say(&ctx_s, &format!("look.checks.{}", c.what), &[]),
@@ -76,12 +84,17 @@ pub async fn look_page(
 ) -> Response {
     let page = Page::new(&state, &tenant, &admin);
     match settings::draft(&page.service()).await {
-        Ok(d) => page.render(
-            "settings",
-            "look.html",
-            look_context(&page, &d),
-            StatusCode::OK,
-        ),
+        Ok(d) => {
+            let theme = &d.definition.settings.theme;
+            let ctx = look_context(
+                &page,
+                &d,
+                &theme.primary_color,
+                &theme.accent_color,
+                &d.definition.settings.welcome,
+            );
+            page.render("settings", "look.html", ctx, StatusCode::OK)
+        }
         Err(e) => page.failure(e),
     }
 }
@@ -117,19 +130,29 @@ pub async fn save_look(
                 Ok(d) => d,
                 Err(e) => return page.failure(e),
             };
-            let mut ctx = look_context(&page, &d);
-            ctx.insert("primary_color", &edit.primary_color);
-            ctx.insert("accent_color", &edit.accent_color);
-            ctx.insert("welcome", &edit.welcome);
+            let mut ctx = look_context(
+                &page,
+                &d,
+                edit.primary_color.trim(),
+                edit.accent_color.trim(),
+                &edit.welcome,
+            );
+            // Problems are named by their setting (`theme.logo`), the form's fields by
+            // their own names (`logo`).
             let errors: HashMap<String, Vec<String>> = field_errors(&state, &problems)
                 .into_iter()
-                .map(|(k, v)| (k.replace('.', "__"), v))
+                .map(|(k, v)| (k.trim_start_matches("theme.").to_owned(), v))
                 .collect();
             ctx.insert("errors", &errors);
             page.render("settings", "look.html", ctx, StatusCode::BAD_REQUEST)
         }
         Err(e) => page.failure(e),
     }
+}
+
+#[derive(Deserialize)]
+pub struct Done {
+    done: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -148,6 +171,7 @@ pub async fn services_page(
     state: Data<&Arc<AppState>>,
     tenant: CurrentTenant,
     admin: ConsoleAdmin,
+    Query(q): Query<Done>,
 ) -> Response {
     let page = Page::new(&state, &tenant, &admin);
     let d = match settings::draft(&page.service()).await {
@@ -177,6 +201,7 @@ pub async fn services_page(
     let mut ctx = tera::Context::new();
     ctx.insert("services", &services);
     ctx.insert("draft_saved", &d.saved);
+    ctx.insert("done", &(q.done.as_deref() == Some("saved")));
     page.render("settings", "services.html", ctx, StatusCode::OK)
 }
 

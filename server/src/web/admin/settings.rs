@@ -121,7 +121,7 @@ fn groups(
         let hint_key = format!("settings.hints.{field}");
         let hint = service::say(ctx, &hint_key, &[]);
         out.last_mut().expect("a group").fields.push(FieldView {
-            label: service::label(ctx, field),
+            label: service::label(ctx, field, &service::Names::default()),
             hint: if hint == hint_key {
                 String::new()
             } else {
@@ -292,9 +292,9 @@ fn review_context(ctx_s: &Ctx<'_>, found: &Review) -> tera::Context {
         .changes
         .iter()
         .map(|c| ChangeView {
-            label: service::label(ctx_s, &c.field),
-            before: service::show(ctx_s, &c.field, &c.before),
-            after: service::show(ctx_s, &c.field, &c.after),
+            label: service::label(ctx_s, &c.field, &found.names),
+            before: service::show(ctx_s, &c.field, &c.before, &found.names),
+            after: service::show(ctx_s, &c.field, &c.after, &found.names),
         })
         .collect();
     ctx.insert("changes", &changes);
@@ -446,6 +446,7 @@ fn revision_view(
     live: &Definition,
     names: &HashMap<String, String>,
 ) -> RevisionView {
+    let titles = service::Names::of(&[&r.definition, live]);
     RevisionView {
         number: r.number,
         published_at: date_time(r.published_at),
@@ -458,9 +459,9 @@ fn revision_view(
             .changes
             .iter()
             .map(|c| ChangeView {
-                label: service::label(ctx_s, &c.field),
-                before: service::show(ctx_s, &c.field, &c.before),
-                after: service::show(ctx_s, &c.field, &c.after),
+                label: service::label(ctx_s, &c.field, &titles),
+                before: service::show(ctx_s, &c.field, &c.before, &titles),
+                after: service::show(ctx_s, &c.field, &c.after, &titles),
             })
             .collect(),
         live: &r.definition == live,
