@@ -209,6 +209,10 @@ async fn a_roster_is_checked_then_imported_all_or_none(backend: Backend) {
     let user_id = first[6];
     let password = first[7];
     assert!(letters.body.contains(user_id));
+    assert!(
+        letters.body.contains(password),
+        "the letters print the password"
+    );
     let member = Browser::new(&app, DAIWA_HOST);
     let next = login_ok(&member, user_id, password).await;
     assert!(next.is_see_other("/login/birth-date"), "{}", next.summary());

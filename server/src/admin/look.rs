@@ -352,3 +352,33 @@ pub async fn arrange_service(
     }
     settings::save(ctx, &current, definition).await
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tenant::TenantFile;
+
+    #[test]
+    fn the_seed_themes_pass_their_own_check() {
+        for text in [
+            include_str!("../../../tenants/daiwakenpo.toml"),
+            include_str!("../../../tenants/kanekakenpo.toml"),
+        ] {
+            let theme = TenantFile::parse(text).unwrap().settings.theme;
+            for c in contrast_checks(&theme.primary_color, &theme.accent_color) {
+                assert!(c.ok, "{}: {} {:.2}", theme.primary_color, c.what, c.ratio);
+            }
+        }
+    }
+
+    #[test]
+    fn ratios_and_suggestions_follow_wcag() {
+        assert!((contrast("#000000", "#ffffff").unwrap() - 21.0).abs() < 1e-9);
+        assert!((contrast("#0b4f8a", "#ffffff").unwrap() - 8.40).abs() < 0.01);
+        let pale = "#7fa8d8";
+        assert!(contrast(pale, WHITE).unwrap() < TEXT_RATIO);
+        let darker = darker_until(pale, &[WHITE, NOTICE], TEXT_RATIO).unwrap();
+        assert!(contrast(&darker, WHITE).unwrap() >= TEXT_RATIO);
+        assert!(contrast(&darker, NOTICE).unwrap() >= TEXT_RATIO);
+    }
+}
