@@ -323,7 +323,7 @@ test('「一括登録」 reports each bad row of roster-problems.csv, imports 10
     await admin.getByRole('heading', { name: '一括登録が終わりました', level: 1 }).waitFor({ timeout: 90_000 });
     assert.ok((await admin.getByRole('status').innerText()).includes('1000人を会員として登録しました'));
     const letters = admin.getByRole('link', { name: '通知書を印刷する', exact: true });
-    assert.match(await letters.getAttribute('href'), /^\/admin\/letters\//);
+    assert.match(await letters.getAttribute('href'), /^\/admin\/import\/[0-9a-f]{32}\/letters$/);
     const credentials = admin.getByRole('link', { name: 'ログイン情報CSVをダウンロード', exact: true });
     await shot('6-import-done');
 

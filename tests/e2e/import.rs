@@ -172,12 +172,23 @@ async fn a_roster_is_checked_then_imported_all_or_none(backend: Backend) {
         "{}",
         page.summary()
     );
-    let letters_at = page.body.find("href=\"/admin/letters/").unwrap();
-    let letters_path = &page.body[letters_at + 6..];
-    let letters_path = &letters_path[..letters_path.find('"').unwrap()];
-    let letters = admin.get(letters_path).await;
+    let letters_path = format!("{path}/letters");
+    assert!(
+        page.body.contains(&format!("href=\"{letters_path}\"")),
+        "{}",
+        page.summary()
+    );
+    let letters = admin.get(&letters_path).await;
     assert_eq!(letters.status, 200);
     assert_eq!(letters.body.matches("class=\"letter\"").count(), 1000);
+    // Once: the second opening prints nothing.
+    let again = admin.get(&letters_path).await;
+    assert_eq!(again.body.matches("class=\"letter\"").count(), 0);
+    assert!(
+        again.text().contains("表示できるのは1回だけ"),
+        "{}",
+        again.summary()
+    );
     let csv_path = format!("{path}/credentials.csv");
     let csv = admin.get(&csv_path).await;
     assert_eq!(csv.status, 200, "{}", csv.summary());
@@ -279,4 +290,160 @@ async fn bad_uploads_are_refused(backend: Backend) {
         .get(&format!("{path}/done"))
         .await
         .is_see_other("/admin/login"));
+}
+
+on_both_backends!(the_api_imports_and_resets_in_bulk_like_the_console);
+
+/// A raw request to the API with a bearer token.
+async fn api_raw(
+    app: &TestApp,
+    method: &str,
+    path: &str,
+    token: &str,
+    content_type: &str,
+    body: Vec<u8>,
+) -> (u16, String) {
+    let client = reqwest::Client::builder()
+        .resolve(DAIWA_HOST, app.member)
+        .build()
+        .unwrap();
+    let url = format!(
+        "http://{DAIWA_HOST}:{}/admin/api/v1{path}",
+        app.member.port()
+    );
+    let req = match method {
+        "GET" => client.get(url),
+        _ => client
+            .post(url)
+            .header("content-type", content_type)
+            .body(body),
+    };
+    let resp = req.bearer_auth(token).send().await.unwrap();
+    (resp.status().as_u16(), resp.text().await.unwrap())
+}
+
+async fn the_api_imports_and_resets_in_bulk_like_the_console(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (_admin, _) = signed_in_admin(
+        &app,
+        DAIWA_HOST,
+        "daiwakenpo",
+        "script@daiwa.example.jp",
+        "admin",
+    )
+    .await;
+    let token = crate::admin::api_token(&app.db, "daiwakenpo", "script@daiwa.example.jp", None);
+    let operator = crate::admin::api_token(
+        &app.db,
+        "daiwakenpo",
+        "script@daiwa.example.jp",
+        Some("operator"),
+    );
+    let csv = "application/octet-stream";
+    let (status, body) = api_raw(
+        &app,
+        "POST",
+        "/members/import?file_name=p.csv",
+        &token,
+        csv,
+        fixture("roster-problems.csv"),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let report: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(report.get("import_id").is_none());
+    let lines: Vec<u64> = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["line"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lines, [8, 9, 10]);
+    let (status, _) = api_raw(
+        &app,
+        "POST",
+        "/members/import",
+        &operator,
+        csv,
+        fixture("roster-problems.csv"),
+    )
+    .await;
+    assert_eq!(status, 403);
+
+    let roster = "氏名,生年月日,メールアドレス,記号,番号\r\n表計 一郎,S50.1.2,ichiro@example.jp,7001,1\r\n表計 次郎,1976/3/4,jiro@example.jp,7001,2\r\n";
+    let (status, body) = api_raw(
+        &app,
+        "POST",
+        "/members/import",
+        &token,
+        csv,
+        roster.as_bytes().to_vec(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let report: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let id = report["import_id"].as_str().unwrap().to_owned();
+    let before = members(&app).await;
+    let commit = format!("/members/imports/{id}/commit");
+    let (status, body) = api_raw(
+        &app,
+        "POST",
+        &commit,
+        &token,
+        "application/json",
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(members(&app).await, before + 2);
+    let credentials = format!("/members/imports/{id}/credentials");
+    let (status, body) = api_raw(&app, "GET", &credentials, &token, "", Vec::new()).await;
+    assert_eq!(status, 200);
+    assert!(
+        body.contains("表計 一郎,,1975-01-02,ichiro@example.jp,7001,1,"),
+        "{body}"
+    );
+    let (status, _) = api_raw(&app, "GET", &credentials, &token, "", Vec::new()).await;
+    assert_eq!(status, 409, "the credentials are handed out once");
+
+    let rule = serde_json::json!({"target": "search", "query": "表計", "rule": "{記号}-{番号}-{生年月日:MMDD}"});
+    let (status, body) = api_raw(
+        &app,
+        "POST",
+        "/members/bulk-reset/preview",
+        &token,
+        "application/json",
+        rule.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let preview: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(preview["reset"], 2);
+    assert!(
+        preview["sample"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("●●●●-●-●●●●"),
+        "{body}"
+    );
+    let (status, body) = api_raw(
+        &app,
+        "POST",
+        "/members/bulk-reset",
+        &token,
+        "application/json",
+        rule.to_string().into_bytes(),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let first = crate::db::value(
+        &app.db,
+        "SELECT user_id FROM members WHERE email = 'ichiro@example.jp'",
+        &[],
+    )
+    .await
+    .unwrap();
+    let b = Browser::new(&app, DAIWA_HOST);
+    let next = login_ok(&b, &first, "7001-1-0102").await;
+    assert!(next.is_see_other("/login/birth-date"), "{}", next.summary());
 }

@@ -399,6 +399,25 @@ pub async fn take_credentials(
     Ok(Some(plain))
 }
 
+/// The letters of a committed import, once: they are opened, handed over for printing and
+/// removed. `None` once printed (or past their hour).
+pub async fn take_letters(
+    ctx: &Ctx<'_>,
+    _full: &FullAdmin,
+    id: &str,
+) -> Result<Option<Vec<Letter>>, ServiceError> {
+    let (_, batch, _) = committed(ctx, id).await?;
+    let letters = super::members::letters(ctx, &batch).await?;
+    if letters.is_empty() {
+        return Ok(None);
+    }
+    ctx.state
+        .store
+        .delete_letters(&ctx.tenant.id, &batch)
+        .await?;
+    Ok(Some(letters))
+}
+
 /// A committed import as its done page shows it.
 pub async fn committed(ctx: &Ctx<'_>, id: &str) -> Result<(i64, String, bool), ServiceError> {
     if !is_import_id(id) {

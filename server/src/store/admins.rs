@@ -641,4 +641,17 @@ impl Store {
         })?;
         Ok(rows)
     }
+
+    /// Removes a batch of letters (printed once); returns how many there were.
+    pub async fn delete_letters(&self, tenant: &TenantId, batch_id: &str) -> StoreResult<u64> {
+        let n = on_pool!(&self.pool, p => {
+            sqlx::query("DELETE FROM member_letters WHERE tenant_id = $1 AND batch_id = $2")
+                .bind(tenant.as_str())
+                .bind(batch_id)
+                .execute(p)
+                .await
+                .map(|r| r.rows_affected())
+        })?;
+        Ok(n)
+    }
 }

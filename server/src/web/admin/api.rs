@@ -1081,6 +1081,16 @@ fn default_limit() -> i64 {
     50
 }
 
+/// What the service functions need for a request that passed the token check.
+pub(super) fn service_ctx<'a>(req: &'a Request, acting: &'a Acting) -> Ctx<'a> {
+    let (state, tenant) = parts(req);
+    Ctx {
+        state,
+        tenant: &tenant.0,
+        acting,
+    }
+}
+
 /// The application and the tenant of a request that passed the token check (both are
 /// attached before any API handler runs).
 pub(super) fn parts(req: &Request) -> (&AppState, &CurrentTenant) {

@@ -7,10 +7,10 @@ use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::{Binary, Json, PlainText};
 use poem_openapi::{ApiResponse, Object, OpenApi};
 
-use super::api::{parts, Problem, Reply, Tag, Token};
+use super::api::{service_ctx, Problem, Reply, Tag, Token};
 use crate::admin::bulk_reset::{self, Outcome, Selection};
 use crate::admin::import::{self, Report};
-use crate::admin::{Ctx, FieldProblem, ServiceError};
+use crate::admin::{FieldProblem, ServiceError};
 
 #[derive(Debug, Clone, Object)]
 pub struct RowProblemOut {
@@ -163,12 +163,8 @@ impl BulkApi {
         file_name: Query<Option<String>>,
         body: Binary<Vec<u8>>,
     ) -> Reply<ImportReportOut> {
-        let (app, tenant) = parts(req);
-        let ctx = Ctx {
-            state: app,
-            tenant: &tenant.0,
-            acting: &acting,
-        };
+        let ctx = service_ctx(req, &acting);
+        let app = ctx.state;
         let result = async {
             let full = acting.require_admin()?;
             let name = file_name.0.unwrap_or_else(|| "roster.csv".to_owned());
@@ -190,12 +186,8 @@ impl BulkApi {
         Token(acting): Token,
         id: Path<String>,
     ) -> Reply<ImportedOut> {
-        let (app, tenant) = parts(req);
-        let ctx = Ctx {
-            state: app,
-            tenant: &tenant.0,
-            acting: &acting,
-        };
+        let ctx = service_ctx(req, &acting);
+        let app = ctx.state;
         let result = async {
             let full = acting.require_admin()?;
             import::commit(&ctx, &full, &id.0).await
@@ -223,12 +215,8 @@ impl BulkApi {
         Token(acting): Token,
         id: Path<String>,
     ) -> CsvReply {
-        let (app, tenant) = parts(req);
-        let ctx = Ctx {
-            state: app,
-            tenant: &tenant.0,
-            acting: &acting,
-        };
+        let ctx = service_ctx(req, &acting);
+        let app = ctx.state;
         let result = async {
             let full = acting.require_admin()?;
             import::take_credentials(&ctx, &full, &id.0).await
@@ -269,12 +257,8 @@ impl BulkApi {
         Token(acting): Token,
         body: Json<BulkResetIn>,
     ) -> Reply<BulkOut> {
-        let (app, tenant) = parts(req);
-        let ctx = Ctx {
-            state: app,
-            tenant: &tenant.0,
-            acting: &acting,
-        };
+        let ctx = service_ctx(req, &acting);
+        let app = ctx.state;
         let result = async {
             acting.require_admin()?;
             bulk_reset::preview(&ctx, &body.0.selection()?, &body.0.rule).await
@@ -292,12 +276,8 @@ impl BulkApi {
         Token(acting): Token,
         body: Json<BulkResetIn>,
     ) -> Reply<BulkOut> {
-        let (app, tenant) = parts(req);
-        let ctx = Ctx {
-            state: app,
-            tenant: &tenant.0,
-            acting: &acting,
-        };
+        let ctx = service_ctx(req, &acting);
+        let app = ctx.state;
         let result = async {
             let full = acting.require_admin()?;
             bulk_reset::apply(&ctx, &full, &body.0.selection()?, &body.0.rule).await

@@ -10,7 +10,7 @@ use poem_openapi::payload::Json;
 use poem_openapi::{Object, OpenApi};
 use serde_json::Value;
 
-use super::api::{parts, Reply, Tag, Token};
+use super::api::{service_ctx, Reply, Tag, Token};
 use crate::admin::settings::{self as service, DraftState, Notice, Review};
 use crate::admin::{Ctx, ServiceError};
 use crate::store::Revision;
@@ -135,12 +135,8 @@ impl SettingsApi {
     /// The draft (or the live settings when there is none) and what publishing it would do.
     #[oai(path = "/settings/draft", method = "get", tag = "Tag::Settings")]
     async fn get_draft(&self, req: &Request, Token(acting): Token) -> Reply<DraftOut> {
-        let (app, tenant) = parts(req);
-        let ctx = Ctx {
-            state: app,
-            tenant: &tenant.0,
-            acting: &acting,
-        };
+        let ctx = service_ctx(req, &acting);
+        let app = ctx.state;
         let result = async { draft_out(&ctx, service::draft(&ctx).await?).await }.await;
         Reply::from(app, result)
     }
@@ -154,12 +150,8 @@ impl SettingsApi {
         Token(acting): Token,
         body: Json<SettingsEdit>,
     ) -> Reply<DraftOut> {
-        let (app, tenant) = parts(req);
-        let ctx = Ctx {
-            state: app,
-            tenant: &tenant.0,
-            acting: &acting,
-        };
+        let ctx = service_ctx(req, &acting);
+        let app = ctx.state;
         let result = async {
             let full = acting.require_admin()?;
             let mut edits: Vec<(String, Value)> = body.0.edits.into_iter().collect();
@@ -174,12 +166,8 @@ impl SettingsApi {
     /// Throw the draft away (role `admin` only); the live settings do not change.
     #[oai(path = "/settings/draft", method = "delete", tag = "Tag::Settings")]
     async fn delete_draft(&self, req: &Request, Token(acting): Token) -> Reply<DraftOut> {
-        let (app, tenant) = parts(req);
-        let ctx = Ctx {
-            state: app,
-            tenant: &tenant.0,
-            acting: &acting,
-        };
+        let ctx = service_ctx(req, &acting);
+        let app = ctx.state;
         let result = async {
             let full = acting.require_admin()?;
             service::discard(&ctx, &full).await?;
@@ -192,12 +180,8 @@ impl SettingsApi {
     /// 「公開」: the draft becomes live as a new revision (role `admin` only).
     #[oai(path = "/settings/publish", method = "post", tag = "Tag::Settings")]
     async fn publish(&self, req: &Request, Token(acting): Token) -> Reply<PublishedOut> {
-        let (app, tenant) = parts(req);
-        let ctx = Ctx {
-            state: app,
-            tenant: &tenant.0,
-            acting: &acting,
-        };
+        let ctx = service_ctx(req, &acting);
+        let app = ctx.state;
         let result = async {
             let full = acting.require_admin()?;
             let revision = service::publish(&ctx, &full).await?;
@@ -210,12 +194,8 @@ impl SettingsApi {
     /// Every published revision, newest first.
     #[oai(path = "/settings/revisions", method = "get", tag = "Tag::Settings")]
     async fn revisions(&self, req: &Request, Token(acting): Token) -> Reply<Vec<RevisionOut>> {
-        let (app, tenant) = parts(req);
-        let ctx = Ctx {
-            state: app,
-            tenant: &tenant.0,
-            acting: &acting,
-        };
+        let ctx = service_ctx(req, &acting);
+        let app = ctx.state;
         let result = service::history(&ctx)
             .await
             .map(|list| list.iter().map(revision_out).collect());
@@ -235,12 +215,8 @@ impl SettingsApi {
         Token(acting): Token,
         number: Path<i64>,
     ) -> Reply<PublishedOut> {
-        let (app, tenant) = parts(req);
-        let ctx = Ctx {
-            state: app,
-            tenant: &tenant.0,
-            acting: &acting,
-        };
+        let ctx = service_ctx(req, &acting);
+        let app = ctx.state;
         let result = async {
             let full = acting.require_admin()?;
             let revision = service::restore(&ctx, &full, number.0).await?;

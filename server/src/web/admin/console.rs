@@ -872,27 +872,36 @@ pub async fn letters(
     let page = Page::new(&state, &tenant, &admin);
     let ctx_s = page.service();
     match service::letters(&ctx_s, &batch).await {
-        Ok(letters) => {
-            let mut ctx = tera::Context::new();
-            ctx.insert("expired", &letters.is_empty());
-            let views: Vec<LetterView> = letters
-                .into_iter()
-                .map(|l| LetterView {
-                    display_name: l.display_name,
-                    user_id: l.user_id,
-                    password: l.password,
-                })
-                .collect();
-            ctx.insert("letters", &views);
-            ctx.insert(
-                "login_url",
-                &format!("{}/", crate::admin::tenant_url(&state, &tenant.0)),
-            );
-            ctx.insert("issued_on", &date(crate::store::now_unix()));
-            page.render("members", "letters.html", ctx, StatusCode::OK)
-        }
+        Ok(letters) => render_letters(&page, letters, "expired"),
         Err(e) => page.failure(e),
     }
+}
+
+/// The print view of `letters`, one per page; none shows the message `gone` (a key
+/// under `letters.`).
+pub(super) fn render_letters(
+    page: &Page<'_>,
+    printed: Vec<crate::admin::members::Letter>,
+    gone: &str,
+) -> Response {
+    let mut ctx = tera::Context::new();
+    ctx.insert("expired", &printed.is_empty());
+    ctx.insert("gone", gone);
+    let views: Vec<LetterView> = printed
+        .into_iter()
+        .map(|l| LetterView {
+            display_name: l.display_name,
+            user_id: l.user_id,
+            password: l.password,
+        })
+        .collect();
+    ctx.insert("letters", &views);
+    ctx.insert(
+        "login_url",
+        &format!("{}/", crate::admin::tenant_url(page.state, page.tenant)),
+    );
+    ctx.insert("issued_on", &date(crate::store::now_unix()));
+    page.render("members", "letters.html", ctx, StatusCode::OK)
 }
 
 // --- audit log -----------------------------------------------------------------------------

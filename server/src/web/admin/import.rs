@@ -106,6 +106,23 @@ pub async fn done(
     }
 }
 
+/// The letters of the import to print, once.
+#[handler]
+pub async fn letters(
+    state: Data<&Arc<AppState>>,
+    tenant: CurrentTenant,
+    ConsoleFullAdmin(admin, full): ConsoleFullAdmin,
+    Path(id): Path<String>,
+) -> Response {
+    let page = Page::new(&state, &tenant, &admin);
+    match service::take_letters(&page.service(), &full, &id).await {
+        Ok(letters) => {
+            super::console::render_letters(&page, letters.unwrap_or_default(), "printed")
+        }
+        Err(e) => page.failure(e),
+    }
+}
+
 /// The credentials CSV, once.
 #[handler]
 pub async fn credentials(

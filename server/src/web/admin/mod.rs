@@ -97,6 +97,7 @@ pub fn routes(state: &Arc<AppState>) -> Route {
         .at("/import", get(import::form_get).post(import::check))
         .at("/import/:id", post(import::commit))
         .at("/import/:id/done", get(import::done))
+        .at("/import/:id/letters", get(import::letters))
         .at("/import/:id/credentials.csv", get(import::credentials))
         .at("/settings", get(settings::form).post(settings::save))
         .at("/settings/review", get(settings::review_page))
