@@ -97,13 +97,16 @@ async fn a_hundred_members_are_reset_by_their_card_and_birth_date(backend: Backe
     assert_eq!(page.status, 200);
     assert!(page.body.contains(RULE), "{}", page.summary());
     let bad = admin
-        .post(
+        .post_file(
             "/admin/bulk-reset/preview",
             &[
                 ("target", "all"),
                 ("rule", "{氏名}"),
                 ("csrf_token", &page.csrf_token()),
             ],
+            "user_ids_file",
+            "",
+            b"",
         )
         .await;
     assert_eq!(bad.status, 400, "{}", bad.summary());
@@ -115,7 +118,15 @@ async fn a_hundred_members_are_reset_by_their_card_and_birth_date(backend: Backe
         ("rule", RULE),
         ("csrf_token", &page.csrf_token()),
     ];
-    let preview = admin.post("/admin/bulk-reset/preview", &fields).await;
+    let preview = admin
+        .post_file(
+            "/admin/bulk-reset/preview",
+            &fields,
+            "user_ids_file",
+            "",
+            b"",
+        )
+        .await;
     assert_eq!(preview.status, 200, "{}", preview.summary());
     let text = preview.text();
     assert!(text.contains("選んだ101人のうち100人"), "{text}");
@@ -133,6 +144,32 @@ async fn a_hundred_members_are_reset_by_their_card_and_birth_date(backend: Backe
         0,
         "the preview changed something"
     );
+
+    // An uploaded list of user IDs (Shift_JIS, with a header) narrows it to those members.
+    let list = format!("ユーザID\r\n{}\r\n{}\r\n", chosen, cardless.user_id);
+    let (sjis, _, _) = encoding_rs::SHIFT_JIS.encode(&list);
+    let listed = admin
+        .post_file(
+            "/admin/bulk-reset/preview",
+            &[
+                ("target", "all"),
+                ("rule", RULE),
+                ("csrf_token", &page.csrf_token()),
+            ],
+            "user_ids_file",
+            "ids.csv",
+            &sjis,
+        )
+        .await;
+    assert_eq!(listed.status, 200, "{}", listed.summary());
+    assert!(
+        listed.text().contains("選んだ2人のうち1人"),
+        "{}",
+        listed.summary()
+    );
+    assert!(listed
+        .body
+        .contains(&format!("value=\"{chosen}\n{}\"", cardless.user_id)));
 
     let done = admin.post("/admin/bulk-reset", &fields).await;
     assert_eq!(done.status, 200, "{}", done.summary());

@@ -119,6 +119,31 @@ fn plain(value: &str) -> String {
     value.nfkc().filter(|c| !c.is_whitespace()).collect()
 }
 
+/// The user IDs of an uploaded list: a text or CSV file (UTF-8 or Shift_JIS), one member
+/// per line, the user ID in the first column; a header line (「ユーザID」) and empty lines
+/// are skipped.
+pub fn user_ids_from_file(bytes: &[u8]) -> Result<Vec<String>, &'static str> {
+    if bytes.is_empty() {
+        return Err("bulk_ids_empty");
+    }
+    if bytes.len() > 1024 * 1024 {
+        return Err("bulk_ids_file_too_large");
+    }
+    let (text, _) = super::roster::decode(bytes).map_err(|_| "bulk_ids_file_not_text")?;
+    let ids: Vec<String> = text
+        .lines()
+        .filter_map(|line| {
+            let first = line.split([',', '\t']).next().unwrap_or("");
+            let id = first.trim().trim_matches('"').trim();
+            (!id.is_empty() && id.is_ascii()).then(|| id.to_owned())
+        })
+        .collect();
+    if ids.is_empty() {
+        return Err("bulk_ids_empty");
+    }
+    Ok(ids)
+}
+
 /// Which members a bulk reset is for.
 #[derive(Debug, Clone)]
 pub enum Selection {
@@ -436,6 +461,18 @@ mod tests {
         assert_eq!(Rule::parse("{氏名}"), Err("rule_unknown_field"));
         assert_eq!(Rule::parse("{記号"), Err("rule_unclosed"));
         assert_eq!(Rule::parse("あ{記号}"), Err("rule_characters"));
+    }
+
+    #[test]
+    fn a_list_file_gives_its_first_column() {
+        let file = "ユーザID,氏名\r\nabc-123,山田\r\n\r\n\"def.456\",佐藤\r\n";
+        assert_eq!(
+            user_ids_from_file(file.as_bytes()).unwrap(),
+            ["abc-123", "def.456"]
+        );
+        let (sjis, _, _) = encoding_rs::SHIFT_JIS.encode(file);
+        assert_eq!(user_ids_from_file(&sjis).unwrap(), ["abc-123", "def.456"]);
+        assert_eq!(user_ids_from_file(b""), Err("bulk_ids_empty"));
     }
 
     #[test]

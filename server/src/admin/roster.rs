@@ -133,7 +133,7 @@ impl RosterError {
 }
 
 /// Decodes the file: UTF-8 (a BOM is dropped), else Shift_JIS as Windows writes it (CP932).
-fn decode(bytes: &[u8]) -> Result<(String, &'static str), RosterError> {
+pub(crate) fn decode(bytes: &[u8]) -> Result<(String, &'static str), RosterError> {
     if let Some(rest) = bytes.strip_prefix(b"\xEF\xBB\xBF") {
         return std::str::from_utf8(rest)
             .map(|s| (s.to_owned(), "UTF-8 (BOM)"))

@@ -16,7 +16,12 @@ const MAX_FORM_BYTES: usize = 64 * 1024;
 /// Largest file upload (a roster file and its form), on the upload routes only.
 const MAX_UPLOAD_BYTES: usize = crate::admin::roster::MAX_BYTES + 64 * 1024;
 /// Where files are uploaded (these paths and those below them).
-const UPLOAD_PATHS: [&str; 3] = ["/admin/import", "/admin/look", "/admin/services"];
+const UPLOAD_PATHS: [&str; 4] = [
+    "/admin/import",
+    "/admin/look",
+    "/admin/services",
+    "/admin/bulk-reset",
+];
 
 /// An upload larger than this is not even read to its end: the connection is dropped.
 const DRAIN_BYTES: usize = 32 * 1024 * 1024;

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use poem::http::StatusCode;
-use poem::web::{Data, Form};
+use poem::web::{Data, Form, Multipart};
 use poem::{handler, Response};
 use serde::{Deserialize, Serialize};
 
@@ -82,18 +82,42 @@ pub async fn form_get(
     form_page(&page, &form, None)
 }
 
-/// The preview: how many, a masked sample, who is left out; then the confirmation.
+/// The preview: how many, a masked sample, who is left out; then the confirmation. The
+/// form may carry a list file of user IDs instead of typed ones.
 #[handler]
 pub async fn preview(
     state: Data<&Arc<AppState>>,
     tenant: CurrentTenant,
     ConsoleFullAdmin(admin, _full): ConsoleFullAdmin,
-    Form(form): Form<BulkForm>,
+    multipart: Multipart,
 ) -> Response {
     let page = Page::new(&state, &tenant, &admin);
-    let result = match form.selection() {
-        Ok(selection) => service::preview(&page.service(), &selection, &form.rule).await,
-        Err(e) => Err(e),
+    let (fields, file) = super::look::read_form(multipart).await;
+    let get = |k: &str| fields.get(k).cloned().unwrap_or_default();
+    let mut form = BulkForm {
+        target: get("target"),
+        query: get("query"),
+        user_ids: get("user_ids"),
+        rule: get("rule"),
+    };
+    let mut result = Ok(());
+    if let Some((_, bytes)) = &file {
+        match service::user_ids_from_file(bytes) {
+            Ok(ids) => {
+                form.target = "ids".into();
+                form.user_ids = ids.join("\n");
+            }
+            Err(code) => {
+                result = Err(ServiceError::Invalid(vec![FieldProblem::new(
+                    "user_ids_file",
+                    code,
+                )]))
+            }
+        }
+    }
+    let result = match (result, form.selection()) {
+        (Err(e), _) | (Ok(()), Err(e)) => Err(e),
+        (Ok(()), Ok(selection)) => service::preview(&page.service(), &selection, &form.rule).await,
     };
     match result {
         Ok(outcome) => {

@@ -18,7 +18,7 @@ use crate::admin::{FieldProblem, ServiceError};
 use crate::web::{AppState, CurrentTenant};
 
 /// A multipart form: its text fields and its one file (name, bytes), if one was chosen.
-async fn read_form(
+pub(super) async fn read_form(
     mut multipart: Multipart,
 ) -> (HashMap<String, String>, Option<(String, Vec<u8>)>) {
     let mut fields = HashMap::new();
