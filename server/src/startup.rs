@@ -118,6 +118,9 @@ fn spawn_statistics_refresher(store: Store) {
 
 /// Everything requests and service functions need, on a migrated database; also what the
 /// command line uses to run service functions without serving.
+/// Memory kept for uploaded images (logos, service icons) across all tenants.
+const UPLOAD_CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
 pub async fn build_state(config: Config, store: Store) -> anyhow::Result<AppState> {
     let tenants = TenantRegistry::new(store.clone(), &config.base_domain).await?;
     let themes = Themes::new(&config.themes_dir)
@@ -147,6 +150,10 @@ pub async fn build_state(config: Config, store: Store) -> anyhow::Result<AppStat
         csrf_key,
         passkeys,
         recovery: Default::default(),
+        uploads: moka::future::Cache::builder()
+            .weigher(|_, v: &Arc<(String, Vec<u8>)>| v.1.len().try_into().unwrap_or(u32::MAX))
+            .max_capacity(UPLOAD_CACHE_BYTES)
+            .build(),
     })
 }
 

@@ -28,4 +28,13 @@ pub struct AppState {
     pub passkeys: crate::mfa::passkey::RelyingParties,
     /// Self-service recovery requests waiting to be looked up and mailed.
     pub recovery: crate::member::recovery::Queue,
+    /// Uploaded images by (tenant id, path). A path names one content for good, so entries
+    /// never go stale; the cache only bounds the memory they take.
+    pub uploads: UploadCache,
 }
+
+/// An uploaded image as served: its content type and bytes.
+pub type Upload = std::sync::Arc<(String, Vec<u8>)>;
+
+/// Uploaded images by (tenant id, path).
+pub type UploadCache = moka::future::Cache<(String, String), Upload>;

@@ -128,6 +128,30 @@ async fn a_new_terms_version_is_published_and_accepted_at_the_next_sign_in(backe
         admin.get("/admin/terms/1999-01/evidence.csv").await.status,
         404
     );
+    // An operator's `portal tenant apply` of another change keeps who published it.
+    let export = app.db.run(&["tenant", "export", "daiwakenpo"]);
+    let toml = String::from_utf8(export.stdout).unwrap();
+    assert!(toml.contains("version = \"2026-12\""), "{toml}");
+    let changed = toml.replacen("display_name = \"", "display_name = \"（新）", 1);
+    let applied = app.db.run_with_input(&["tenant", "apply", "-"], &changed);
+    assert!(
+        applied.status.success(),
+        "{}",
+        crate::harness::stderr(&applied)
+    );
+    let renamed = crate::harness::eventually(std::time::Duration::from_secs(5), || {
+        let admin = &admin;
+        async move { admin.get("/admin/terms").await.text().contains("（新）") }
+    })
+    .await;
+    assert!(renamed, "the applied file is not served");
+    let page = admin.get("/admin/terms").await;
+    assert!(
+        page.text().contains("terms@daiwa.example.jp"),
+        "{}",
+        page.summary()
+    );
+
     // Publishing again without a draft is refused.
     let again = admin
         .post(

@@ -219,6 +219,14 @@ impl Store {
                     )));
                 }
             }
+            // Who published each terms version survives the rewrite of the table.
+            let published: Vec<(String, String, Option<i64>)> = sqlx::query_as(
+                "SELECT version, published_by, published_unix FROM terms_versions \
+                 WHERE tenant_id = $1",
+            )
+            .bind(id)
+            .fetch_all(&mut *c)
+            .await?;
             if existing.is_some() {
                 sqlx::query(
                     "UPDATE tenants SET display_name = $2, enabled = $3, settings = $4, \
@@ -278,9 +286,13 @@ impl Store {
                 .await?;
             }
             for (position, terms) in file.terms.versions.iter().enumerate() {
+                let (by, at) = published
+                    .iter()
+                    .find(|(v, _, _)| v == &terms.version)
+                    .map_or(("file", None), |(_, by, at)| (by.as_str(), *at));
                 sqlx::query(
-                    "INSERT INTO terms_versions (tenant_id, version, position, published_at, title, body) \
-                     VALUES ($1, $2, $3, $4, $5, $6)",
+                    "INSERT INTO terms_versions (tenant_id, version, position, published_at, title, \
+                     body, published_by, published_unix) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 )
                 .bind(id)
                 .bind(&terms.version)
@@ -288,6 +300,8 @@ impl Store {
                 .bind(&terms.published_at)
                 .bind(&terms.title)
                 .bind(&terms.body)
+                .bind(by)
+                .bind(at)
                 .execute(&mut *c)
                 .await?;
             }

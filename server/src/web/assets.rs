@@ -45,16 +45,32 @@ pub async fn static_file(
 /// An image the society uploaded. Its name is derived from its content, so it may be kept
 /// for good; an SVG gets a policy that lets nothing in it run or load.
 async fn uploaded(state: &AppState, tenant: &CurrentTenant, path: &str) -> poem::Result<Response> {
-    let found = state
-        .store
-        .asset(&tenant.0.id, path)
-        .await
-        .map_err(crate::web::internal)?;
-    let Some((content_type, bytes)) = found else {
+    let key = (tenant.0.id.as_str().to_owned(), path.to_owned());
+    let found = match state.uploads.get(&key).await {
+        Some(hit) => Some(hit),
+        None => {
+            let stored = state
+                .store
+                .asset(&tenant.0.id, path)
+                .await
+                .map_err(crate::web::internal)?;
+            match stored {
+                Some(asset) => {
+                    let asset = Arc::new(asset);
+                    state.uploads.insert(key, Arc::clone(&asset)).await;
+                    Some(asset)
+                }
+                None => None,
+            }
+        }
+    };
+    let Some(asset) = found else {
         return Err(poem::error::NotFoundError.into());
     };
-    Ok(bytes
-        .with_content_type(content_type)
+    Ok(asset
+        .1
+        .clone()
+        .with_content_type(asset.0.clone())
         .with_header(header::CACHE_CONTROL, "public, max-age=31536000, immutable")
         .with_header(
             header::CONTENT_SECURITY_POLICY,
