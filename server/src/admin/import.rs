@@ -81,10 +81,11 @@ fn file_problem(e: &RosterError) -> ServiceError {
     )])
 }
 
-/// Rows whose person is a member already (same insurance card, or same name and birth
-/// date where the card is not given) become problems.
-async fn refuse_existing(ctx: &Ctx<'_>, roster: &mut Roster) -> Result<(), ServiceError> {
-    let existing: std::collections::HashSet<String> = ctx
+/// The identity (card, or name and birth date) of every member of the society.
+async fn existing_identities(
+    ctx: &Ctx<'_>,
+) -> Result<std::collections::HashSet<String>, ServiceError> {
+    Ok(ctx
         .state
         .store
         .member_identities(&ctx.tenant.id)
@@ -99,7 +100,13 @@ async fn refuse_existing(ctx: &Ctx<'_>, roster: &mut Roster) -> Result<(), Servi
                 ..Default::default()
             })
         })
-        .collect();
+        .collect())
+}
+
+/// Rows whose person is a member already (same insurance card, or same name and birth
+/// date where the card is not given) become problems.
+async fn refuse_existing(ctx: &Ctx<'_>, roster: &mut Roster) -> Result<(), ServiceError> {
+    let existing = existing_identities(ctx).await?;
     let (by_card, by_name): (Vec<_>, Vec<_>) = roster
         .rows
         .iter()
@@ -213,22 +220,7 @@ pub async fn pending_count(ctx: &Ctx<'_>, id: &str) -> Result<usize, ServiceErro
 pub async fn commit(ctx: &Ctx<'_>, _full: &FullAdmin, id: &str) -> Result<Committed, ServiceError> {
     let inputs = pending(ctx, id).await?;
     // Members registered since the dry run.
-    let existing: std::collections::HashSet<String> = ctx
-        .state
-        .store
-        .member_identities(&ctx.tenant.id)
-        .await?
-        .into_iter()
-        .map(|(name, birth, symbol, number)| {
-            roster::identity(&MemberInput {
-                display_name: name,
-                birth_date: birth,
-                card_symbol: symbol,
-                card_number: number,
-                ..Default::default()
-            })
-        })
-        .collect();
+    let existing = existing_identities(ctx).await?;
     if inputs
         .iter()
         .any(|i| existing.contains(&roster::identity(i)))

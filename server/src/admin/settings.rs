@@ -707,7 +707,7 @@ pub async fn restore(ctx: &Ctx<'_>, _full: &FullAdmin, number: i64) -> Result<i6
 }
 
 /// This node serves the new definition at once.
-async fn refresh(ctx: &Ctx<'_>) {
+pub(crate) async fn refresh(ctx: &Ctx<'_>) {
     if let Err(error) = ctx.state.tenants.refresh().await {
         tracing::warn!(%error, "refreshing the tenant cache failed");
     }

@@ -202,9 +202,7 @@ pub async fn publish(ctx: &Ctx<'_>, _full: &FullAdmin) -> Result<String, Service
         Some((&ctx.tenant.terms.current, &clean.version)),
     )
     .await;
-    if let Err(error) = ctx.state.tenants.refresh().await {
-        tracing::warn!(%error, "refreshing the tenant cache failed");
-    }
+    super::settings::refresh(ctx).await;
     Ok(clean.version)
 }
 

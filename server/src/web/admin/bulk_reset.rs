@@ -10,7 +10,7 @@ use poem::web::{Data, Form, Multipart};
 use poem::{handler, Response};
 use serde::{Deserialize, Serialize};
 
-use super::console::{field_errors, Page};
+use super::console::{field_errors, read_form, Page};
 use super::{ConsoleAdmin, ConsoleFullAdmin};
 use crate::admin::bulk_reset::{self as service, Selection};
 use crate::admin::{FieldProblem, ServiceError};
@@ -92,7 +92,7 @@ pub async fn preview(
     multipart: Multipart,
 ) -> Response {
     let page = Page::new(&state, &tenant, &admin);
-    let (fields, file) = super::look::read_form(multipart).await;
+    let (fields, file) = read_form(multipart).await;
     let get = |k: &str| fields.get(k).cloned().unwrap_or_default();
     let mut form = BulkForm {
         target: get("target"),

@@ -141,6 +141,14 @@ impl<'a> Page<'a> {
         )
     }
 
+    /// After an action: on to `to` (303) when it happened, else the page that says why.
+    pub fn after<T>(&self, result: Result<T, ServiceError>, to: &str) -> Response {
+        match result {
+            Ok(_) => poem::web::Redirect::see_other(to).into_response(),
+            Err(e) => self.failure(e),
+        }
+    }
+
     /// The page for an action that did not happen.
     pub fn failure(&self, error: ServiceError) -> Response {
         let (status, key) = match &error {
@@ -159,6 +167,28 @@ impl<'a> Page<'a> {
         ctx.insert("message", &text(self.state, &format!("errors.{key}")));
         self.render("", "error.html", ctx, status)
     }
+}
+
+/// A multipart form: its text fields and its one file (name, bytes), if one was chosen.
+pub(super) async fn read_form(
+    mut multipart: poem::web::Multipart,
+) -> (HashMap<String, String>, Option<(String, Vec<u8>)>) {
+    let mut fields = HashMap::new();
+    let mut file = None;
+    while let Ok(Some(field)) = multipart.next_field().await {
+        let name = field.name().unwrap_or("").to_owned();
+        if let Some(file_name) = field.file_name().map(str::to_owned) {
+            // A form sent without choosing a file carries an empty part with no name.
+            if let Ok(bytes) = field.bytes().await {
+                if !file_name.is_empty() {
+                    file = Some((file_name, bytes));
+                }
+            }
+        } else if let Ok(text) = field.text().await {
+            fields.insert(name, text);
+        }
+    }
+    (fields, file)
 }
 
 /// Field problems as the forms show them: field → messages.

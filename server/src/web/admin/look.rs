@@ -10,34 +10,12 @@ use poem::web::{Data, Form, Multipart, Path, Query, Redirect};
 use poem::{handler, IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
-use super::console::{field_errors, Page};
+use super::console::{field_errors, read_form, Page};
 use super::{ConsoleAdmin, ConsoleFullAdmin};
 use crate::admin::look::{self as service, contrast_checks, LookEdit, ServiceEdit};
 use crate::admin::settings;
 use crate::admin::{FieldProblem, ServiceError};
 use crate::web::{AppState, CurrentTenant};
-
-/// A multipart form: its text fields and its one file (name, bytes), if one was chosen.
-pub(super) async fn read_form(
-    mut multipart: Multipart,
-) -> (HashMap<String, String>, Option<(String, Vec<u8>)>) {
-    let mut fields = HashMap::new();
-    let mut file = None;
-    while let Ok(Some(field)) = multipart.next_field().await {
-        let name = field.name().unwrap_or("").to_owned();
-        if let Some(file_name) = field.file_name().map(str::to_owned) {
-            // A form sent without choosing a file carries an empty part with no name.
-            if let Ok(bytes) = field.bytes().await {
-                if !file_name.is_empty() {
-                    file = Some((file_name, bytes));
-                }
-            }
-        } else if let Ok(text) = field.text().await {
-            fields.insert(name, text);
-        }
-    }
-    (fields, file)
-}
 
 #[derive(Serialize)]
 struct CheckView {
@@ -348,10 +326,10 @@ pub async fn arrange(
     Form(form): Form<Arrange>,
 ) -> Response {
     let page = Page::new(&state, &tenant, &admin);
-    match service::arrange_service(&page.service(), &full, &id, &form.action).await {
-        Ok(_) => Redirect::see_other("/admin/services?done=saved").into_response(),
-        Err(e) => page.failure(e),
-    }
+    page.after(
+        service::arrange_service(&page.service(), &full, &id, &form.action).await,
+        "/admin/services?done=saved",
+    )
 }
 
 #[handler]

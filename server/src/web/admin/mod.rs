@@ -11,7 +11,7 @@ pub mod bulk_reset;
 pub mod charts;
 pub mod console;
 mod import;
-pub(super) mod look;
+mod look;
 pub mod settings;
 pub mod signin;
 mod terms;

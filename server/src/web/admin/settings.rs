@@ -330,10 +330,10 @@ pub async fn publish(
     ConsoleFullAdmin(admin, full): ConsoleFullAdmin,
 ) -> Response {
     let page = Page::new(&state, &tenant, &admin);
-    match service::publish(&page.service(), &full).await {
-        Ok(_) => Redirect::see_other("/admin/settings/history?done=published").into_response(),
-        Err(e) => page.failure(e),
-    }
+    page.after(
+        service::publish(&page.service(), &full).await,
+        "/admin/settings/history?done=published",
+    )
 }
 
 #[handler]
@@ -343,10 +343,10 @@ pub async fn discard(
     ConsoleFullAdmin(admin, full): ConsoleFullAdmin,
 ) -> Response {
     let page = Page::new(&state, &tenant, &admin);
-    match service::discard(&page.service(), &full).await {
-        Ok(_) => Redirect::see_other("/admin/settings?done=discarded").into_response(),
-        Err(e) => page.failure(e),
-    }
+    page.after(
+        service::discard(&page.service(), &full).await,
+        "/admin/settings?done=discarded",
+    )
 }
 
 #[handler]
@@ -542,8 +542,8 @@ pub async fn restore(
     Path(number): Path<i64>,
 ) -> Response {
     let page = Page::new(&state, &tenant, &admin);
-    match service::restore(&page.service(), &full, number).await {
-        Ok(_) => Redirect::see_other("/admin/settings/history?done=restored").into_response(),
-        Err(e) => page.failure(e),
-    }
+    page.after(
+        service::restore(&page.service(), &full, number).await,
+        "/admin/settings/history?done=restored",
+    )
 }

@@ -237,10 +237,10 @@ pub async fn publish(
     ConsoleFullAdmin(admin, full): ConsoleFullAdmin,
 ) -> Response {
     let page = Page::new(&state, &tenant, &admin);
-    match service::publish(&page.service(), &full).await {
-        Ok(_) => Redirect::see_other("/admin/terms?done=published").into_response(),
-        Err(e) => page.failure(e),
-    }
+    page.after(
+        service::publish(&page.service(), &full).await,
+        "/admin/terms?done=published",
+    )
 }
 
 #[handler]
@@ -250,10 +250,10 @@ pub async fn discard(
     ConsoleFullAdmin(admin, full): ConsoleFullAdmin,
 ) -> Response {
     let page = Page::new(&state, &tenant, &admin);
-    match service::discard(&page.service(), &full).await {
-        Ok(_) => Redirect::see_other("/admin/terms?done=discarded").into_response(),
-        Err(e) => page.failure(e),
-    }
+    page.after(
+        service::discard(&page.service(), &full).await,
+        "/admin/terms?done=discarded",
+    )
 }
 
 #[handler]
