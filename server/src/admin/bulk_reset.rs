@@ -155,6 +155,23 @@ pub enum Selection {
     UserIds(Vec<String>),
 }
 
+impl Selection {
+    /// The selection a form or a request names: `all`, `search` (with `query`) or `ids`
+    /// (with `user_ids`); anything else is a problem of the field `target`.
+    pub fn parse(
+        target: &str,
+        query: &str,
+        user_ids: Vec<String>,
+    ) -> Result<Selection, ServiceError> {
+        match target {
+            "all" => Ok(Selection::All),
+            "search" => Ok(Selection::Search(query.to_owned())),
+            "ids" => Ok(Selection::UserIds(user_ids)),
+            _ => Err(invalid("target", "bulk_target")),
+        }
+    }
+}
+
 /// A member the rule cannot reach, and why.
 #[derive(Debug, Clone, Serialize)]
 pub struct Skipped {

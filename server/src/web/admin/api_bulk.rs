@@ -10,7 +10,7 @@ use poem_openapi::{ApiResponse, Object, OpenApi};
 use super::api::{service_ctx, Problem, Reply, Tag, Token};
 use crate::admin::bulk_reset::{self, Outcome, Selection};
 use crate::admin::import::{self, Report};
-use crate::admin::{FieldProblem, ServiceError};
+use crate::admin::ServiceError;
 
 #[derive(Debug, Clone, Object)]
 pub struct RowProblemOut {
@@ -101,15 +101,7 @@ pub struct BulkResetIn {
 
 impl BulkResetIn {
     fn selection(&self) -> Result<Selection, ServiceError> {
-        match self.target.as_str() {
-            "all" => Ok(Selection::All),
-            "search" => Ok(Selection::Search(self.query.clone())),
-            "ids" => Ok(Selection::UserIds(self.user_ids.clone())),
-            _ => Err(ServiceError::Invalid(vec![FieldProblem::new(
-                "target",
-                "bulk_target",
-            )])),
-        }
+        Selection::parse(&self.target, &self.query, self.user_ids.clone())
     }
 }
 

@@ -34,22 +34,14 @@ pub struct BulkForm {
 
 impl BulkForm {
     fn selection(&self) -> Result<Selection, ServiceError> {
-        match self.target.as_str() {
-            "all" => Ok(Selection::All),
-            "search" => Ok(Selection::Search(self.query.clone())),
-            "ids" => Ok(Selection::UserIds(
-                self.user_ids
-                    .lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty())
-                    .map(str::to_owned)
-                    .collect(),
-            )),
-            _ => Err(ServiceError::Invalid(vec![FieldProblem::new(
-                "target",
-                "bulk_target",
-            )])),
-        }
+        let ids = self
+            .user_ids
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .map(str::to_owned)
+            .collect();
+        Selection::parse(&self.target, &self.query, ids)
     }
 }
 
