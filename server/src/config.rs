@@ -88,6 +88,19 @@ pub struct Config {
     /// The demo set-up: when seed tenants are imported into a new database, each gets a
     /// demo member and a demo admin invitation, printed to the log. Off in production.
     pub demo: bool,
+    /// Peers (CIDRs, comma-separated) whose `X-Forwarded-*` / `Forwarded` headers are
+    /// believed: the TLS-terminating proxies in front. Empty: no one's.
+    pub trusted_proxies: String,
+    /// `text` (default) or `json`: one JSON object per log line.
+    pub log_format: String,
+    /// On SIGTERM, how long requests in flight may take to finish.
+    pub shutdown_grace_ms: u64,
+    /// The previous secret key during a key rotation: secrets sealed under it still open,
+    /// and `portal secrets rotate` re-seals them under `secret_key`.
+    pub secret_key_previous: Option<String>,
+    /// How often each node removes what has lapsed (sign-in flows, sessions, one-time
+    /// tokens) and what is past its tenant's retention (audit events, delivered mail).
+    pub sweep_interval_ms: u64,
 }
 
 impl Default for Config {
@@ -126,6 +139,11 @@ impl Default for Config {
             secure_cookies: None,
             public_port: None,
             demo: true,
+            trusted_proxies: String::new(),
+            log_format: "text".to_owned(),
+            shutdown_grace_ms: 10_000,
+            secret_key_previous: None,
+            sweep_interval_ms: 300_000,
         }
     }
 }
@@ -202,6 +220,7 @@ impl Config {
             ("PORTAL_MAIL_RETRY_BASE_MS", self.mail_retry_base_ms),
             ("PORTAL_MAIL_MAX_ATTEMPTS", self.mail_max_attempts.into()),
             ("PORTAL_MAIL_CONCURRENCY", self.mail_concurrency.into()),
+            ("PORTAL_SWEEP_INTERVAL_MS", self.sweep_interval_ms),
         ] {
             if value == 0 {
                 return Err(ConfigError::Invalid {
@@ -209,6 +228,13 @@ impl Config {
                     reason: "must be at least 1".into(),
                 });
             }
+        }
+        self.trusted_proxies()?;
+        if !matches!(self.log_format.as_str(), "text" | "json") {
+            return Err(ConfigError::Invalid {
+                key: "PORTAL_LOG_FORMAT",
+                reason: format!("'{}' is neither text nor json", self.log_format),
+            });
         }
         if let Some(url) = &self.smtp_url {
             if !(url.starts_with("smtp://") || url.starts_with("smtps://")) {
@@ -230,6 +256,23 @@ impl Config {
             });
         }
         Ok(())
+    }
+
+    /// The trusted proxies' networks. A bare address is one host (`/32`, `/128`).
+    pub fn trusted_proxies(&self) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+        self.trusted_proxies
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(|s| {
+                s.parse::<ipnet::IpNet>()
+                    .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| ConfigError::Invalid {
+                        key: "PORTAL_TRUSTED_PROXIES",
+                        reason: format!("'{s}' is not an address or a CIDR network"),
+                    })
+            })
+            .collect()
     }
 
     /// The database URL in force: the configured one or the embedded SQLite file.

@@ -15,6 +15,7 @@ pub mod state;
 pub mod store;
 pub mod tenant;
 pub mod theme;
+pub mod throttle;
 pub mod web;
 
 /// `bytes` random bytes from the operating system, hex-encoded.

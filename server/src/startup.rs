@@ -137,7 +137,9 @@ pub async fn build_state(config: Config, store: Store) -> anyhow::Result<AppStat
     let mailer = Mailer::new(&config, themes.clone(), secrets.clone());
     let hasher = PasswordHasher::new(&config)?;
     let metrics = Arc::new(Metrics::new());
+    let trusted_proxies = crate::web::edge::TrustedProxies(Arc::new(config.trusted_proxies()?));
     Ok(AppState {
+        trusted_proxies,
         config,
         store,
         tenants,

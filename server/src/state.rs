@@ -31,6 +31,8 @@ pub struct AppState {
     /// Uploaded images by (tenant id, path). A path names one content for good, so entries
     /// never go stale; the cache only bounds the memory they take.
     pub uploads: UploadCache,
+    /// Peers whose forwarding headers are believed (`PORTAL_TRUSTED_PROXIES`).
+    pub trusted_proxies: crate::web::edge::TrustedProxies,
 }
 
 /// An uploaded image as served: its content type and bytes.

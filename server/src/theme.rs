@@ -1,8 +1,9 @@
 //! Themes: Tera templates, locale texts and static assets.
 //!
 //! `themes/default/` holds everything; `themes/<slug>/` may override any template, any
-//! locale text and any static asset of one tenant. A theme is assembled once per slug and
-//! cached.
+//! locale text and any static asset of one tenant. The default theme is compiled once and
+//! shared by every tenant that overrides no template or text (almost all of them); a
+//! tenant that does gets a theme of its own, assembled on first use and cached.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -21,7 +22,13 @@ pub struct Themes {
     /// The layer every theme starts from: `<root>/default`, or the console folder itself.
     base: PathBuf,
     cache: Cache<String, Arc<Theme>>,
+    /// The base layer alone, shared.
+    shared: Arc<Theme>,
 }
+
+/// Tenants whose theme is kept: the shared one costs a pointer per tenant, so this bounds
+/// only how often the folders are looked at.
+const THEME_CACHE_ENTRIES: u64 = 100_000;
 
 pub struct Theme {
     tera: Tera,
@@ -33,26 +40,27 @@ impl Themes {
     /// Checks that the default theme loads, so a broken template stops start-up.
     pub fn new(root: impl Into<PathBuf>) -> anyhow::Result<Self> {
         let root = root.into();
-        let themes = Self {
-            base: root.join(DEFAULT_THEME),
+        let base = root.join(DEFAULT_THEME);
+        let shared = Arc::new(Theme::load(&root, &base, DEFAULT_THEME)?);
+        Ok(Self {
+            base,
             root,
-            cache: Cache::new(256),
-        };
-        themes.get(DEFAULT_THEME)?;
-        Ok(themes)
+            cache: Cache::new(THEME_CACHE_ENTRIES),
+            shared,
+        })
     }
 
     /// The society admin console: one folder (`templates/`, `locales/`, `static/`) with no
     /// per-tenant layers. A broken template stops start-up.
     pub fn console(dir: impl Into<PathBuf>) -> anyhow::Result<Self> {
         let dir = dir.into();
-        let themes = Self {
+        let shared = Arc::new(Theme::load(&dir, &dir, DEFAULT_THEME)?);
+        Ok(Self {
             base: dir.clone(),
             root: dir,
             cache: Cache::new(1),
-        };
-        themes.get(DEFAULT_THEME)?;
-        Ok(themes)
+            shared,
+        })
     }
 
     /// The theme of a tenant: its overrides over the default.
@@ -60,9 +68,23 @@ impl Themes {
         if let Some(theme) = self.cache.get(slug) {
             return Ok(theme);
         }
-        let theme = Arc::new(Theme::load(&self.root, &self.base, slug)?);
+        let theme = if self.overrides(slug) {
+            Arc::new(Theme::load(&self.root, &self.base, slug)?)
+        } else {
+            Arc::clone(&self.shared)
+        };
         self.cache.insert(slug.to_owned(), Arc::clone(&theme));
         Ok(theme)
+    }
+
+    /// Whether the tenant has templates or texts of its own (static files alone need no
+    /// theme of their own: [`Themes::asset`] finds them).
+    fn overrides(&self, slug: &str) -> bool {
+        if slug == DEFAULT_THEME || !is_plain_name(slug) || self.root == self.base {
+            return false;
+        }
+        let layer = self.root.join(slug);
+        layer.join("templates").is_dir() || layer.join("mail").is_dir() || layer.join(LOCALE_FILE).is_file()
     }
 
     /// Finds a static asset: the tenant's own first, then the default theme's. The path
@@ -238,5 +260,11 @@ mod tests {
             .starts_with(root.join("default")));
         assert!(themes.asset("acme", "missing.css").is_none());
         assert_eq!(themes.get("acme").unwrap().text("nested.b"), "B");
+        // Tenants without templates or texts of their own share the compiled default.
+        write(&root.join("logoonly/static/logo.svg"), "<svg/>");
+        let shared = themes.get("other").unwrap();
+        assert!(Arc::ptr_eq(&shared, &themes.get("logoonly").unwrap()));
+        assert!(Arc::ptr_eq(&shared, &themes.get("default").unwrap()));
+        assert!(!Arc::ptr_eq(&shared, &themes.get("acme").unwrap()));
     }
 }

@@ -83,6 +83,22 @@ struct Inner {
     /// argon2 work done so far, in memory blocks × iterations: what a check really cost,
     /// counted rather than timed.
     work: AtomicU64,
+    /// Checks and hashes that got a worker, and their total wait for it in microseconds.
+    started: AtomicU64,
+    waited_micros: AtomicU64,
+}
+
+/// What the hasher has done, for the metrics.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HasherStats {
+    /// Calls admitted and not finished: running or waiting for a worker.
+    pub in_flight: usize,
+    /// Of those, waiting for a worker.
+    pub waiting: usize,
+    /// Calls that got a worker so far.
+    pub started: u64,
+    /// Their total wait for a worker, in seconds.
+    pub waited_seconds: f64,
 }
 
 impl fmt::Debug for PasswordHasher {
@@ -148,6 +164,8 @@ impl PasswordHasher {
             queue,
             memory: Mutex::new(Vec::new()),
             work: AtomicU64::new(0),
+            started: AtomicU64::new(0),
+            waited_micros: AtomicU64::new(0),
         };
         let mut password = [0u8; 32];
         OsRng.fill_bytes(&mut password);
@@ -164,6 +182,22 @@ impl PasswordHasher {
     /// How many hashes run at once.
     pub fn concurrency(&self) -> usize {
         self.inner.concurrency
+    }
+
+    /// Calls in flight and waiting, and how long calls waited for a worker.
+    pub fn stats(&self) -> HasherStats {
+        let inner = &self.inner;
+        let in_flight =
+            (inner.concurrency + inner.queue).saturating_sub(inner.admission.available_permits());
+        let running = inner
+            .concurrency
+            .saturating_sub(inner.workers.available_permits());
+        HasherStats {
+            in_flight,
+            waiting: in_flight.saturating_sub(running),
+            started: inner.started.load(Ordering::Relaxed),
+            waited_seconds: inner.waited_micros.load(Ordering::Relaxed) as f64 / 1e6,
+        }
     }
 
     pub async fn hash(&self, password: &str) -> Result<String, HashError> {
@@ -199,10 +233,14 @@ impl PasswordHasher {
             Err(TryAcquireError::NoPermits) => return Err(HashError::Busy),
             Err(TryAcquireError::Closed) => return Err(closed()),
         };
+        let admitted_at = std::time::Instant::now();
         let worker = Arc::clone(&self.inner.workers)
             .acquire_owned()
             .await
             .map_err(|_| closed())?;
+        let waited = u64::try_from(admitted_at.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.inner.started.fetch_add(1, Ordering::Relaxed);
+        self.inner.waited_micros.fetch_add(waited, Ordering::Relaxed);
         let inner = Arc::clone(&self.inner);
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move || {

@@ -78,10 +78,17 @@ pub async fn request(
     let by_member = store
         .tokens_since(&tenant.id, &member.id, PURPOSE, since)
         .await?;
-    let by_ip = store
-        .events_from_ip(&from.ip, "email_change_requested", since)
-        .await?;
-    if by_member >= PER_MEMBER || by_ip >= PER_IP {
+    let limit = crate::throttle::Limit {
+        name: "email_change",
+        max: PER_IP,
+        window_secs: WINDOW_SECS,
+    };
+    let by_ip = if by_member >= PER_MEMBER {
+        None
+    } else {
+        limit.attempt(store, &from.ip).await?
+    };
+    if by_ip.is_none() {
         record(
             state,
             tenant,

@@ -159,12 +159,12 @@ async fn accept_request(
     from: &Requester,
     kind: Kind,
 ) -> StoreResult<bool> {
-    let since = now_unix() - THROTTLE_WINDOW_SECS;
-    let recent = state
-        .store
-        .events_from_ip(&from.ip, kind.requested(), since)
-        .await?;
-    let accepted = recent < THROTTLE_REQUESTS;
+    let limit = crate::throttle::Limit {
+        name: kind.requested(),
+        max: THROTTLE_REQUESTS,
+        window_secs: THROTTLE_WINDOW_SECS,
+    };
+    let accepted = limit.attempt(&state.store, &from.ip).await?.is_some();
     let event = if accepted {
         kind.requested()
     } else {

@@ -283,4 +283,18 @@ impl Store {
         };
         Ok((count("queued") + count("sending"), count("failed")))
     }
+
+    /// Mail of every tenant not yet delivered: how many, and when the oldest was queued
+    /// (milliseconds since the epoch).
+    pub async fn mail_queue(&self) -> StoreResult<(i64, Option<i64>)> {
+        let row: (i64, Option<i64>) = on_pool!(&self.pool, p => {
+            sqlx::query_as(
+                "SELECT COUNT(*), MIN(created_ms) FROM mail_outbox \
+                 WHERE status IN ('queued', 'sending')",
+            )
+            .fetch_one(p)
+            .await
+        })?;
+        Ok(row)
+    }
 }

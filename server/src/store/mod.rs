@@ -17,6 +17,7 @@ pub(crate) mod revisions;
 mod sessions;
 mod tenants;
 mod terms;
+mod throttle;
 mod tokens;
 
 use std::str::FromStr;
@@ -37,7 +38,7 @@ pub use members::{
 };
 pub use revisions::{Draft, Revision};
 pub use sessions::SessionEntry;
-pub use tenants::ApplyOutcome;
+pub use tenants::{ApplyOutcome, TENANT_CHANNEL};
 pub use terms::{TermsDraft, TermsEvidence, TermsPublication};
 pub use tokens::{EmailChanged, LiveToken};
 
@@ -224,6 +225,14 @@ impl Store {
             }
         };
         Ok(Self { pool })
+    }
+
+    /// The PostgreSQL pool, for what only PostgreSQL offers (LISTEN).
+    pub fn postgres(&self) -> Option<&PgPool> {
+        match &self.pool {
+            Pool::Postgres(p) => Some(p),
+            Pool::Sqlite(_) => None,
+        }
     }
 
     pub fn kind(&self) -> DatabaseKind {

@@ -269,12 +269,11 @@ impl Store {
                 .bind(id)
                 .execute(&mut *c)
                 .await?;
-            sqlx::query("UPDATE tenant_generation SET generation = generation + 1 WHERE id = 1")
-                .execute(&mut *c)
-                .await?;
+            super::tenants::tenant_changed!(c, id);
             Ok::<_, sqlx::Error>(number)
         })?;
         tx.commit().await?;
+        self.notify_tenant_changed(id).await;
         Ok(number)
     }
 }

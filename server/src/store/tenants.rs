@@ -3,7 +3,7 @@
 use sqlx::FromRow;
 
 use super::revisions::{record_revision, NewRevision};
-use super::{now_unix, on_pool, Store, StoreError, StoreResult};
+use super::{now_unix, on_pool, Pool, Store, StoreError, StoreResult};
 use crate::tenant::{
     Definition, ServiceIcon, Tenant, TenantFile, TenantId, TenantSettings, Terms, TermsVersion,
 };
@@ -43,6 +43,28 @@ struct TermsRow {
     body: String,
 }
 
+/// The PostgreSQL channel that carries the id of each changed tenant.
+pub const TENANT_CHANNEL: &str = "portal_tenants";
+
+/// Inside the transaction of a tenant change: moves the global generation and stamps the
+/// tenant with it, so polling nodes find exactly the tenants that changed.
+macro_rules! tenant_changed {
+    ($c:expr, $id:expr) => {{
+        let generation: i64 = sqlx::query_scalar(
+            "UPDATE tenant_generation SET generation = generation + 1 WHERE id = 1 \
+             RETURNING generation",
+        )
+        .fetch_one(&mut *$c)
+        .await?;
+        sqlx::query("UPDATE tenants SET generation = $2 WHERE id = $1")
+            .bind($id)
+            .bind(generation)
+            .execute(&mut *$c)
+            .await?;
+    }};
+}
+pub(crate) use tenant_changed;
+
 const TENANT_COLUMNS: &str =
     "id, slug, display_name, enabled, settings, current_terms_version, revision";
 
@@ -52,6 +74,58 @@ impl Store {
             sqlx::query_scalar("SELECT COUNT(*) FROM tenants").fetch_one(p).await
         })?;
         Ok(n)
+    }
+
+    /// The tenants changed after generation `since`, with the generation of their last
+    /// change.
+    pub async fn tenants_changed_since(&self, since: i64) -> StoreResult<Vec<(String, i64)>> {
+        let rows = on_pool!(&self.pool, p => {
+            sqlx::query_as("SELECT id, generation FROM tenants WHERE generation > $1")
+                .bind(since)
+                .fetch_all(p)
+                .await
+        })?;
+        Ok(rows)
+    }
+
+    /// Tells every node listening (PostgreSQL) that a tenant changed; call after the
+    /// change committed. Nodes on SQLite, and any node that missed this, see the change at
+    /// their next poll of [`Store::tenants_changed_since`].
+    pub async fn notify_tenant_changed(&self, id: &str) {
+        if let Pool::Postgres(p) = &self.pool {
+            let sent = sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(TENANT_CHANNEL)
+                .bind(id)
+                .execute(p)
+                .await;
+            if let Err(error) = sent {
+                tracing::warn!(%error, "announcing a tenant change failed; nodes see it at their next poll");
+            }
+        }
+    }
+
+    /// Enables or disables a tenant; false when there is no such tenant.
+    pub async fn set_tenant_enabled(&self, slug: &str, enabled: bool) -> StoreResult<Option<String>> {
+        let mut tx = self.begin().await?;
+        let id = super::on_tx!(&mut tx, c => {
+            let id: Option<String> = sqlx::query_scalar(
+                "UPDATE tenants SET enabled = $2, updated_at = $3 WHERE slug = $1 RETURNING id",
+            )
+            .bind(slug)
+            .bind(enabled)
+            .bind(now_unix())
+            .fetch_optional(&mut *c)
+            .await?;
+            if let Some(id) = &id {
+                tenant_changed!(c, id.as_str());
+            }
+            Ok::<_, sqlx::Error>(id)
+        })?;
+        tx.commit().await?;
+        if let Some(id) = &id {
+            self.notify_tenant_changed(id).await;
+        }
+        Ok(id)
     }
 
     /// Moves whenever any tenant definition changes.
@@ -315,12 +389,11 @@ impl Store {
                 };
                 record_revision!(c, id, &rev, now);
             }
-            sqlx::query("UPDATE tenant_generation SET generation = generation + 1 WHERE id = 1")
-                .execute(&mut *c)
-                .await?;
+            tenant_changed!(c, id);
             Ok::<_, StoreError>(())
         })?;
         tx.commit().await?;
+        self.notify_tenant_changed(id).await;
         Ok(outcome)
     }
 }

@@ -145,12 +145,11 @@ impl Store {
                 .bind(id)
                 .execute(&mut *c)
                 .await?;
-            sqlx::query("UPDATE tenant_generation SET generation = generation + 1 WHERE id = 1")
-                .execute(&mut *c)
-                .await?;
+            super::tenants::tenant_changed!(c, id);
             Ok::<_, StoreError>(())
         })?;
         tx.commit().await?;
+        self.notify_tenant_changed(id).await;
         Ok(())
     }
 

@@ -4,8 +4,13 @@
 //! domain is `localhost`; any other host name is looked up among the tenants' aliases. Both
 //! are one indexed query on a miss and a hash lookup after that, whatever the number of
 //! tenants. Unknown hosts are cached too, so random `Host` headers cannot reach the database
-//! more than once each. The cache is dropped whenever the tenant generation in the database
-//! moves, which every node checks every `tenant_refresh_ms`.
+//! more than once each.
+//!
+//! A change to a tenant drops that tenant's entries only (and the cached unknown hosts, one
+//! of which it may now serve); the other tenants stay cached. Changes are learned two ways:
+//! on PostgreSQL each node LISTENs for the id of every changed tenant on a connection of its
+//! own; and every node polls for tenants whose generation moved every `tenant_refresh_ms`,
+//! the only way on SQLite and the safety net on PostgreSQL.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -16,7 +21,8 @@ use moka::future::Cache;
 use super::Tenant;
 use crate::store::{Store, StoreResult};
 
-const CACHE_CAPACITY: u64 = 10_000;
+/// Host names kept: every tenant's own host and aliases, and unknown hosts asked for.
+const CACHE_CAPACITY: u64 = 100_000;
 
 pub struct TenantRegistry {
     store: Store,
@@ -31,7 +37,10 @@ impl TenantRegistry {
         Ok(Arc::new(Self {
             store,
             base_suffix: format!(".{base_domain}"),
-            cache: Cache::builder().max_capacity(CACHE_CAPACITY).build(),
+            cache: Cache::builder()
+                .max_capacity(CACHE_CAPACITY)
+                .support_invalidation_closures()
+                .build(),
             generation: AtomicI64::new(generation),
         }))
     }
@@ -63,15 +72,42 @@ impl TenantRegistry {
         Ok(found)
     }
 
-    /// Drops every cached tenant if the stored definitions changed since the last check.
-    pub async fn refresh(&self) -> StoreResult<bool> {
-        let now = self.store.tenant_generation().await?;
-        let before = self.generation.swap(now, Ordering::AcqRel);
-        if before != now {
-            self.cache.invalidate_all();
-            return Ok(true);
+    /// Drops the cached entries of the tenants that changed since the last check. Returns
+    /// how many tenants changed.
+    pub async fn refresh(&self) -> StoreResult<usize> {
+        let since = self.generation.load(Ordering::Acquire);
+        let changed = self.store.tenants_changed_since(since).await?;
+        if let Some(newest) = changed.iter().map(|(_, g)| *g).max() {
+            self.generation.fetch_max(newest, Ordering::AcqRel);
+            let ids: Vec<String> = changed.into_iter().map(|(id, _)| id).collect();
+            self.forget(&ids);
+            return Ok(ids.len());
         }
-        Ok(false)
+        Ok(0)
+    }
+
+    /// Drops the cached entries of these tenants (by id) and every cached unknown host.
+    pub fn forget(&self, ids: &[String]) {
+        let ids: std::collections::HashSet<String> = ids.iter().cloned().collect();
+        let dropped = self.cache.invalidate_entries_if(move |_, tenant| match tenant {
+            Some(t) => ids.contains(t.id.as_str()),
+            None => true,
+        });
+        if dropped.is_err() {
+            // Closures are enabled at build time; should that ever change, drop everything.
+            self.cache.invalidate_all();
+        }
+    }
+
+    /// Drops every cached tenant (after a lost notification connection, when changes may
+    /// have been missed).
+    pub fn forget_all(&self) {
+        self.cache.invalidate_all();
+    }
+
+    /// How many host names are cached (known and unknown), for metrics and benchmarks.
+    pub fn cached(&self) -> u64 {
+        self.cache.entry_count()
     }
 
     /// Keeps the cache in step with the database until the process ends.
@@ -83,12 +119,55 @@ impl TenantRegistry {
             loop {
                 tick.tick().await;
                 match registry.refresh().await {
-                    Ok(true) => tracing::info!("tenant definitions changed; cache cleared"),
-                    Ok(false) => {}
+                    Ok(0) => {}
+                    Ok(n) => tracing::debug!(tenants = n, "tenant definitions changed"),
                     Err(e) => tracing::warn!(error = %e, "checking tenant definitions failed"),
                 }
             }
         });
+        if let Some(pool) = self.store.postgres().cloned() {
+            let registry = Arc::clone(self);
+            tokio::spawn(async move { registry.listen(pool).await });
+        }
+    }
+
+    /// PostgreSQL: drops a tenant's entries as soon as its change is announced. After a
+    /// lost connection it listens again and drops everything, since changes may have been
+    /// missed meanwhile.
+    async fn listen(self: Arc<Self>, pool: sqlx::PgPool) {
+        use sqlx::postgres::PgListener;
+        let channel = crate::store::TENANT_CHANNEL;
+        loop {
+            let mut listener = match PgListener::connect_with(&pool).await {
+                Ok(l) => l,
+                Err(error) => {
+                    tracing::warn!(%error, "listening for tenant changes failed; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            if let Err(error) = listener.listen(channel).await {
+                tracing::warn!(%error, "listening for tenant changes failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
+            // Whatever changed before this connection listened is fetched afresh.
+            self.forget_all();
+            loop {
+                match listener.try_recv().await {
+                    Ok(Some(note)) => self.forget(&[note.payload().to_owned()]),
+                    Ok(None) => {
+                        tracing::warn!("tenant change notifications interrupted; listening again");
+                        self.forget_all();
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "tenant change notifications failed; listening again");
+                        break;
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod assets;
 mod csrf;
+pub mod edge;
 pub mod factor;
 pub mod member;
 mod ops;
@@ -42,6 +43,7 @@ pub fn member_app(state: Arc<AppState>) -> impl poem::Endpoint {
         .with(csrf)
         .around(tenant_host::resolve_tenant)
         .with(CookieJarManager::new())
+        .around(edge::edge)
         .data(state)
 }
 
@@ -71,9 +73,12 @@ impl RequestMeta {
 
     /// The same, for code that holds the request but not its body.
     pub async fn from_request_without_body(req: &Request) -> poem::Result<Self> {
-        let ip = match req.remote_addr().as_socket_addr() {
-            Some(addr) => addr.ip().to_string(),
-            None => "unknown".to_owned(),
+        let ip = match req.extensions().get::<edge::ClientIp>() {
+            Some(client) => client.0.to_string(),
+            None => match req.remote_addr().as_socket_addr() {
+                Some(addr) => addr.ip().to_string(),
+                None => "unknown".to_owned(),
+            },
         };
         let user_agent: String = req
             .headers()

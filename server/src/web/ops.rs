@@ -37,9 +37,23 @@ async fn readyz(state: Data<&Arc<AppState>>) -> impl IntoResponse {
 
 /// Prometheus text format.
 #[handler]
-fn metrics(state: Data<&Arc<AppState>>) -> impl IntoResponse {
+async fn metrics(state: Data<&Arc<AppState>>) -> impl IntoResponse {
+    let mut snapshot = crate::metrics::Snapshot {
+        hasher: state.hasher.stats(),
+        tenant_cache_entries: state.tenants.cached(),
+        ..Default::default()
+    };
+    match state.store.mail_queue().await {
+        Ok((depth, oldest)) => {
+            snapshot.mail_queue_depth = depth;
+            snapshot.mail_queue_oldest_seconds = oldest
+                .map(|ms| ((crate::store::now_ms() - ms).max(0)) as f64 / 1000.0)
+                .unwrap_or(0.0);
+        }
+        Err(error) => tracing::warn!(%error, "reading the mail queue for metrics failed"),
+    }
     state
         .metrics
-        .render()
+        .render(&snapshot)
         .with_content_type("text/plain; version=0.0.4; charset=utf-8")
 }

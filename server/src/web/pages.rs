@@ -140,6 +140,8 @@ pub fn error_page(state: &AppState, tenant: Option<&Tenant>, kind: ErrorKind) ->
     };
     let mut context = tera::Context::new();
     context.insert("error", key);
+    // Quoted by a member who calls the society, it finds this request in the logs.
+    context.insert("request_id", &super::edge::current_request_id());
     render_page(state, tenant, DEFAULT_THEME, "error.html", context, status)
 }
 

@@ -20,9 +20,6 @@ use crate::tenant::{MfaMethod, Tenant};
 
 /// How long a sign-in may take from password to the last step.
 const FLOW_SECS: i64 = 30 * 60;
-/// Failed logins one address may make in `THROTTLE_WINDOW_SECS`, over all tenants.
-const THROTTLE_FAILURES: i64 = 30;
-const THROTTLE_WINDOW_SECS: i64 = 15 * 60;
 /// Longest user ID anyone may type; longer input is refused without a look-up.
 const MAX_USER_ID_INPUT: usize = 64;
 
@@ -668,12 +665,13 @@ pub async fn login(
         render(&state, tenant, &meta, "login.html", ctx, status)
     };
 
-    // One address trying many user IDs is slowed down before any hashing.
-    let recent = store
-        .events_from_ip(&meta.ip, "login_failed", now - THROTTLE_WINDOW_SECS)
+    // One address trying many user IDs is slowed down before any hashing: the attempt is
+    // counted first, and given back only when the password proves right.
+    let Some(attempt) = crate::throttle::MEMBER_LOGIN
+        .attempt(store, &meta.ip)
         .await
-        .map_err(internal)?;
-    if recent >= THROTTLE_FAILURES {
+        .map_err(internal)?
+    else {
         let mut ctx = tera::Context::new();
         ctx.insert("error", "throttled");
         return Ok(render(
@@ -684,7 +682,7 @@ pub async fn login(
             ctx,
             StatusCode::TOO_MANY_REQUESTS,
         ));
-    }
+    };
 
     let user_id = form.user_id.trim().to_ascii_lowercase();
     let plausible = !user_id.is_empty()
@@ -712,6 +710,7 @@ pub async fn login(
     {
         Ok(v) => v,
         Err(HashError::Busy) => {
+            attempt.give_back(store).await.map_err(internal)?;
             let mut ctx = tera::Context::new();
             ctx.insert("error", "busy");
             return Ok(render(
@@ -778,6 +777,7 @@ pub async fn login(
         }
     }
 
+    attempt.give_back(store).await.map_err(internal)?;
     meta.audit(store, tenant, Some(&member.id), "login_password_ok", "")
         .await;
     // A password that met the rules when it was set but not the society's rules of today

@@ -47,7 +47,13 @@ pub async fn resolve_tenant<E: Endpoint>(next: Arc<E>, mut req: Request) -> poem
 
     let path = req.uri().path().to_owned();
     let console = path == "/admin" || path.starts_with("/admin/");
-    let mut response = match state.tenants.resolve(&host).await {
+    let resolved = state.tenants.resolve(&host).await;
+    let served = resolved
+        .as_ref()
+        .ok()
+        .and_then(Option::as_ref)
+        .map(|t| t.slug.clone());
+    let mut response = match resolved {
         Err(e) => {
             tracing::error!(error = %e, "resolving tenant failed");
             error_page(&state, None, ErrorKind::Internal)
@@ -57,6 +63,7 @@ pub async fn resolve_tenant<E: Endpoint>(next: Arc<E>, mut req: Request) -> poem
             error_page(&state, Some(&tenant), ErrorKind::Unavailable)
         }
         Ok(Some(tenant)) => {
+            tracing::Span::current().record("tenant", tenant.slug.as_str());
             req.extensions_mut()
                 .insert(CurrentTenant(Arc::clone(&tenant)));
             match next.call(req).await {
@@ -80,6 +87,11 @@ pub async fn resolve_tenant<E: Endpoint>(next: Arc<E>, mut req: Request) -> poem
             }
         }
     };
+    if let Some(slug) = served {
+        response
+            .extensions_mut()
+            .insert(super::edge::ServedTenant(slug));
+    }
     let headers = response.headers_mut();
     for (name, value) in [
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),

@@ -171,6 +171,7 @@ impl<'a> FromRequest<'a> for ConsoleAdmin {
                         .map_err(internal)?;
                 }
                 let meta = RequestMeta::from_request(req, body).await?;
+                tracing::Span::current().record("admin", admin.id.as_str());
                 Ok(Self {
                     admin,
                     token_hash,

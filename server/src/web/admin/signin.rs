@@ -29,9 +29,6 @@ use crate::web::{internal, AppState, CurrentTenant, RequestMeta};
 
 /// How long a console sign-in may take from password to the last step.
 const FLOW_SECS: i64 = 15 * 60;
-/// Failed console logins one address may make in `THROTTLE_WINDOW_SECS`.
-const THROTTLE_FAILURES: i64 = 20;
-const THROTTLE_WINDOW_SECS: i64 = 15 * 60;
 const MAX_EMAIL_INPUT: usize = 254;
 
 impl Subject for Admin {
@@ -157,17 +154,13 @@ pub async fn login(
         ctx.insert("email", &form.email);
         render(&state, tenant, &meta, None, "login.html", ctx, status)
     };
-    let recent = store
-        .events_from_ip(
-            &meta.ip,
-            "admin_login_failed",
-            now_unix() - THROTTLE_WINDOW_SECS,
-        )
+    let Some(attempt) = crate::throttle::ADMIN_LOGIN
+        .attempt(store, &meta.ip)
         .await
-        .map_err(internal)?;
-    if recent >= THROTTLE_FAILURES {
+        .map_err(internal)?
+    else {
         return Ok(page("throttled", StatusCode::TOO_MANY_REQUESTS));
-    }
+    };
     let email = form.email.trim().to_lowercase();
     let plausible = !email.is_empty()
         && email.chars().count() <= MAX_EMAIL_INPUT
@@ -193,7 +186,10 @@ pub async fn login(
         .await
     {
         Ok(v) => v,
-        Err(HashError::Busy) => return Ok(page("busy", StatusCode::SERVICE_UNAVAILABLE)),
+        Err(HashError::Busy) => {
+            attempt.give_back(store).await.map_err(internal)?;
+            return Ok(page("busy", StatusCode::SERVICE_UNAVAILABLE));
+        }
         Err(HashError::Internal(e)) => return Err(internal(e)),
     };
     let Some(admin) = usable else {
@@ -229,6 +225,7 @@ pub async fn login(
         .await?;
         return Ok(page("invalid_credentials", StatusCode::OK));
     }
+    attempt.give_back(store).await.map_err(internal)?;
     meta.audit_by(store, tenant, admin.owner(), "admin_login_password_ok", "")
         .await;
     start_flow(

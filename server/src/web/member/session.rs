@@ -85,7 +85,10 @@ impl<'a> FromRequest<'a> for SignedIn {
             .get::<CurrentTenant>()
             .ok_or(poem::error::NotFoundError)?;
         match Self::load(state, tenant, req.cookie()).await? {
-            Some(signed_in) => Ok(signed_in),
+            Some(signed_in) => {
+                tracing::Span::current().record("member", signed_in.member.id.as_str());
+                Ok(signed_in)
+            }
             None => Err(poem::Error::from_status(
                 poem::http::StatusCode::UNAUTHORIZED,
             )),
