@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::crypto::SecretBox;
 use crate::mail::{EmailAddress, MailError, Mailer};
 use crate::startup::Application;
-use crate::store::{ApplyOutcome, Store};
+use crate::store::Store;
 use crate::tenant::{TenantFile, TenantFileError};
 use crate::theme::Themes;
 
@@ -43,6 +43,34 @@ pub enum Command {
     /// Society admins: invitations and API tokens.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Platform operators: tokens of the ops API.
+    #[command(subcommand)]
+    Ops(OpsCommand),
+    /// Secrets at rest.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OpsCommand {
+    /// Manage the ops API's bearer tokens.
+    #[command(subcommand)]
+    Token(OpsTokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OpsTokenCommand {
+    /// Create a token; prints {"token": …} (shown this once; only its hash is kept).
+    Create { name: String },
+    /// Revoke every live token with this name.
+    Revoke { name: String },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Re-seal every secret at rest under PORTAL_SECRET_KEY; secrets sealed under
+    /// PORTAL_SECRET_KEY_PREVIOUS are opened with it. Safe to run again.
+    Rotate,
 }
 
 #[derive(Debug, Subcommand)]
@@ -104,8 +132,20 @@ pub enum MailCommand {
 pub enum TenantCommand {
     /// List every tenant.
     List,
+    /// Write `tenants/<slug>.toml` (every setting, each with a comment) and the folder
+    /// `themes/<slug>/` for a new society; nothing is applied yet.
+    New { slug: String },
     /// Create or update a tenant from a tenant file (`-` reads standard input).
-    Apply { file: PathBuf },
+    Apply {
+        file: PathBuf,
+        /// Print the changes field by field and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Stop serving a tenant: its pages answer 「ご利用いただけません」, its sessions end.
+    Disable { slug: String },
+    /// Serve a disabled tenant again.
+    Enable { slug: String },
     /// Print a tenant's definition in the tenant file format.
     Export { slug: String },
 }
@@ -142,6 +182,37 @@ pub async fn run(cli: Cli, config: Config) -> Result<(), CliError> {
             let store = Store::connect(&config).await?;
             store.migrate().await.context("migrating")?;
             eprintln!("migrations applied");
+        }
+        Command::Tenant(TenantCommand::New { slug }) => new_tenant(&config, &slug)?,
+        Command::Ops(OpsCommand::Token(command)) => {
+            let store = Store::connect(&config).await?;
+            store.migrate().await.context("migrating")?;
+            match command {
+                OpsTokenCommand::Create { name } => {
+                    let token = crate::ops::create_token(&store, &name)
+                        .await
+                        .map_err(ops_error)?;
+                    println!("{}", serde_json::json!({ "token": token }));
+                }
+                OpsTokenCommand::Revoke { name } => {
+                    let n = store
+                        .revoke_operator_tokens(&name)
+                        .await
+                        .map_err(anyhow::Error::from)?;
+                    eprintln!("{n} token(s) named '{name}' revoked");
+                }
+            }
+            store.close().await;
+        }
+        Command::Secrets(SecretsCommand::Rotate) => {
+            let store = Store::connect(&config).await?;
+            store.migrate().await.context("migrating")?;
+            let secrets = SecretBox::load_rotating(&config)?;
+            let counts = crate::crypto::rotate(&store, &secrets).await?;
+            for (what, n) in &counts {
+                eprintln!("{what}: {n} re-sealed");
+            }
+            store.close().await;
         }
         Command::Tenant(command) => {
             let store = Store::connect(&config).await?;
@@ -294,7 +365,7 @@ async fn tenant_command(store: &Store, command: TenantCommand) -> Result<(), Cli
                 );
             }
         }
-        TenantCommand::Apply { file } => {
+        TenantCommand::Apply { file, dry_run } => {
             let name = file.display().to_string();
             let text = read_input(&file).map_err(|e| CliError::Input(format!("{name}: {e}")))?;
             let tenant = TenantFile::parse(&text).map_err(|e| {
@@ -310,19 +381,46 @@ async fn tenant_command(store: &Store, command: TenantCommand) -> Result<(), Cli
                     ),
                 })
             })?;
-            let outcome = store.apply_tenant(&tenant).await.map_err(|e| match e {
-                crate::store::StoreError::Conflict(msg) => {
-                    CliError::Input(format!("{name}: {msg}; nothing changed"))
-                }
-                other => CliError::Other(other.into()),
+            let report = crate::ops::apply_with(
+                store,
+                None,
+                crate::ops::Operator("cli"),
+                &tenant,
+                crate::ops::Expect::Either,
+                dry_run,
+            )
+            .await
+            .map_err(|e| match e {
+                crate::ops::OpsError::Internal(e) => CliError::Other(e),
+                other => CliError::Input(format!("{name}: {other}; nothing changed")),
             })?;
-            let word = match outcome {
-                ApplyOutcome::Created => "created",
-                ApplyOutcome::Updated => "updated",
-                ApplyOutcome::Unchanged => "unchanged",
-            };
-            eprintln!("tenant {}: {word}", tenant.slug);
+            for change in &report.changes {
+                println!("{}: {} -> {}", change.field, change.before, change.after);
+            }
+            if dry_run {
+                eprintln!(
+                    "tenant {}: would be {} ({} field(s)); nothing changed (dry run)",
+                    tenant.slug,
+                    report.outcome,
+                    report.changes.len()
+                );
+            } else {
+                eprintln!("tenant {}: {}", tenant.slug, report.outcome);
+            }
         }
+        TenantCommand::Disable { slug } => {
+            crate::ops::set_enabled(store, None, crate::ops::Operator("cli"), &slug, false)
+                .await
+                .map_err(ops_error)?;
+            eprintln!("tenant {slug}: disabled");
+        }
+        TenantCommand::Enable { slug } => {
+            crate::ops::set_enabled(store, None, crate::ops::Operator("cli"), &slug, true)
+                .await
+                .map_err(ops_error)?;
+            eprintln!("tenant {slug}: enabled");
+        }
+        TenantCommand::New { .. } => unreachable!("handled without a database"),
         TenantCommand::Export { slug } => {
             let tenant = store
                 .tenant_by_slug(&slug)
@@ -334,6 +432,50 @@ async fn tenant_command(store: &Store, command: TenantCommand) -> Result<(), Cli
     }
     Ok(())
 }
+
+fn ops_error(e: crate::ops::OpsError) -> CliError {
+    match e {
+        crate::ops::OpsError::Internal(e) => CliError::Other(e),
+        other => CliError::Input(other.to_string()),
+    }
+}
+
+/// `portal tenant new <slug>`: the tenant file and the theme folder, never overwriting.
+fn new_tenant(config: &Config, slug: &str) -> Result<(), CliError> {
+    let text = crate::ops::scaffold(slug).map_err(ops_error)?;
+    let file = config.tenants_dir.join(format!("{slug}.toml"));
+    if file.exists() {
+        return Err(CliError::Input(format!(
+            "{} already exists; nothing written",
+            file.display()
+        )));
+    }
+    std::fs::create_dir_all(&config.tenants_dir)
+        .with_context(|| format!("creating {}", config.tenants_dir.display()))?;
+    std::fs::write(&file, text).with_context(|| format!("writing {}", file.display()))?;
+    let theme = config.themes_dir.join(slug);
+    let statics = theme.join("static");
+    std::fs::create_dir_all(&statics).with_context(|| format!("creating {}", statics.display()))?;
+    let readme = theme.join("README.md");
+    if !readme.exists() {
+        std::fs::write(&readme, THEME_README.replace("{slug}", slug))
+            .with_context(|| format!("writing {}", readme.display()))?;
+    }
+    eprintln!(
+        "wrote {} and {}/; edit them, then: portal tenant apply {} --dry-run",
+        file.display(),
+        theme.display(),
+        file.display()
+    );
+    Ok(())
+}
+
+const THEME_README: &str = "# Theme of {slug}\n\n\
+Files here override the default theme (`themes/default/`) for this society only:\n\n\
+- `static/`: images and styles, e.g. `static/logo.svg` (the tenant file's `theme.logo`);\n\
+- `templates/`, `mail/`, `locales/ja.toml`: page templates, mail templates and texts with\n  \
+  the same names as the default theme's. Most societies need none of these: colours, logo,\n  \
+  welcome text and services are settings.\n";
 
 async fn mail_command(
     config: &Config,

@@ -20,6 +20,8 @@ const KEY_FILE: &str = "secret.key";
 pub struct SecretBox {
     cipher: Aes256Gcm,
     key: [u8; 32],
+    /// During a key rotation: the previous key, which still opens (never seals).
+    previous: Option<Aes256Gcm>,
 }
 
 impl std::fmt::Debug for SecretBox {
@@ -37,7 +39,19 @@ impl SecretBox {
         Self {
             cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key)),
             key: *key,
+            previous: None,
         }
+    }
+
+    /// The configured key (or the data folder's), and `PORTAL_SECRET_KEY_PREVIOUS` when a
+    /// rotation is under way.
+    pub fn load_rotating(config: &crate::config::Config) -> anyhow::Result<Self> {
+        let mut secrets = Self::load(config.secret_key.as_deref(), &config.data_dir)?;
+        if let Some(text) = config.secret_key_previous.as_deref() {
+            let key = parse_key(text).context("PORTAL_SECRET_KEY_PREVIOUS")?;
+            secrets.previous = Some(Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&key)));
+        }
+        Ok(secrets)
     }
 
     /// The configured key, or the data folder's own (created on first use).
@@ -98,13 +112,26 @@ impl SecretBox {
         B64.encode(out)
     }
 
+    /// Opens a sealed value with the key, or with the previous key during a rotation.
     pub fn open(&self, sealed: &str, context: &str) -> Result<Vec<u8>, OpenError> {
+        Self::open_with(&self.cipher, sealed, context).or_else(|e| match &self.previous {
+            Some(previous) => Self::open_with(previous, sealed, context),
+            None => Err(e),
+        })
+    }
+
+    /// Whether `sealed` opens with the current key (a rotation leaves it alone).
+    pub fn is_current(&self, sealed: &str, context: &str) -> bool {
+        Self::open_with(&self.cipher, sealed, context).is_ok()
+    }
+
+    fn open_with(cipher: &Aes256Gcm, sealed: &str, context: &str) -> Result<Vec<u8>, OpenError> {
         let bytes = B64.decode(sealed).map_err(|_| OpenError)?;
         if bytes.len() < NONCE_LEN {
             return Err(OpenError);
         }
         let (nonce, data) = bytes.split_at(NONCE_LEN);
-        self.cipher
+        cipher
             .decrypt(
                 Nonce::from_slice(nonce),
                 Payload {
@@ -114,6 +141,58 @@ impl SecretBox {
             )
             .map_err(|_| OpenError)
     }
+}
+
+/// Every sealed column: table, key column, sealed column, the context it is sealed to
+/// (`{key}` stands for the row's key) and which rows hold a sealed value.
+const SEALED: &[(&str, &str, &str, &str, &str)] = &[
+    ("mfa_devices", "id", "secret", "{key}", "kind = 'totp'"),
+    ("admin_devices", "id", "secret", "{key}", "kind = 'totp'"),
+    ("login_flows", "token_hash", "pending_secret", "{key}", "pending_secret IS NOT NULL"),
+    ("mail_outbox", "id", "content", "{key}", "content <> ''"),
+    ("member_letters", "id", "sealed", "{key}", "sealed <> ''"),
+    ("member_imports", "id", "rows", "{key}", "rows <> ''"),
+    (
+        "member_imports",
+        "id",
+        "credentials",
+        "{key}:credentials",
+        "credentials IS NOT NULL AND credentials <> ''",
+    ),
+];
+
+/// `portal secrets rotate`: re-seals every value that does not open with the current key
+/// but opens with the previous one. Returns the count per column. A value neither key
+/// opens is left as it is and counted as `unreadable`.
+pub async fn rotate(
+    store: &crate::store::Store,
+    secrets: &SecretBox,
+) -> anyhow::Result<Vec<(String, u64)>> {
+    let mut counts = Vec::new();
+    let mut unreadable = 0;
+    for (table, key, column, context, filter) in SEALED {
+        let mut n = 0;
+        for (row, sealed) in store.sealed_values(table, key, column, filter).await? {
+            let ctx = context.replace("{key}", &row);
+            if secrets.is_current(&sealed, &ctx) {
+                continue;
+            }
+            let Ok(plain) = secrets.open(&sealed, &ctx) else {
+                unreadable += 1;
+                continue;
+            };
+            let resealed = secrets.seal(&plain, &ctx);
+            if store
+                .replace_sealed(table, key, column, &row, &sealed, &resealed)
+                .await?
+            {
+                n += 1;
+            }
+        }
+        counts.push((format!("{table}.{column}"), n));
+    }
+    counts.push(("unreadable".to_owned(), unreadable));
+    Ok(counts)
 }
 
 /// Compares secrets without leaking through timing where they differ.

@@ -9,6 +9,7 @@ pub mod ids;
 pub mod mail;
 pub mod member;
 pub mod metrics;
+pub mod ops;
 pub mod mfa;
 pub mod startup;
 pub mod state;

@@ -131,7 +131,7 @@ pub async fn build_state(config: Config, store: Store) -> anyhow::Result<AppStat
             config.admin_ui_dir.display()
         )
     })?;
-    let secrets = SecretBox::load(config.secret_key.as_deref(), &config.data_dir)?;
+    let secrets = SecretBox::load_rotating(&config)?;
     let csrf_key = secrets.derive_key("csrf");
     let passkeys = crate::mfa::passkey::RelyingParties::new(config.secure_cookies());
     let mailer = Mailer::new(&config, themes.clone(), secrets.clone());

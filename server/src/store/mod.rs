@@ -17,6 +17,7 @@ pub(crate) mod revisions;
 mod sessions;
 mod tenants;
 mod terms;
+mod operators;
 mod throttle;
 mod tokens;
 
@@ -32,6 +33,7 @@ pub use audit::{Actor, AuditEvent, AuditFilter, AuditRow, MemberEvent};
 pub use devices::{Device, NewDevice};
 pub use imports::{ImportRow, NewImport};
 pub use mail::{MailCounts, NewMail, OutboxMail};
+pub use operators::OperatorToken;
 pub use members::{
     LoginFlow, Member, MemberSearch, MemberState, MemberSummary, NewFlow, NewMember, NewSession,
     Session, SessionClient,

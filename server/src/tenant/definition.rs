@@ -94,7 +94,7 @@ impl Definition {
 }
 
 /// Objects are walked into `a.b.c` paths; arrays and scalars are leaves.
-fn flatten(prefix: &str, value: &Value, out: &mut BTreeMap<String, Value>) {
+pub(crate) fn flatten(prefix: &str, value: &Value, out: &mut BTreeMap<String, Value>) {
     match value {
         Value::Object(map) => {
             for (k, v) in map {

@@ -1,6 +1,6 @@
 //! Tenants: one society each, with its hosts, settings, service icons and terms.
 
-mod definition;
+pub mod definition;
 mod file;
 pub mod registry;
 pub mod settings;

@@ -565,6 +565,7 @@ impl<S: Subject> Flow<S> {
             .flow_factor_verified(&tenant.id, &self.token_hash, method.as_str())
             .await
             .map_err(internal)?;
+        state.metrics.sign_in(method.as_str(), "ok");
         if registered {
             store
                 .flow_setup_done(&tenant.id, &self.token_hash)
@@ -659,6 +660,7 @@ pub async fn login(
     let store = &state.store;
     let now = now_unix();
     let failed = |status| {
+        state.metrics.sign_in("password", "failed");
         let mut ctx = tera::Context::new();
         ctx.insert("error", "invalid_credentials");
         ctx.insert("user_id", &form.user_id);
@@ -672,6 +674,8 @@ pub async fn login(
         .await
         .map_err(internal)?
     else {
+        state.metrics.throttled.with_label_values(&["login"]).inc();
+        state.metrics.sign_in("password", "throttled");
         let mut ctx = tera::Context::new();
         ctx.insert("error", "throttled");
         return Ok(render(
@@ -778,6 +782,7 @@ pub async fn login(
     }
 
     attempt.give_back(store).await.map_err(internal)?;
+    state.metrics.sign_in("password", "ok");
     meta.audit(store, tenant, Some(&member.id), "login_password_ok", "")
         .await;
     // A password that met the rules when it was set but not the society's rules of today
@@ -889,6 +894,11 @@ pub async fn lockout_failure<S: Subject>(
     meta.audit_by(&state.store, tenant, who.owner(), event, what)
         .await;
     if locked {
+        state
+            .metrics
+            .lockouts
+            .with_label_values(&[tenant.slug.as_str()])
+            .inc();
         meta.audit_by(&state.store, tenant, who.owner(), "account_locked", what)
             .await;
     }
