@@ -12,6 +12,7 @@ pub mod metrics;
 pub mod ops;
 pub mod mfa;
 pub mod startup;
+pub mod sweeper;
 pub mod state;
 pub mod store;
 pub mod tenant;

@@ -23,6 +23,9 @@ use crate::web::{member_app, ops_app, AppState};
 
 pub struct Application {
     state: Arc<AppState>,
+    /// Turns true on SIGTERM: the mail worker and the sweeper stop.
+    stop: tokio::sync::watch::Sender<bool>,
+    background: Vec<tokio::task::JoinHandle<()>>,
     member: TcpAcceptor,
     ops: TcpAcceptor,
     pub member_addr: SocketAddr,
@@ -40,13 +43,14 @@ impl Application {
         state
             .tenants
             .spawn_refresher(Duration::from_millis(state.config.tenant_refresh_ms));
-        Worker::new(
+        let (stop, stopping) = tokio::sync::watch::channel(false);
+        let mut background = vec![Worker::new(
             &state.config,
             state.store.clone(),
             state.mailer.clone(),
             Arc::clone(&state.metrics),
         )?
-        .spawn();
+        .spawn(stopping.clone())];
 
         let member = bind(state.config.listen, "PORTAL_LISTEN").await?;
         let ops = bind(state.config.ops_listen, "PORTAL_OPS_LISTEN").await?;
@@ -61,40 +65,52 @@ impl Application {
         }
         let state = Arc::new(state);
         crate::member::recovery::spawn_worker(Arc::clone(&state));
+        background.push(crate::sweeper::spawn(Arc::clone(&state), stopping));
         Ok(Self {
             state,
+            stop,
+            background,
             member,
             ops,
             member_addr,
             ops_addr,
         })
     }
-    /// Serves until SIGINT or SIGTERM, then lets requests in flight finish.
+    /// Serves until SIGINT or SIGTERM; then stops accepting connections, lets requests in
+    /// flight finish (at most `PORTAL_SHUTDOWN_GRACE_MS`), lets the mail worker finish the
+    /// mails in hand and release its other claims, and closes the database.
     pub async fn run(self) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
             let _ = rx.wait_for(|stop| *stop).await;
         };
-        let grace = Some(Duration::from_secs(10));
+        let grace = Duration::from_millis(self.state.config.shutdown_grace_ms);
         let member = Server::new_with_acceptor(self.member).run_with_graceful_shutdown(
             member_app(Arc::clone(&self.state)),
             stopped(stop_rx.clone()),
-            grace,
+            Some(grace),
         );
         let ops = Server::new_with_acceptor(self.ops).run_with_graceful_shutdown(
             ops_app(Arc::clone(&self.state)),
             stopped(stop_rx),
-            grace,
+            Some(grace),
         );
+        let background_stop = self.stop;
         tokio::spawn(async move {
             shutdown_signal().await;
-            tracing::info!("shutting down");
+            tracing::info!("shutting down: finishing requests in flight");
             let _ = stop_tx.send(true);
+            let _ = background_stop.send(true);
         });
         let (a, b) = tokio::join!(member, ops);
+        let finished = tokio::time::timeout(grace, futures_util::future::join_all(self.background)).await;
+        if finished.is_err() {
+            tracing::warn!("background work did not finish within the grace period");
+        }
         a.context("member listener")?;
         b.context("ops listener")?;
         self.state.store.close().await;
+        tracing::info!("stopped");
         Ok(())
     }
 }

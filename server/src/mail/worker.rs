@@ -63,25 +63,36 @@ impl Worker {
         })
     }
 
-    pub fn spawn(self) {
-        tokio::spawn(async move { self.run().await });
+    /// Delivers until `stop` turns true: then the batch in hand is finished, nothing more
+    /// is claimed, and any claim still held is released for the other nodes.
+    pub fn spawn(self, stop: tokio::sync::watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move { self.run(stop).await })
     }
 
-    async fn run(self) {
-        loop {
+    async fn run(self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        while !*stop.borrow() {
             match self.round().await {
                 Ok(0) => {
                     tokio::select! {
                         _ = tokio::time::sleep(self.poll) => {}
                         _ = self.wake.notified() => {}
+                        _ = stop.changed() => {}
                     }
                 }
                 Ok(_) => {} // there may be more
                 Err(e) => {
                     tracing::warn!(error = %format!("{e:#}"), "mail worker round failed");
-                    tokio::time::sleep(self.poll).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(self.poll) => {}
+                        _ = stop.changed() => {}
+                    }
                 }
             }
+        }
+        match self.store.release_mail_claims(&self.owner).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(mails = n, "mail claims released for other nodes"),
+            Err(e) => tracing::warn!(error = %e, "releasing mail claims failed; they lapse with their lease"),
         }
     }
 

@@ -297,4 +297,21 @@ impl Store {
         })?;
         Ok(row)
     }
+
+    /// Puts back the mails `owner` claimed and has not finished, to be delivered by any
+    /// node at once (a stopping node's claims). The attempt it counted is given back.
+    pub async fn release_mail_claims(&self, owner: &str) -> StoreResult<u64> {
+        let n = on_pool!(&self.pool, p => {
+            sqlx::query(
+                "UPDATE mail_outbox SET status = 'queued', lease_owner = NULL, \
+                 lease_until_ms = NULL, attempts = CASE WHEN attempts > 0 THEN attempts - 1 ELSE 0 END \
+                 WHERE lease_owner = $1 AND status = 'sending'",
+            )
+            .bind(owner)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        Ok(n)
+    }
 }

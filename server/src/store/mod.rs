@@ -18,6 +18,7 @@ mod sessions;
 mod tenants;
 mod terms;
 mod operators;
+mod sweep;
 mod throttle;
 mod tokens;
 
@@ -182,6 +183,13 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// See [`Store::migration_status`].
+#[derive(Debug, Clone, Default)]
+pub struct MigrationStatus {
+    pub pending: Vec<i64>,
+    pub unknown: Vec<i64>,
+}
+
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: Pool,
@@ -247,12 +255,56 @@ impl Store {
     /// Applies the migrations in `migrations/` that have not run yet, then fills in what
     /// they leave to the server (members' search keys).
     pub async fn migrate(&self) -> StoreResult<()> {
+        let status = self.migration_status().await?;
+        if let Some(newest) = status.unknown.iter().max() {
+            return Err(StoreError::Corrupt(format!(
+                "the database was migrated by a newer version of portal (migration {newest}); \
+                 run that version, or restore a backup made before it"
+            )));
+        }
+        // On PostgreSQL the migrator holds an advisory lock while it runs, so nodes that
+        // start together apply each migration once.
         on_pool!(&self.pool, p => MIGRATOR.run(p).await)?;
         let filled = self.fill_search_names().await?;
         if filled > 0 {
             tracing::info!(members = filled, "search keys computed");
         }
         Ok(())
+    }
+
+    /// Which of this binary's migrations the database lacks, and which migrations it has
+    /// that this binary does not know (applied by a newer version).
+    pub async fn migration_status(&self) -> StoreResult<MigrationStatus> {
+        let exists: bool = match &self.pool {
+            Pool::Sqlite(p) => sqlx::query_scalar(
+                "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = '_sqlx_migrations'",
+            )
+            .fetch_one(p)
+            .await?,
+            Pool::Postgres(p) => sqlx::query_scalar(
+                "SELECT to_regclass('_sqlx_migrations') IS NOT NULL",
+            )
+            .fetch_one(p)
+            .await?,
+        };
+        let applied: Vec<i64> = if exists {
+            on_pool!(&self.pool, p => {
+                sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success = TRUE")
+                    .fetch_all(p)
+                    .await
+            })?
+        } else {
+            Vec::new()
+        };
+        let known: Vec<i64> = MIGRATOR
+            .iter()
+            .filter(|m| m.migration_type.is_up_migration())
+            .map(|m| m.version)
+            .collect();
+        Ok(MigrationStatus {
+            pending: known.iter().filter(|v| !applied.contains(v)).copied().collect(),
+            unknown: applied.iter().filter(|v| !known.contains(v)).copied().collect(),
+        })
     }
 
     /// Refreshes the query planner's statistics where they are stale, so that searches

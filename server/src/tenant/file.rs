@@ -243,6 +243,10 @@ impl TenantFile {
             );
         }
 
+        // Retention
+        v.range("retention.audit_days", s.retention.audit_days, 30, 3650);
+        v.range("retention.mail_days", s.retention.mail_days, 1, 3650);
+
         // Sessions
         let se = &s.session;
         v.range(

@@ -23,11 +23,31 @@ pub struct TenantSettings {
     pub links: LinkPolicy,
     pub mail: MailSettings,
     pub theme: ThemeSettings,
+    pub retention: RetentionPolicy,
+}
+
+/// How long the society's records are kept before the sweeper removes them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionPolicy {
+    /// Audit events older than this many days are removed.
+    pub audit_days: u32,
+    /// Delivered (or given up) mail rows older than this many days are removed.
+    pub mail_days: u32,
+}
+
+impl Default for RetentionPolicy {
+    fn default() -> Self {
+        Self {
+            audit_days: 730,
+            mail_days: 90,
+        }
+    }
 }
 
 impl TenantSettings {
     /// The names of the tenant file's top-level keys that belong to the settings.
-    pub const KEYS: [&'static str; 13] = [
+    pub const KEYS: [&'static str; 14] = [
         "contact",
         "welcome",
         "mfa",
@@ -41,6 +61,7 @@ impl TenantSettings {
         "links",
         "mail",
         "theme",
+        "retention",
     ];
 }
 

@@ -10,6 +10,7 @@ pub mod edge;
 pub mod factor;
 pub mod member;
 mod ops;
+pub mod ops_api;
 pub mod pages;
 pub mod passkey;
 pub mod signin;

@@ -14,6 +14,7 @@ pub fn ops_app(state: Arc<AppState>) -> impl poem::Endpoint {
         .at("/healthz", get(healthz))
         .at("/readyz", get(readyz))
         .at("/metrics", get(metrics))
+        .nest("/api", super::ops_api::routes())
         .data(state)
 }
 
@@ -23,11 +24,16 @@ fn healthz() -> &'static str {
     "ok\n"
 }
 
-/// The process can do its work: the database answers.
+/// The process can do its work: the database answers and has every migration this binary
+/// needs. (Migrations of a newer version, applied during a rolling upgrade, are additive:
+/// a running node stays ready; a node starting with an older binary refuses to start.)
 #[handler]
 async fn readyz(state: Data<&Arc<AppState>>) -> impl IntoResponse {
-    match state.store.ping().await {
-        Ok(()) => "ready\n".with_status(StatusCode::OK),
+    match state.store.migration_status().await {
+        Ok(status) if !status.pending.is_empty() => {
+            "migrations pending\n".with_status(StatusCode::SERVICE_UNAVAILABLE)
+        }
+        Ok(_) => "ready\n".with_status(StatusCode::OK),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
             "database unreachable\n".with_status(StatusCode::SERVICE_UNAVAILABLE)
