@@ -148,7 +148,13 @@ impl SecretBox {
 const SEALED: &[(&str, &str, &str, &str, &str)] = &[
     ("mfa_devices", "id", "secret", "{key}", "kind = 'totp'"),
     ("admin_devices", "id", "secret", "{key}", "kind = 'totp'"),
-    ("login_flows", "token_hash", "pending_secret", "{key}", "pending_secret IS NOT NULL"),
+    (
+        "login_flows",
+        "token_hash",
+        "pending_secret",
+        "{key}",
+        "pending_secret IS NOT NULL",
+    ),
     ("mail_outbox", "id", "content", "{key}", "content <> ''"),
     ("member_letters", "id", "sealed", "{key}", "sealed <> ''"),
     ("member_imports", "id", "rows", "{key}", "rows <> ''"),

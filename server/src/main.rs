@@ -19,7 +19,10 @@ fn main() {
     if config.log_format == "json" {
         // One object per line: the request span's fields (request id, tenant, member or
         // admin) are in `span`.
-        logs.json().with_current_span(true).with_span_list(false).init();
+        logs.json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init();
     } else {
         logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .init();

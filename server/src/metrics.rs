@@ -50,8 +50,8 @@ impl Metrics {
             registry.register(c).expect("metric registered once");
         };
         let counter = |name: &str, help: &str, labels: &[&str]| {
-            let c = IntCounterVec::new(Opts::new(name, help), labels)
-                .expect("valid metric definition");
+            let c =
+                IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric definition");
             register(Box::new(c.clone()));
             c
         };
@@ -219,7 +219,10 @@ mod tests {
     fn routes_hide_ids() {
         assert_eq!(route_of("/", 200), "/");
         assert_eq!(route_of("/login", 200), "/login");
-        assert_eq!(route_of("/admin/members/m_01HXYZ123", 200), "/admin/members/:id");
+        assert_eq!(
+            route_of("/admin/members/m_01HXYZ123", 200),
+            "/admin/members/:id"
+        );
         assert_eq!(route_of("/static/uploads/abc.png", 200), "/static/*");
         assert_eq!(route_of("/whatever/random", 404), "unmatched");
     }

@@ -179,21 +179,18 @@ pub async fn first_admin(
         .tenant_by_slug(slug)
         .await?
         .ok_or_else(|| OpsError::NotFound(slug.to_owned()))?;
-    let invitation = crate::admin::accounts::invite(
-        state,
-        &tenant,
-        email,
-        crate::store::AdminRole::Admin,
-        None,
-    )
-    .await
-    .map_err(|e| match e {
-        crate::admin::ServiceError::Invalid(_) => OpsError::Invalid("email: not a valid address".into()),
-        crate::admin::ServiceError::Conflict(_) => {
-            OpsError::Conflict(format!("'{email}' is already an admin of '{slug}'"))
-        }
-        other => OpsError::Internal(anyhow::anyhow!("{other}")),
-    })?;
+    let invitation =
+        crate::admin::accounts::invite(state, &tenant, email, crate::store::AdminRole::Admin, None)
+            .await
+            .map_err(|e| match e {
+                crate::admin::ServiceError::Invalid(_) => {
+                    OpsError::Invalid("email: not a valid address".into())
+                }
+                crate::admin::ServiceError::Conflict(_) => {
+                    OpsError::Conflict(format!("'{email}' is already an admin of '{slug}'"))
+                }
+                other => OpsError::Internal(anyhow::anyhow!("{other}")),
+            })?;
     audit(
         &state.store,
         Some(&tenant.id),
@@ -300,7 +297,10 @@ fn fields(file: &TenantFile) -> BTreeMap<String, Value> {
     if let Value::Object(map) = &mut value {
         // Lists of records are keyed by their id, so moving one is one change.
         if let Some(Value::Array(services)) = map.remove("services") {
-            let order: Vec<Value> = services.iter().filter_map(|s| s.get("id").cloned()).collect();
+            let order: Vec<Value> = services
+                .iter()
+                .filter_map(|s| s.get("id").cloned())
+                .collect();
             out.insert("services.order".to_owned(), Value::Array(order));
             for s in services {
                 let id = s.get("id").and_then(Value::as_str).unwrap_or("").to_owned();
@@ -310,7 +310,11 @@ fn fields(file: &TenantFile) -> BTreeMap<String, Value> {
         if let Some(Value::Object(mut terms)) = map.remove("terms") {
             if let Some(Value::Array(versions)) = terms.remove("versions") {
                 for v in versions {
-                    let id = v.get("version").and_then(Value::as_str).unwrap_or("").to_owned();
+                    let id = v
+                        .get("version")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_owned();
                     flatten(&format!("terms.versions.{id}"), &v, &mut out);
                 }
             }
@@ -353,7 +357,9 @@ mod tests {
         assert_eq!(file.slug, "sample-kenpo");
         for key in crate::tenant::TenantSettings::KEYS {
             assert!(
-                text.lines().any(|l| l.starts_with(&format!("[{key}]")) || l.starts_with(&format!("{key} ="))),
+                text.lines()
+                    .any(|l| l.starts_with(&format!("[{key}]"))
+                        || l.starts_with(&format!("{key} ="))),
                 "{key} missing from the scaffold"
             );
         }
@@ -361,7 +367,10 @@ mod tests {
         let lines: Vec<&str> = text.lines().collect();
         for (i, line) in lines.iter().enumerate() {
             if line.contains(" = ") && !line.starts_with('#') {
-                assert!(lines[..i].last().is_some_and(|l| l.starts_with('#')), "no comment above '{line}'");
+                assert!(
+                    lines[..i].last().is_some_and(|l| l.starts_with('#')),
+                    "no comment above '{line}'"
+                );
             }
         }
         assert!(scaffold("Bad_Slug").is_err());

@@ -64,7 +64,10 @@ impl Application {
             create_demo_accounts(&state).await?;
         }
         let state = Arc::new(state);
-        crate::member::recovery::spawn_worker(Arc::clone(&state));
+        background.extend(crate::member::recovery::spawn_worker(
+            Arc::clone(&state),
+            stopping.clone(),
+        ));
         background.push(crate::sweeper::spawn(Arc::clone(&state), stopping));
         Ok(Self {
             state,
@@ -95,15 +98,16 @@ impl Application {
             stopped(stop_rx),
             Some(grace),
         );
-        let background_stop = self.stop;
         tokio::spawn(async move {
             shutdown_signal().await;
             tracing::info!("shutting down: finishing requests in flight");
             let _ = stop_tx.send(true);
-            let _ = background_stop.send(true);
         });
         let (a, b) = tokio::join!(member, ops);
-        let finished = tokio::time::timeout(grace, futures_util::future::join_all(self.background)).await;
+        // No request is left: what they handed to the background is finished next.
+        let _ = self.stop.send(true);
+        let finished =
+            tokio::time::timeout(grace, futures_util::future::join_all(self.background)).await;
         if finished.is_err() {
             tracing::warn!("background work did not finish within the grace period");
         }
@@ -209,6 +213,17 @@ async fn shutdown_signal() {
 /// file stops start-up: serving without a society it was told to serve is worse. Returns
 /// whether it did (a new installation).
 pub async fn import_seed_tenants(store: &Store, dir: &Path) -> anyhow::Result<bool> {
+    // Nodes starting together on a new PostgreSQL database: one imports, the others wait
+    // and then find the tenants there.
+    let lock = store.lock_seeding().await?;
+    let imported = import_unless_present(store, dir).await;
+    if let Some(lock) = lock {
+        lock.release().await;
+    }
+    imported
+}
+
+async fn import_unless_present(store: &Store, dir: &Path) -> anyhow::Result<bool> {
     if store.tenant_count().await? > 0 {
         return Ok(false);
     }

@@ -53,7 +53,13 @@ pub async fn sweep(state: &AppState) -> StoreResult<HashMap<&'static str, u64>> 
     let now = now_unix();
     let mut counts = HashMap::new();
     let global: [(&'static str, &str, &str, &str, i64); 6] = [
-        ("login_flows", "login_flows", "token_hash", "expires_at < $2", now),
+        (
+            "login_flows",
+            "login_flows",
+            "token_hash",
+            "expires_at < $2",
+            now,
+        ),
         (
             "one_time_tokens",
             "one_time_tokens",
@@ -176,11 +182,7 @@ pub async fn sweep(state: &AppState) -> StoreResult<HashMap<&'static str, u64>> 
         *counts.entry("mail_outbox").or_default() += n;
     }
     for (kind, n) in &counts {
-        state
-            .metrics
-            .swept
-            .with_label_values(&[kind])
-            .inc_by(*n);
+        state.metrics.swept.with_label_values(&[kind]).inc_by(*n);
     }
     Ok(counts)
 }

@@ -84,7 +84,9 @@ impl Themes {
             return false;
         }
         let layer = self.root.join(slug);
-        layer.join("templates").is_dir() || layer.join("mail").is_dir() || layer.join(LOCALE_FILE).is_file()
+        layer.join("templates").is_dir()
+            || layer.join("mail").is_dir()
+            || layer.join(LOCALE_FILE).is_file()
     }
 
     /// Finds a static asset: the tenant's own first, then the default theme's. The path

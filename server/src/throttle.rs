@@ -107,19 +107,39 @@ mod tests {
         for _ in 0..3 {
             assert!(limit.attempt_at(&store, "a", t0).await.unwrap().is_some());
         }
-        assert!(limit.attempt_at(&store, "a", t0 + 1).await.unwrap().is_none());
+        assert!(limit
+            .attempt_at(&store, "a", t0 + 1)
+            .await
+            .unwrap()
+            .is_none());
         // Another address is not affected.
-        assert!(limit.attempt_at(&store, "b", t0 + 1).await.unwrap().is_some());
+        assert!(limit
+            .attempt_at(&store, "b", t0 + 1)
+            .await
+            .unwrap()
+            .is_some());
         // Half-way through the next window, half of the previous one still counts (1.5).
         let ok = limit.attempt_at(&store, "a", t0 + 150).await.unwrap();
         assert!(ok.is_some());
-        assert!(limit.attempt_at(&store, "a", t0 + 150).await.unwrap().is_none());
+        assert!(limit
+            .attempt_at(&store, "a", t0 + 150)
+            .await
+            .unwrap()
+            .is_none());
         // A given-back attempt makes room again.
         ok.unwrap().give_back(&store).await.unwrap();
-        assert!(limit.attempt_at(&store, "a", t0 + 150).await.unwrap().is_some());
+        assert!(limit
+            .attempt_at(&store, "a", t0 + 150)
+            .await
+            .unwrap()
+            .is_some());
         // Two windows later the address starts afresh.
         for _ in 0..3 {
-            assert!(limit.attempt_at(&store, "a", t0 + 200).await.unwrap().is_some());
+            assert!(limit
+                .attempt_at(&store, "a", t0 + 200)
+                .await
+                .unwrap()
+                .is_some());
         }
     }
 

@@ -202,6 +202,26 @@ impl Browser {
         }
     }
 
+    /// The same browser (same cookie jar and authenticator) sent to another node of the
+    /// cluster, as a load balancer would.
+    pub fn on_node(&self, app: &TestApp) -> Self {
+        Self {
+            jar: Arc::clone(&self.jar),
+            authenticator: Arc::clone(&self.authenticator),
+            client: reqwest::Client::builder()
+                .cookie_provider(Arc::clone(&self.jar))
+                .redirect(Policy::none())
+                .user_agent(USER_AGENT)
+                .resolve(DAIWA_HOST, app.member)
+                .resolve(KANEKA_HOST, app.member)
+                .build()
+                .unwrap(),
+            port: app.member.port(),
+            host: self.host.clone(),
+            mail_dir: self.mail_dir.clone(),
+        }
+    }
+
     /// A private window on the same device: an empty cookie jar, the same authenticator.
     pub fn private_window(&self, app: &TestApp) -> Self {
         Self {

@@ -16,6 +16,7 @@ mod look;
 mod look_console;
 mod mail;
 mod migrations;
+mod ops;
 mod otp;
 mod passkeys;
 mod password_reset;

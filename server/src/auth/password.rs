@@ -240,7 +240,9 @@ impl PasswordHasher {
             .map_err(|_| closed())?;
         let waited = u64::try_from(admitted_at.elapsed().as_micros()).unwrap_or(u64::MAX);
         self.inner.started.fetch_add(1, Ordering::Relaxed);
-        self.inner.waited_micros.fetch_add(waited, Ordering::Relaxed);
+        self.inner
+            .waited_micros
+            .fetch_add(waited, Ordering::Relaxed);
         let inner = Arc::clone(&self.inner);
         let (reply, answer) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move || {

@@ -92,7 +92,9 @@ impl Worker {
         match self.store.release_mail_claims(&self.owner).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(mails = n, "mail claims released for other nodes"),
-            Err(e) => tracing::warn!(error = %e, "releasing mail claims failed; they lapse with their lease"),
+            Err(e) => {
+                tracing::warn!(error = %e, "releasing mail claims failed; they lapse with their lease")
+            }
         }
     }
 

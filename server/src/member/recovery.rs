@@ -98,12 +98,20 @@ impl Queue {
 }
 
 /// Starts the worker that runs queued requests one after another. Called once at start-up.
-pub fn spawn_worker(state: Arc<AppState>) {
-    let Some(mut rx) = state.recovery.rx.lock().ok().and_then(|mut rx| rx.take()) else {
-        return;
-    };
-    tokio::spawn(async move {
-        while let Some(job) = rx.recv().await {
+pub fn spawn_worker(
+    state: Arc<AppState>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let mut rx = state.recovery.rx.lock().ok().and_then(|mut rx| rx.take())?;
+    Some(tokio::spawn(async move {
+        loop {
+            let job = tokio::select! {
+                job = rx.recv() => job,
+                // Stopping: the requests already answered are still served (their mail is
+                // queued in the outbox, which outlives this node), then the worker ends.
+                _ = stop.wait_for(|s| *s) => rx.try_recv().ok(),
+            };
+            let Some(job) = job else { return };
             let result = match &job {
                 Job::RemindUserIds {
                     tenant,
@@ -123,7 +131,7 @@ pub fn spawn_worker(state: Arc<AppState>) {
                 tracing::error!(%error, "a self-service recovery request failed");
             }
         }
-    });
+    }))
 }
 
 /// Writes one audit event of an anonymous requester, about `member` if given.

@@ -13,12 +13,12 @@ mod flows;
 mod imports;
 mod mail;
 mod members;
+mod operators;
 pub(crate) mod revisions;
 mod sessions;
+mod sweep;
 mod tenants;
 mod terms;
-mod operators;
-mod sweep;
 mod throttle;
 mod tokens;
 
@@ -34,11 +34,11 @@ pub use audit::{Actor, AuditEvent, AuditFilter, AuditRow, MemberEvent};
 pub use devices::{Device, NewDevice};
 pub use imports::{ImportRow, NewImport};
 pub use mail::{MailCounts, NewMail, OutboxMail};
-pub use operators::OperatorToken;
 pub use members::{
     LoginFlow, Member, MemberSearch, MemberState, MemberSummary, NewFlow, NewMember, NewSession,
     Session, SessionClient,
 };
+pub use operators::OperatorToken;
 pub use revisions::{Draft, Revision};
 pub use sessions::SessionEntry;
 pub use tenants::{ApplyOutcome, TENANT_CHANNEL};
@@ -183,6 +183,25 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// The advisory lock key of the seed import.
+const SEED_LOCK: i64 = 0x706f_7274_616c_0001;
+
+/// See [`Store::lock_seeding`].
+pub struct SeedLock(sqlx::pool::PoolConnection<sqlx::Postgres>);
+
+impl SeedLock {
+    pub async fn release(mut self) {
+        let released = sqlx::query("SELECT pg_advisory_unlock($1)")
+            .bind(SEED_LOCK)
+            .execute(&mut *self.0)
+            .await;
+        if released.is_err() {
+            // The lock must not stay with a pooled connection: close this one.
+            let _ = self.0.detach();
+        }
+    }
+}
+
 /// See [`Store::migration_status`].
 #[derive(Debug, Clone, Default)]
 pub struct MigrationStatus {
@@ -272,6 +291,20 @@ impl Store {
         Ok(())
     }
 
+    /// PostgreSQL: holds an advisory lock while the seed tenants are imported, so nodes
+    /// starting together import them once. `None` on SQLite.
+    pub async fn lock_seeding(&self) -> StoreResult<Option<SeedLock>> {
+        let Pool::Postgres(p) = &self.pool else {
+            return Ok(None);
+        };
+        let mut conn = p.acquire().await?;
+        sqlx::query("SELECT pg_advisory_lock($1)")
+            .bind(SEED_LOCK)
+            .execute(&mut *conn)
+            .await?;
+        Ok(Some(SeedLock(conn)))
+    }
+
     /// Which of this binary's migrations the database lacks, and which migrations it has
     /// that this binary does not know (applied by a newer version).
     pub async fn migration_status(&self) -> StoreResult<MigrationStatus> {
@@ -302,8 +335,16 @@ impl Store {
             .map(|m| m.version)
             .collect();
         Ok(MigrationStatus {
-            pending: known.iter().filter(|v| !applied.contains(v)).copied().collect(),
-            unknown: applied.iter().filter(|v| !known.contains(v)).copied().collect(),
+            pending: known
+                .iter()
+                .filter(|v| !applied.contains(v))
+                .copied()
+                .collect(),
+            unknown: applied
+                .iter()
+                .filter(|v| !known.contains(v))
+                .copied()
+                .collect(),
         })
     }
 

@@ -105,7 +105,11 @@ impl Store {
     }
 
     /// Enables or disables a tenant; false when there is no such tenant.
-    pub async fn set_tenant_enabled(&self, slug: &str, enabled: bool) -> StoreResult<Option<String>> {
+    pub async fn set_tenant_enabled(
+        &self,
+        slug: &str,
+        enabled: bool,
+    ) -> StoreResult<Option<String>> {
         let mut tx = self.begin().await?;
         let id = super::on_tx!(&mut tx, c => {
             let id: Option<String> = sqlx::query_scalar(

@@ -89,10 +89,12 @@ impl TenantRegistry {
     /// Drops the cached entries of these tenants (by id) and every cached unknown host.
     pub fn forget(&self, ids: &[String]) {
         let ids: std::collections::HashSet<String> = ids.iter().cloned().collect();
-        let dropped = self.cache.invalidate_entries_if(move |_, tenant| match tenant {
-            Some(t) => ids.contains(t.id.as_str()),
-            None => true,
-        });
+        let dropped = self
+            .cache
+            .invalidate_entries_if(move |_, tenant| match tenant {
+                Some(t) => ids.contains(t.id.as_str()),
+                None => true,
+            });
         if dropped.is_err() {
             // Closures are enabled at build time; should that ever change, drop everything.
             self.cache.invalidate_all();

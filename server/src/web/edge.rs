@@ -83,7 +83,12 @@ pub async fn edge<E: Endpoint>(next: Arc<E>, mut req: Request) -> poem::Result<R
     } else {
         Forwarded::default()
     };
-    for name in [X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, FORWARDED] {
+    for name in [
+        X_FORWARDED_FOR,
+        X_FORWARDED_HOST,
+        X_FORWARDED_PROTO,
+        FORWARDED,
+    ] {
         req.headers_mut().remove(name);
     }
     let client = forwarded
@@ -132,7 +137,8 @@ pub async fn edge<E: Endpoint>(next: Arc<E>, mut req: Request) -> poem::Result<R
     let mut response = CURRENT_REQUEST_ID
         .scope(
             request_id.clone(),
-            async { next.call(req).await.map(IntoResponse::into_response) }.instrument(span.clone()),
+            async { next.call(req).await.map(IntoResponse::into_response) }
+                .instrument(span.clone()),
         )
         .await
         .unwrap_or_else(|e| e.into_response());

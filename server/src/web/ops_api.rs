@@ -13,7 +13,7 @@ use poem_openapi::param::{Path, Query};
 use poem_openapi::payload::{Json, PlainText};
 use poem_openapi::{ApiResponse, Object, OpenApi, OpenApiService, SecurityScheme};
 
-use crate::ops::{self, Expect, OpsError, Operator};
+use crate::ops::{self, Expect, Operator, OpsError};
 use crate::store::OperatorToken;
 use crate::tenant::TenantFile;
 use crate::web::AppState;
@@ -42,12 +42,34 @@ pub fn routes() -> poem::Route {
     let docs = api.swagger_ui();
     let spec = api.spec_endpoint();
     poem::Route::new()
-        .nest(
-            "/v1",
-            poem::EndpointExt::with(api, poem::middleware::SizeLimit::new(MAX_FILE)),
-        )
+        .nest("/v1", poem::EndpointExt::around(api, limit_body))
         .at("/openapi.json", spec)
         .nest("/docs", docs)
+}
+
+/// Reads at most [`MAX_FILE`] bytes of a request body; more is refused with 413.
+async fn limit_body<E: poem::Endpoint>(
+    next: Arc<E>,
+    mut req: Request,
+) -> poem::Result<poem::Response> {
+    use poem::IntoResponse;
+    let body = req.take_body();
+    match body.into_bytes_limit(MAX_FILE).await {
+        Ok(bytes) => {
+            req.set_body(bytes);
+            next.call(req).await.map(IntoResponse::into_response)
+        }
+        Err(_) => Ok(serde_json::json!({
+            "type": "https://portal.invalid/problems/too_large",
+            "title": "Payload Too Large",
+            "status": 413,
+            "detail": format!("the request body is larger than {MAX_FILE} bytes"),
+        })
+        .to_string()
+        .with_status(StatusCode::PAYLOAD_TOO_LARGE)
+        .with_content_type("application/problem+json")
+        .into_response()),
+    }
 }
 
 /// An operator token.
@@ -164,13 +186,19 @@ fn bad_request<T: poem_openapi::types::ToJSON + Send + Sync>(err: poem::Error) -
             "a valid operator token is required (Authorization: Bearer ops_…)".into(),
         ));
     }
-    Reply::BadRequest(problem(StatusCode::BAD_REQUEST, "bad_request", err.to_string()))
+    Reply::BadRequest(problem(
+        StatusCode::BAD_REQUEST,
+        "bad_request",
+        err.to_string(),
+    ))
 }
 
 impl<T: poem_openapi::types::ToJSON + Send + Sync> Reply<T> {
     fn failed(error: OpsError) -> Self {
         match error {
-            OpsError::Invalid(d) => Reply::Invalid(problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid", d)),
+            OpsError::Invalid(d) => {
+                Reply::Invalid(problem(StatusCode::UNPROCESSABLE_ENTITY, "invalid", d))
+            }
             OpsError::NotFound(slug) => Reply::NotFound(problem(
                 StatusCode::NOT_FOUND,
                 "not_found",
@@ -259,7 +287,15 @@ impl OpsApi {
             Ok(f) => f,
             Err(e) => return Reply::failed(e),
         };
-        match ops::apply(&state, Operator(&auth.0.name), &file, Expect::Create, dry_run).await {
+        match ops::apply(
+            &state,
+            Operator(&auth.0.name),
+            &file,
+            Expect::Create,
+            dry_run,
+        )
+        .await
+        {
             Ok(report) if dry_run => Reply::Ok(Json(result(report))),
             Ok(report) => Reply::Created(Json(result(report))),
             Err(e) => Reply::failed(e),
@@ -288,7 +324,15 @@ impl OpsApi {
             )));
         }
         let dry_run = dry_run.0.unwrap_or(false);
-        match ops::apply(&state, Operator(&auth.0.name), &file, Expect::Update, dry_run).await {
+        match ops::apply(
+            &state,
+            Operator(&auth.0.name),
+            &file,
+            Expect::Update,
+            dry_run,
+        )
+        .await
+        {
             Ok(report) => Reply::Ok(Json(result(report))),
             Err(e) => Reply::failed(e),
         }
@@ -344,8 +388,14 @@ impl OpsApi {
         slug: &str,
         enabled: bool,
     ) -> Reply<TenantSummary> {
-        if let Err(e) =
-            ops::set_enabled(&state.store, Some(state), Operator(&auth.0.name), slug, enabled).await
+        if let Err(e) = ops::set_enabled(
+            &state.store,
+            Some(state),
+            Operator(&auth.0.name),
+            slug,
+            enabled,
+        )
+        .await
         {
             return Reply::failed(e);
         }

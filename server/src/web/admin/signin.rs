@@ -159,7 +159,11 @@ pub async fn login(
         .await
         .map_err(internal)?
     else {
-        state.metrics.throttled.with_label_values(&["admin_login"]).inc();
+        state
+            .metrics
+            .throttled
+            .with_label_values(&["admin_login"])
+            .inc();
         return Ok(page("throttled", StatusCode::TOO_MANY_REQUESTS));
     };
     let email = form.email.trim().to_lowercase();
