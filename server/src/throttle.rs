@@ -133,7 +133,7 @@ mod tests {
             .await
             .unwrap()
             .is_some());
-        // Two windows later the address starts afresh.
+        // Once the windows it used have passed, the address starts afresh.
         for _ in 0..3 {
             assert!(limit
                 .attempt_at(&store, "a", t0 + 200)
