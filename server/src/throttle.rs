@@ -136,7 +136,7 @@ mod tests {
         // Once the windows it used have passed, the address starts afresh.
         for _ in 0..3 {
             assert!(limit
-                .attempt_at(&store, "a", t0 + 200)
+                .attempt_at(&store, "a", t0 + 300)
                 .await
                 .unwrap()
                 .is_some());
