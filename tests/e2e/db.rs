@@ -9,6 +9,7 @@ use crate::harness::TestDb;
 pub enum Arg<'a> {
     Text(&'a str),
     Int(i64),
+    Blob(&'a [u8]),
 }
 
 pub fn is_postgres(db: &TestDb) -> bool {
@@ -26,6 +27,7 @@ pub async fn rows(db: &TestDb, sql: &str, args: &[Arg<'_>]) -> Vec<Vec<Option<St
                 q = match a {
                     Arg::Text(s) => q.bind(*s),
                     Arg::Int(i) => q.bind(*i),
+                    Arg::Blob(b) => q.bind(*b),
                 };
             }
             q.fetch_all(&mut conn)
@@ -57,6 +59,7 @@ pub async fn exec(db: &TestDb, sql: &str, args: &[Arg<'_>]) -> u64 {
                 q = match a {
                     Arg::Text(s) => q.bind(*s),
                     Arg::Int(i) => q.bind(*i),
+                    Arg::Blob(b) => q.bind(*b),
                 };
             }
             q.execute(&mut conn)

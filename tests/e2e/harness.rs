@@ -268,7 +268,11 @@ pub fn start(mut cmd: Command) -> (Child, Arc<Mutex<Vec<String>>>, (SocketAddr, 
 fn parse_listening(line: &str) -> Option<(SocketAddr, SocketAddr)> {
     let rest = line.split("listening member=").nth(1)?;
     let (member, rest) = rest.split_once(" ops=")?;
-    let ops = rest.split_whitespace().next()?;
+    // Text logs end the line there; JSON logs close the string.
+    let ops: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || ".:[]".contains(*c))
+        .collect();
     Some((member.parse().ok()?, ops.parse().ok()?))
 }
 

@@ -6,12 +6,14 @@ mod db;
 mod harness;
 
 mod admin;
+mod backup;
 mod bulk_reset;
 mod cli;
 mod config;
 mod email_change;
 mod factors;
 mod import;
+mod lifecycle;
 mod look;
 mod look_console;
 mod mail;

@@ -7,6 +7,12 @@ use sqlx::FromRow;
 use super::{now_unix, on_pool, Store, StoreResult};
 use crate::tenant::TenantId;
 
+/// A new event id: the time in milliseconds (12 hex digits) and 64 random bits, so events
+/// of the same second still list in the order they happened.
+fn event_id() -> String {
+    format!("{:012x}{}", super::now_ms(), crate::random_token(8))
+}
+
 /// Who caused an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Actor<'a> {
@@ -122,7 +128,7 @@ impl Store {
                  detail, created_at, actor_type, actor_id, before_value, after_value) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             )
-            .bind(crate::random_token(16))
+            .bind(event_id())
             .bind(e.tenant.map(TenantId::as_str))
             .bind(e.member_id)
             .bind(e.event)
@@ -141,21 +147,6 @@ impl Store {
         Ok(())
     }
 
-    /// How many times `event` came from `ip` since `since`, across all tenants.
-    pub async fn events_from_ip(&self, ip: &str, event: &str, since: i64) -> StoreResult<i64> {
-        let n = on_pool!(&self.pool, p => {
-            sqlx::query_scalar(
-                "SELECT COUNT(*) FROM audit_events WHERE ip = $1 AND event = $2 AND created_at >= $3",
-            )
-            .bind(ip)
-            .bind(event)
-            .bind(since)
-            .fetch_one(p)
-            .await
-        })?;
-        Ok(n)
-    }
-
     /// The member's most recent events of the kinds in `events`, newest first (their
     /// sign-in history).
     pub async fn member_events(
@@ -169,7 +160,7 @@ impl Store {
         let sql = format!(
             "SELECT created_at, event, detail, ip, user_agent FROM audit_events \
              WHERE tenant_id = $1 AND member_id = $2 AND event IN ({}) \
-             ORDER BY created_at DESC, id LIMIT $3",
+             ORDER BY created_at DESC, id DESC LIMIT $3",
             placeholders.join(", ")
         );
         let rows = on_pool!(&self.pool, p => {

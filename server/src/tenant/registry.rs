@@ -193,6 +193,71 @@ pub fn normalize_host(raw: &str) -> Option<String> {
 mod tests {
     use super::normalize_host;
 
+    /// A change to one tenant drops its entries and the unknown hosts, nothing else.
+    #[tokio::test]
+    async fn forgetting_one_tenant_keeps_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let config = crate::config::Config {
+            data_dir: dir.path().to_owned(),
+            ..Default::default()
+        };
+        let store = crate::store::Store::connect(&config).await.unwrap();
+        store.migrate().await.unwrap();
+        crate::startup::import_seed_tenants(&store, &root.join("tenants"))
+            .await
+            .unwrap();
+        let registry = super::TenantRegistry::new(store.clone(), "localhost")
+            .await
+            .unwrap();
+        let daiwa = registry
+            .resolve("daiwakenpo.localhost")
+            .await
+            .unwrap()
+            .unwrap();
+        registry
+            .resolve("kanekakenpo.localhost")
+            .await
+            .unwrap()
+            .unwrap();
+        registry
+            .resolve("www.kanekakenpo.localhost")
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(registry
+            .resolve("nowhere.localhost")
+            .await
+            .unwrap()
+            .is_none());
+        registry.forget(&[daiwa.id.to_string()]);
+        registry.cache.run_pending_tasks().await;
+        assert!(!registry.cache.contains_key("daiwakenpo.localhost"));
+        assert!(!registry.cache.contains_key("nowhere.localhost"));
+        assert!(registry.cache.contains_key("kanekakenpo.localhost"));
+        assert!(registry.cache.contains_key("www.kanekakenpo.localhost"));
+
+        // The poll finds exactly the tenant that changed.
+        let mut file = daiwa.to_file();
+        file.settings.welcome = "変わりました".into();
+        store.apply_tenant(&file).await.unwrap();
+        registry
+            .resolve("daiwakenpo.localhost")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(registry.refresh().await.unwrap(), 1);
+        registry.cache.run_pending_tasks().await;
+        assert!(registry.cache.contains_key("kanekakenpo.localhost"));
+        let daiwa = registry
+            .resolve("daiwakenpo.localhost")
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(daiwa.settings.welcome, "変わりました");
+        assert_eq!(registry.refresh().await.unwrap(), 0);
+    }
+
     #[test]
     fn host_forms() {
         let n = |h: &str| normalize_host(h);
