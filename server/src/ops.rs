@@ -9,7 +9,7 @@ use serde_json::Value;
 
 use crate::state::AppState;
 use crate::store::{Actor, ApplyOutcome, AuditEvent, Store, StoreError};
-use crate::tenant::definition::{flatten, Change};
+use crate::tenant::definition::{changes_between, flatten, Change};
 use crate::tenant::{TenantFile, TenantFileError};
 
 /// Why an operator action did nothing.
@@ -274,21 +274,7 @@ async fn refresh(state: &AppState) {
 /// services by id (`services.notices.url`) and terms by version (`terms.versions.2025-10.body`).
 pub fn file_changes(before: Option<&TenantFile>, after: &TenantFile) -> Vec<Change> {
     let old = before.map(fields).unwrap_or_default();
-    let new = fields(after);
-    let mut keys: Vec<&String> = old.keys().chain(new.keys()).collect();
-    keys.sort();
-    keys.dedup();
-    keys.into_iter()
-        .filter_map(|k| {
-            let b = old.get(k).cloned().unwrap_or(Value::Null);
-            let a = new.get(k).cloned().unwrap_or(Value::Null);
-            (b != a).then(|| Change {
-                field: k.clone(),
-                before: b,
-                after: a,
-            })
-        })
-        .collect()
+    changes_between(&old, &fields(after))
 }
 
 fn fields(file: &TenantFile) -> BTreeMap<String, Value> {

@@ -323,14 +323,9 @@ async fn metric(app: &TestApp, name: &str) -> f64 {
         .sum()
 }
 
-async fn a_burst_of_wrong_passwords_is_cut_at_the_throttle(backend: Backend) {
-    let app = TestApp::spawn_on(TestDb::fresh(backend).await, |cmd| {
-        cmd.env("PORTAL_TRUSTED_PROXIES", "127.0.0.1");
-    });
-    let (user_id, password) = first_login(&app, "daiwakenpo").await;
-    let hashed_before = metric(&app, "portal_password_hashes_total").await;
-
-    // One client, one CSRF token, 1,000 wrong passwords sent at once from 198.51.100.1.
+/// A client with the cookie of daiwakenpo's login page, the form's address and its token:
+/// what many scripted logins share.
+async fn login_form(app: &TestApp) -> (reqwest::Client, String, String) {
     let client = reqwest::Client::builder()
         .cookie_store(true)
         .redirect(reqwest::redirect::Policy::none())
@@ -340,6 +335,18 @@ async fn a_burst_of_wrong_passwords_is_cut_at_the_throttle(backend: Backend) {
     let url = format!("http://{DAIWA_HOST}:{}/login", app.member.port());
     let page = client.get(&url).send().await.unwrap().text().await.unwrap();
     let token = csrf_token(&page).unwrap();
+    (client, url, token)
+}
+
+async fn a_burst_of_wrong_passwords_is_cut_at_the_throttle(backend: Backend) {
+    let app = TestApp::spawn_on(TestDb::fresh(backend).await, |cmd| {
+        cmd.env("PORTAL_TRUSTED_PROXIES", "127.0.0.1");
+    });
+    let (user_id, password) = first_login(&app, "daiwakenpo").await;
+    let hashed_before = metric(&app, "portal_password_hashes_total").await;
+
+    // One client, one CSRF token, 1,000 wrong passwords sent at once from 198.51.100.1.
+    let (client, url, token) = login_form(&app).await;
     let mut burst = Vec::new();
     for i in 0..1000 {
         let (client, url, token) = (client.clone(), url.clone(), token.clone());
@@ -411,14 +418,7 @@ async fn sigterm_finishes_requests_in_flight_and_loses_no_mail(backend: Backend)
         );
     }
     // 200 password checks in flight, each from its own address (no throttle).
-    let client = reqwest::Client::builder()
-        .cookie_store(true)
-        .resolve(DAIWA_HOST, app.member)
-        .build()
-        .unwrap();
-    let url = format!("http://{DAIWA_HOST}:{}/login", app.member.port());
-    let page = client.get(&url).send().await.unwrap().text().await.unwrap();
-    let token = csrf_token(&page).unwrap();
+    let (client, url, token) = login_form(&app).await;
     let mut burst = Vec::new();
     for i in 0..200 {
         let (client, url, token) = (client.clone(), url.clone(), token.clone());

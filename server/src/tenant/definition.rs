@@ -74,23 +74,30 @@ impl Definition {
     /// The fields that differ from `before`, in path order; a field present on one side
     /// only has `null` on the other.
     pub fn changes_from(&self, before: &Definition) -> Vec<Change> {
-        let old = before.fields();
-        let new = self.fields();
-        let mut keys: Vec<&String> = old.keys().chain(new.keys()).collect();
-        keys.sort();
-        keys.dedup();
-        keys.into_iter()
-            .filter_map(|k| {
-                let b = old.get(k).cloned().unwrap_or(Value::Null);
-                let a = new.get(k).cloned().unwrap_or(Value::Null);
-                (b != a).then(|| Change {
-                    field: k.clone(),
-                    before: b,
-                    after: a,
-                })
-            })
-            .collect()
+        changes_between(&before.fields(), &self.fields())
     }
+}
+
+/// The fields that differ between two flattened documents, in path order; a field present
+/// on one side only has `null` on the other.
+pub(crate) fn changes_between(
+    old: &BTreeMap<String, Value>,
+    new: &BTreeMap<String, Value>,
+) -> Vec<Change> {
+    let mut keys: Vec<&String> = old.keys().chain(new.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    keys.into_iter()
+        .filter_map(|k| {
+            let b = old.get(k).cloned().unwrap_or(Value::Null);
+            let a = new.get(k).cloned().unwrap_or(Value::Null);
+            (b != a).then(|| Change {
+                field: k.clone(),
+                before: b,
+                after: a,
+            })
+        })
+        .collect()
 }
 
 /// Objects are walked into `a.b.c` paths; arrays and scalars are leaves.

@@ -416,19 +416,8 @@ impl OpsApi {
 #[cfg(test)]
 mod tests {
     /// The committed `docs/ops-api.json` is the generated document.
-    /// `PORTAL_WRITE_OPENAPI=1 cargo test openapi` rewrites it.
     #[test]
     fn the_committed_ops_openapi_document_is_current() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/ops-api.json");
-        let generated = format!("{}\n", super::openapi_json());
-        if std::env::var_os("PORTAL_WRITE_OPENAPI").is_some() {
-            std::fs::write(&path, &generated).unwrap();
-        }
-        let committed = std::fs::read_to_string(&path).unwrap_or_default();
-        assert!(
-            committed == generated,
-            "docs/ops-api.json differs from the API; run \
-             `PORTAL_WRITE_OPENAPI=1 cargo test openapi` and commit the file"
-        );
+        crate::web::admin::api::tests::check_committed("ops-api.json", &super::openapi_json());
     }
 }

@@ -879,6 +879,13 @@ pub async fn lockout_failure<S: Subject>(
     event: &str,
     what: &str,
 ) -> poem::Result<bool> {
+    // Password failures are counted where the password is checked; these are the second
+    // factors'.
+    for method in ["totp", "passkey", "email_otp"] {
+        if event.starts_with(method) {
+            state.metrics.sign_in(method, "failed");
+        }
+    }
     let policy = &tenant.settings.lockout;
     let until = match policy.mode {
         crate::tenant::settings::LockMode::Temporary => {

@@ -1105,20 +1105,28 @@ pub(super) fn parts(req: &Request) -> (&AppState, &CurrentTenant) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     /// The committed `docs/admin-api.json` is the generated document: a change to the API
     /// is a visible diff. `PORTAL_WRITE_OPENAPI=1 cargo test openapi` rewrites it.
     #[test]
     fn the_committed_openapi_document_is_current() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/admin-api.json");
-        let generated = format!("{}\n", super::openapi_json());
+        check_committed("admin-api.json", &super::openapi_json());
+    }
+
+    /// Compares `docs/<name>` with `generated` (rewriting it first when
+    /// `PORTAL_WRITE_OPENAPI` is set).
+    pub(crate) fn check_committed(name: &str, generated: &str) {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../docs")
+            .join(name);
+        let generated = format!("{generated}\n");
         if std::env::var_os("PORTAL_WRITE_OPENAPI").is_some() {
             std::fs::write(&path, &generated).unwrap();
         }
         let committed = std::fs::read_to_string(&path).unwrap_or_default();
         assert!(
             committed == generated,
-            "docs/admin-api.json differs from the API; run \
+            "docs/{name} differs from the API; run \
              `PORTAL_WRITE_OPENAPI=1 cargo test openapi` and commit the file"
         );
     }
