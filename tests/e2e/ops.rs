@@ -571,3 +571,37 @@ async fn onboarding_from_the_command_line(backend: Backend) {
         2
     );
 }
+
+/// schemathesis fuzzes every endpoint of the committed ops API document with an operator
+/// token: no 5xx, and every answer matches the document.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn schemathesis_finds_no_server_error_in_the_ops_api() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let token = operator_token(&app.db);
+    let python = std::env::var("PORTAL_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+    let st = std::path::Path::new(&python).with_file_name("schemathesis");
+    assert!(
+        st.exists(),
+        "schemathesis is needed next to {python} (bash tests/run installs tests/api/requirements.txt)"
+    );
+    let schema = repo_root().join("docs/ops-api.json");
+    let out = std::process::Command::new(st)
+        .arg("run")
+        .arg(&schema)
+        .args(["--url", &format!("http://{}/api/v1", app.ops)])
+        .args(["-H", &format!("Authorization: Bearer {token}")])
+        .args(["--checks", "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance"])
+        .args(["--max-examples", "30", "--seed", "1", "--phases", "examples,fuzzing"])
+        .args(["--request-timeout", "10"])
+        .env("NO_COLOR", "1")
+        .current_dir(app.db.data_dir.path())
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("running schemathesis");
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "schemathesis found problems:\n{text}");
+}
