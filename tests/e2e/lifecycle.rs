@@ -95,6 +95,24 @@ async fn rotating_the_secret_key_keeps_every_secret_readable(backend: Backend) {
         String::from_utf8_lossy(&queued.stderr)
     );
 
+    // A node that has the new key only (restarted too early) cannot open it: the mail is
+    // put back for later, not given up.
+    {
+        let early = TestApp::spawn_on(Arc::clone(&db), |cmd| {
+            with_key(KEY_2, None)(cmd);
+            cmd.env("PORTAL_MAIL_RETRY_BASE_MS", "200");
+        });
+        let tried = "SELECT CAST(COUNT(*) AS TEXT) FROM mail_outbox WHERE attempts > 0 AND status = 'queued'";
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while count(&db, tried, &[]).await == 0 {
+            assert!(std::time::Instant::now() < deadline, "{}", early.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        drop(early);
+        let given_up = "SELECT CAST(COUNT(*) AS TEXT) FROM mail_outbox WHERE status = 'failed'";
+        assert_eq!(count(&db, given_up, &[]).await, 0);
+    }
+
     let rotated = run(&["secrets", "rotate"], KEY_2, Some(KEY_1));
     let report = String::from_utf8_lossy(&rotated.stderr);
     assert!(rotated.status.success(), "{report}");

@@ -126,8 +126,10 @@ impl Worker {
                     )
                     .await
             }
+            // During a key rotation another node may hold the key that opens it: try again
+            // later (and give up after the usual attempts) rather than at once.
             None => {
-                Delivery::Permanent("content cannot be opened with this node's secret key".into())
+                Delivery::Temporary("content cannot be opened with this node's secret key".into())
             }
         };
         let labels = [tenant.slug.as_str()];
