@@ -6,6 +6,8 @@
 //!     cargo bench --bench admin_console
 //!     PORTAL_TEST_PG_URL=postgres://… cargo bench --bench admin_console
 
+mod support;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -44,7 +46,7 @@ async fn main() -> anyhow::Result<()> {
             ..Config::default()
         };
         if let Some(admin) = &admin_url {
-            config.database_url = Some(fresh_pg_database(admin).await?);
+            config.database_url = Some(support::fresh_pg_database(admin).await?);
         }
         search_rows(name, &config).await?;
     }
@@ -220,14 +222,4 @@ fn letters(root: &Path) -> anyhow::Result<()> {
         println!("| {per_page} | {n} | {:.0} |", (n * per_page) as f64 / secs);
     }
     Ok(())
-}
-
-async fn fresh_pg_database(admin: &str) -> anyhow::Result<String> {
-    use sqlx::Connection;
-    let name = format!("portal_bench_{}", portal::random_token(6));
-    let mut conn = sqlx::PgConnection::connect(admin).await?;
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await?;
-    Ok(format!("{}/{name}", admin.rsplit_once('/').unwrap().0))
 }

@@ -6,6 +6,8 @@
 //!     cargo bench --bench import
 //!     PORTAL_TEST_PG_URL=postgres://… cargo bench --bench import
 
+mod support;
+
 use std::path::Path;
 use std::time::Instant;
 
@@ -63,7 +65,7 @@ async fn main() -> anyhow::Result<()> {
             ..Config::default()
         };
         if let Some(admin) = &admin_url {
-            config.database_url = Some(fresh_pg_database(admin).await?);
+            config.database_url = Some(support::fresh_pg_database(admin).await?);
         }
         let store = Store::connect(&config).await?;
         store.migrate().await?;
@@ -102,14 +104,4 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-async fn fresh_pg_database(admin: &str) -> anyhow::Result<String> {
-    use sqlx::Connection;
-    let name = format!("portal_bench_{}", portal::random_token(6));
-    let mut conn = sqlx::PgConnection::connect(admin).await?;
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await?;
-    Ok(format!("{}/{name}", admin.rsplit_once('/').unwrap().0))
 }

@@ -4,8 +4,10 @@
 //!
 //!     cargo bench --bench login_flood
 
+mod support;
+
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -46,55 +48,10 @@ async fn main() -> anyhow::Result<()> {
     tokio::spawn(app.run());
     let store = Store::connect(&config).await?;
     let tenant = store.tenant_by_slug("daiwakenpo").await?.unwrap();
-    let hasher = portal::auth::password::PasswordHasher::new(&config)?;
-
     // Members who log in during the flood (temporary credentials: a login opens a flow).
-    let email = portal::mail::EmailAddress::parse("bench@example.jp").unwrap();
-    let mut logins = Vec::new();
-    for i in 0..FLOOD_CLIENTS {
-        let details = portal::member::MemberDetails {
-            display_name: "ベンチ",
-            birth_date: "1980-01-01",
-            email: &email,
-        };
-        let c = portal::member::create_member(&store, &hasher, &tenant, &details).await?;
-        logins.push((c.user_id, c.password, i));
-    }
+    let logins = support::members_with_passwords(&store, &config, &tenant, FLOOD_CLIENTS).await?;
     // A signed-in member whose top page is measured.
-    let reader = portal::member::create_member(
-        &store,
-        &hasher,
-        &tenant,
-        &portal::member::MemberDetails {
-            display_name: "読者",
-            birth_date: "1980-01-01",
-            email: &email,
-        },
-    )
-    .await?;
-    let member = store
-        .member_by_user_id(&tenant.id, &reader.user_id)
-        .await?
-        .unwrap();
-    store
-        .set_password_hash(&tenant.id, &member.id, &member.password_hash, true)
-        .await?;
-    store
-        .accept_terms(&tenant.id, &member.id, &tenant.terms.current, "127.0.0.1")
-        .await?;
-    let (token, token_hash) = portal::auth::session::new_token();
-    store
-        .create_session(
-            &tenant.id,
-            &token_hash,
-            &member.id,
-            "password",
-            &portal::store::SessionClient {
-                ip: "127.0.0.1",
-                user_agent: "login_flood bench",
-            },
-        )
-        .await?;
+    let token = support::signed_in_member(&store, &config, &tenant).await?;
     let base = format!("http://daiwakenpo.localhost:{}", addr.port());
     let page_client = reqwest::Client::builder()
         .resolve("daiwakenpo.localhost", addr)
@@ -125,62 +82,22 @@ async fn main() -> anyhow::Result<()> {
     }
 
     // Login flood: every client logs in again and again with the right password.
-    let stop = Arc::new(AtomicBool::new(false));
-    let done = Arc::new(AtomicU64::new(0));
-    let busy = Arc::new(AtomicU64::new(0));
+    let counts = Arc::new(support::Flood::default());
     let mut flood = Vec::new();
-    for (user_id, password, _) in logins {
-        let (stop, done, busy, base) = (stop.clone(), done.clone(), busy.clone(), base.clone());
+    for (user_id, password) in logins {
+        let counts = Arc::clone(&counts);
         flood.push(tokio::spawn(async move {
-            let client = reqwest::Client::builder()
-                .resolve("daiwakenpo.localhost", addr)
-                .cookie_store(true)
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .unwrap();
-            let page = client
-                .get(format!("{base}/login"))
-                .send()
-                .await
-                .unwrap()
-                .text()
-                .await
-                .unwrap();
-            let token = page
-                .split("name=\"csrf_token\" value=\"")
-                .nth(1)
-                .and_then(|s| s.split('"').next())
-                .unwrap()
-                .replace("&#x2F;", "/"); // as the browser decodes the attribute
-            let body: String = form_urlencoded::Serializer::new(String::new())
-                .append_pair("csrf_token", &token)
-                .append_pair("user_id", &user_id)
-                .append_pair("password", &password)
-                .finish();
-            while !stop.load(Ordering::Relaxed) {
-                let response = client
-                    .post(format!("{base}/login"))
-                    .header("content-type", "application/x-www-form-urlencoded")
-                    .body(body.clone())
-                    .send()
-                    .await
-                    .unwrap();
-                match response.status().as_u16() {
-                    303 => done.fetch_add(1, Ordering::Relaxed),
-                    503 => busy.fetch_add(1, Ordering::Relaxed),
-                    other => panic!("login answered {other}"),
-                };
-            }
+            support::login_loop(addr, "daiwakenpo.localhost", &user_id, &password, &counts).await;
         }));
     }
     tokio::time::sleep(Duration::from_secs(1)).await; // let the flood build up
 
     // Phase 1: the flood alone, for logins/s.
-    let counted_from = done.load(Ordering::Relaxed);
+    let counted_from = counts.done.load(Ordering::Relaxed);
     let start = Instant::now();
     tokio::time::sleep(Duration::from_secs(FLOOD_SECS)).await;
     let logins_per_sec =
-        (done.load(Ordering::Relaxed) - counted_from) as f64 / start.elapsed().as_secs_f64();
+        (counts.done.load(Ordering::Relaxed) - counted_from) as f64 / start.elapsed().as_secs_f64();
 
     // Phase 2: a member reads the top page every PAGE_INTERVAL during the flood.
     let mut loaded = Vec::new();
@@ -189,13 +106,13 @@ async fn main() -> anyhow::Result<()> {
         tick.tick().await;
         loaded.push(top(page_client.clone(), base.clone(), token.clone()).await);
     }
-    stop.store(true, Ordering::Relaxed);
+    counts.stop.store(true, Ordering::Relaxed);
     for task in flood {
         task.await?;
     }
 
-    let (p50q, p99q) = percentiles(&mut quiet);
-    let (p50l, p99l) = percentiles(&mut loaded);
+    let (p50q, p99q) = support::percentiles(&mut quiet);
+    let (p50l, p99l) = support::percentiles(&mut loaded);
     println!(
         "{cores} cores; argon2id m={} KiB t={} p={}",
         config.argon2_memory_kib, config.argon2_iterations, config.argon2_parallelism
@@ -209,7 +126,7 @@ async fn main() -> anyhow::Result<()> {
     println!("| logins/s ÷ hashes/s | {:.2} |", logins_per_sec / raw);
     println!(
         "| logins answered 503 busy | {} |",
-        busy.load(Ordering::Relaxed)
+        counts.busy.load(Ordering::Relaxed)
     );
     println!(
         "| top page p50 / p99 alone (ms) | {:.2} / {:.2} |",
@@ -251,12 +168,4 @@ fn raw_hashes_per_sec(config: &Config, threads: usize, time: Duration) -> f64 {
         }
     });
     count.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
-}
-
-fn percentiles(samples: &mut [Duration]) -> (f64, f64) {
-    samples.sort();
-    let at = |q: f64| {
-        samples[((samples.len() as f64 * q) as usize).min(samples.len() - 1)].as_secs_f64() * 1000.0
-    };
-    (at(0.5), at(0.99))
 }

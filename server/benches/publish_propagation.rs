@@ -7,6 +7,8 @@
 //!     cargo bench --bench publish_propagation
 //!     PORTAL_TEST_PG_URL=postgres://… cargo bench --bench publish_propagation
 
+mod support;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -43,7 +45,7 @@ async fn main() -> anyhow::Result<()> {
             ..Config::default()
         };
         if let Some(admin) = &admin_url {
-            config.database_url = Some(fresh_pg_database(admin).await?);
+            config.database_url = Some(support::fresh_pg_database(admin).await?);
         }
         // Node B: a whole server.
         let node_b = portal::startup::Application::build(config.clone()).await?;
@@ -115,14 +117,4 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     Ok(())
-}
-
-async fn fresh_pg_database(admin: &str) -> anyhow::Result<String> {
-    use sqlx::Connection;
-    let name = format!("portal_bench_{}", portal::random_token(6));
-    let mut conn = sqlx::PgConnection::connect(admin).await?;
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await?;
-    Ok(format!("{}/{name}", admin.rsplit_once('/').unwrap().0))
 }

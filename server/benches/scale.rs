@@ -12,8 +12,8 @@
 //! The server is the release binary in its own process, so its memory is its own; the load
 //! generator shares the machine's cores with it, so compare ratios within one run.
 
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+mod support;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,10 +28,7 @@ const CHANGES: usize = 10;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf();
+    let root = support::root();
     let mut databases = vec![("SQLite", None)];
     if let Ok(url) = std::env::var("PORTAL_TEST_PG_URL") {
         databases.push(("PostgreSQL", Some(url)));
@@ -41,7 +38,7 @@ async fn main() -> anyhow::Result<()> {
         for tenants in [2, TENANTS] {
             let data = tempfile::tempdir()?;
             let url = match &admin {
-                Some(admin) => fresh_pg_database(admin).await?,
+                Some(admin) => support::fresh_pg_database(admin).await?,
                 None => format!("sqlite://{}", data.path().join("portal.db").display()),
             };
             let config = Config {
@@ -63,7 +60,7 @@ async fn main() -> anyhow::Result<()> {
             }
             let onboarding = started.elapsed();
 
-            let node = Node::start(&root, &url, data.path())?;
+            let node = support::Node::start(&url, data.path(), "warn")?;
             let startup = node.ready().await?;
             // Every tenant's top page once, so each is in the caches.
             let warm = Instant::now();
@@ -125,89 +122,6 @@ async fn main() -> anyhow::Result<()> {
         println!("{row}");
     }
     Ok(())
-}
-
-struct Node {
-    child: Child,
-    member: std::net::SocketAddr,
-    ops: std::net::SocketAddr,
-    spawned: Instant,
-}
-
-impl Node {
-    fn start(root: &Path, url: &str, data: &Path) -> anyhow::Result<Self> {
-        use std::io::{BufRead, BufReader};
-        let spawned = Instant::now();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_portal"))
-            .arg("serve")
-            .env("PORTAL_DATABASE_URL", url)
-            .env("PORTAL_DATA_DIR", data)
-            .env("PORTAL_THEMES_DIR", root.join("themes"))
-            .env("PORTAL_ADMIN_UI_DIR", root.join("admin-ui"))
-            .env("PORTAL_TENANTS_DIR", root.join("tenants"))
-            .env("PORTAL_LISTEN", "127.0.0.1:0")
-            .env("PORTAL_OPS_LISTEN", "127.0.0.1:0")
-            .env("PORTAL_DEMO", "false")
-            .env("PORTAL_LOG", "warn,portal::cli=info")
-            .env(
-                "PORTAL_SECRET_KEY",
-                "YmVuY2gtb25seS1rZXktLS0zMi1ieXRlcy1sb25nLS0=",
-            )
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()?;
-        let stderr = child.stderr.take().unwrap();
-        let mut lines = BufReader::new(stderr).lines();
-        let (member, ops) = loop {
-            let line = lines
-                .next()
-                .ok_or_else(|| anyhow::anyhow!("portal exited"))??;
-            if let Some(rest) = line.split("listening member=").nth(1) {
-                let (m, o) = rest.split_once(" ops=").unwrap();
-                break (m.parse()?, o.trim().parse()?);
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        Ok(Self {
-            child,
-            member,
-            ops,
-            spawned,
-        })
-    }
-
-    async fn ready(&self) -> anyhow::Result<Duration> {
-        let http = reqwest::Client::new();
-        loop {
-            let ok = http
-                .get(format!("http://{}/readyz", self.ops))
-                .send()
-                .await
-                .map(|r| r.status() == 200)
-                .unwrap_or(false);
-            if ok {
-                return Ok(self.spawned.elapsed());
-            }
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-
-    fn rss_mib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-            .map_or(0, |kib| kib / 1024)
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 struct Load {
@@ -275,18 +189,4 @@ async fn load(addr: std::net::SocketAddr, slugs: &[String], count: Option<usize>
         rate: all.len() as f64 / elapsed,
         p99_ms: p99.as_secs_f64() * 1000.0,
     }
-}
-
-async fn fresh_pg_database(admin: &str) -> anyhow::Result<String> {
-    use sqlx::Connection;
-    let name = format!(
-        "portal_bench_{}",
-        portal::random_token(6).to_lowercase().replace('-', "_")
-    );
-    let mut conn = sqlx::PgConnection::connect(admin).await?;
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await?;
-    let base = admin.rsplit_once('/').unwrap().0;
-    Ok(format!("{base}/{name}"))
 }

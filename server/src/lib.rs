@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod ids;
+pub mod listener;
 pub mod mail;
 pub mod member;
 pub mod metrics;

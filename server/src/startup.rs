@@ -7,12 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 use poem::Server;
 
 use crate::auth::password::PasswordHasher;
 use crate::config::Config;
 use crate::crypto::SecretBox;
+use crate::listener::DrainingListener;
 use crate::mail::worker::Worker;
 use crate::mail::Mailer;
 use crate::metrics::Metrics;
@@ -26,8 +26,8 @@ pub struct Application {
     /// Turns true on SIGTERM: the mail worker and the sweeper stop.
     stop: tokio::sync::watch::Sender<bool>,
     background: Vec<tokio::task::JoinHandle<()>>,
-    member: TcpAcceptor,
-    ops: TcpAcceptor,
+    member: DrainingListener,
+    ops: DrainingListener,
     pub member_addr: SocketAddr,
     pub ops_addr: SocketAddr,
 }
@@ -54,8 +54,8 @@ impl Application {
 
         let member = bind(state.config.listen, "PORTAL_LISTEN").await?;
         let ops = bind(state.config.ops_listen, "PORTAL_OPS_LISTEN").await?;
-        let member_addr = local_addr(&member);
-        let ops_addr = local_addr(&ops);
+        let member_addr = member.local_addr();
+        let ops_addr = ops.local_addr();
         if state.config.public_port.is_none() && state.config.base_domain == "localhost" {
             // Links in mail and letters name the port actually bound.
             state.config.public_port = Some(member_addr.port());
@@ -84,18 +84,18 @@ impl Application {
     /// mails in hand and release its other claims, and closes the database.
     pub async fn run(self) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-            let _ = rx.wait_for(|stop| *stop).await;
-        };
         let grace = Duration::from_millis(self.state.config.shutdown_grace_ms);
-        let member = Server::new_with_acceptor(self.member).run_with_graceful_shutdown(
+        // Each listener stops accepting once it has taken what the kernel already holds.
+        let (member_listener, member_drained) = self.member.until(stop_rx.clone());
+        let (ops_listener, ops_drained) = self.ops.until(stop_rx);
+        let member = Server::new_with_acceptor(member_listener).run_with_graceful_shutdown(
             member_app(Arc::clone(&self.state)),
-            stopped(stop_rx.clone()),
+            member_drained,
             Some(grace),
         );
-        let ops = Server::new_with_acceptor(self.ops).run_with_graceful_shutdown(
+        let ops = Server::new_with_acceptor(ops_listener).run_with_graceful_shutdown(
             ops_app(Arc::clone(&self.state)),
-            stopped(stop_rx),
+            ops_drained,
             Some(grace),
         );
         tokio::spawn(async move {
@@ -179,19 +179,10 @@ pub async fn build_state(config: Config, store: Store) -> anyhow::Result<AppStat
     })
 }
 
-async fn bind(addr: SocketAddr, key: &str) -> anyhow::Result<TcpAcceptor> {
-    TcpListener::bind(addr)
-        .into_acceptor()
+async fn bind(addr: SocketAddr, key: &str) -> anyhow::Result<DrainingListener> {
+    DrainingListener::bind(addr)
         .await
         .with_context(|| format!("{key}: cannot listen on {addr}"))
-}
-
-fn local_addr(acceptor: &TcpAcceptor) -> SocketAddr {
-    *acceptor
-        .local_addr()
-        .first()
-        .and_then(|a| a.as_socket_addr())
-        .expect("a TCP acceptor has a socket address")
 }
 
 async fn shutdown_signal() {
