@@ -14,6 +14,10 @@
 //! production. Needs `wrk` (Debian: `apt install wrk`) and a Python with aiosmtpd:
 //!
 //!     PORTAL_TEST_PYTHON=target/pyenv/bin/python cargo bench --bench speed
+//!
+//! With `PORTAL_SPEED_HOLD=1` it only sets the node up, prints its process id, address and
+//! a signed-in member's cookie, and keeps it running until Enter: the set-up for a profiler
+//! (see docs/benchmarks.md).
 
 mod support;
 
@@ -105,6 +109,17 @@ async fn bench() -> anyhow::Result<()> {
         String::from_utf8_lossy(&signed_in).contains("サービスメニュー"),
         "not the signed-in top page"
     );
+
+    if std::env::var_os("PORTAL_SPEED_HOLD").is_some() {
+        // For a profiler: the node stays up, as set up here, until Enter.
+        eprintln!(
+            "node pid {} on http://{} (Host: {HOST}); signed in: Cookie: {cookie}; Enter ends",
+            node.pid(),
+            node.member
+        );
+        std::io::stdin().read_line(&mut String::new())?;
+        return Ok(());
+    }
 
     // The bare handler answers the very same bytes.
     let pages = tempfile::tempdir()?;

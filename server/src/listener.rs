@@ -1,10 +1,18 @@
 //! The listeners. On shutdown a listener does not simply close: the connections the
-//! kernel has already completed (waiting in the listen backlog) are accepted and served
-//! first, so a client whose connection was established gets its answer instead of a reset.
-//! Only then is the listening socket closed.
+//! kernel has already completed (waiting in the listen backlog) are accepted first, so a
+//! client whose connection was established gets an answer instead of a reset. The server
+//! is told to stop only once every accepted connection has had its request read (or a
+//! moment has passed): a connection still unread at that point would be closed as idle.
 
 use std::io;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use poem::http::uri::Scheme;
 use poem::listener::Acceptor;
@@ -12,11 +20,16 @@ use poem::web::{LocalAddr, RemoteAddr};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch};
 
+/// How long stopping waits for accepted connections to send their request.
+const FIRST_READ_WAIT: Duration = Duration::from_secs(2);
+
 pub struct DrainingListener {
     inner: TcpListener,
     local: LocalAddr,
     stopping: Option<watch::Receiver<bool>>,
     drained: Option<oneshot::Sender<()>>,
+    /// Accepted connections from which nothing has been read yet.
+    unread: Arc<AtomicUsize>,
 }
 
 impl DrainingListener {
@@ -28,6 +41,7 @@ impl DrainingListener {
             local,
             stopping: None,
             drained: None,
+            unread: Arc::default(),
         })
     }
 
@@ -47,8 +61,13 @@ impl DrainingListener {
         let (tx, rx) = oneshot::channel();
         self.stopping = Some(stop);
         self.drained = Some(tx);
+        let unread = Arc::clone(&self.unread);
         (self, async move {
             let _ = rx.await;
+            let deadline = tokio::time::Instant::now() + FIRST_READ_WAIT;
+            while unread.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
         })
     }
 
@@ -63,7 +82,12 @@ impl DrainingListener {
     fn accepted(
         &self,
         (io, addr): (TcpStream, SocketAddr),
-    ) -> (TcpStream, LocalAddr, RemoteAddr, Scheme) {
+    ) -> (Connection, LocalAddr, RemoteAddr, Scheme) {
+        self.unread.fetch_add(1, Ordering::AcqRel);
+        let io = Connection {
+            io,
+            unread: Some(Arc::clone(&self.unread)),
+        };
         (
             io,
             self.local.clone(),
@@ -74,13 +98,13 @@ impl DrainingListener {
 }
 
 impl Acceptor for DrainingListener {
-    type Io = TcpStream;
+    type Io = Connection;
 
     fn local_addr(&self) -> Vec<LocalAddr> {
         vec![self.local.clone()]
     }
 
-    async fn accept(&mut self) -> io::Result<(TcpStream, LocalAddr, RemoteAddr, Scheme)> {
+    async fn accept(&mut self) -> io::Result<(Connection, LocalAddr, RemoteAddr, Scheme)> {
         loop {
             let stop = match &mut self.stopping {
                 None => return self.inner.accept().await.map(|c| self.accepted(c)),
@@ -102,5 +126,69 @@ impl Acceptor for DrainingListener {
                 return std::future::pending().await;
             }
         }
+    }
+}
+
+/// An accepted connection, counted as unread until its first bytes (or its end) arrive.
+pub struct Connection {
+    io: TcpStream,
+    unread: Option<Arc<AtomicUsize>>,
+}
+
+impl Connection {
+    fn read_once(&mut self) {
+        if let Some(unread) = self.unread.take() {
+            unread.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.read_once();
+    }
+}
+
+impl AsyncRead for Connection {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let polled = Pin::new(&mut self.io).poll_read(cx, buf);
+        if polled.is_ready() {
+            self.read_once();
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Connection {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.io).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }

@@ -13,8 +13,16 @@ fn main() {
     };
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // Lines go to stderr from a thread of their own, a batch per write; nothing is dropped
+    // (a full queue makes the logging thread wait). The guard flushes what is left.
+    let (writer, log_guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stderr(),
+        ));
     let logs = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
+        .with_writer(writer)
         .with_env_filter(filter);
     if config.log_format == "json" {
         // One object per line: the request span's fields (request id, tenant, member or
@@ -31,7 +39,10 @@ fn main() {
         .enable_all()
         .build()
         .expect("starting the async runtime");
-    if let Err(e) = runtime.block_on(cli::run(cli, config)) {
+    let result = runtime.block_on(cli::run(cli, config));
+    drop(runtime);
+    drop(log_guard);
+    if let Err(e) = result {
         eprintln!("portal: {e:#}");
         std::process::exit(e.exit_code());
     }

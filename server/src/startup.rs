@@ -160,6 +160,7 @@ pub async fn build_state(config: Config, store: Store) -> anyhow::Result<AppStat
     let trusted_proxies = crate::web::edge::TrustedProxies(Arc::new(config.trusted_proxies()?));
     Ok(AppState {
         trusted_proxies,
+        pages: Default::default(),
         config,
         store,
         tenants,

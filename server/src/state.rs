@@ -33,6 +33,8 @@ pub struct AppState {
     pub uploads: UploadCache,
     /// Peers whose forwarding headers are believed (`PORTAL_TRUSTED_PROXIES`).
     pub trusted_proxies: crate::web::edge::TrustedProxies,
+    /// Pages rendered once per tenant and kept (the logged-out top page, the login form).
+    pub pages: crate::web::pages::StaticPages,
 }
 
 /// An uploaded image as served: its content type and bytes.

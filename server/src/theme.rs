@@ -5,6 +5,7 @@
 //! shared by every tenant that overrides no template or text (almost all of them); a
 //! tenant that does gets a theme of its own, assembled on first use and cached.
 
+use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -34,6 +35,9 @@ pub struct Theme {
     tera: Tera,
     /// Locale texts, reachable in templates as `t`.
     texts: Value,
+    /// For each template that reads `t` only as `t.<section>…`: a context holding just
+    /// those sections, so a render copies a few texts instead of all of them.
+    texts_for: HashMap<String, tera::Context>,
 }
 
 impl Themes {
@@ -134,12 +138,40 @@ impl Theme {
                 merge(&mut texts, serde_json::to_value(table)?);
             }
         }
-        Ok(Self { tera, texts })
+        // The sources by template name, later layers replacing earlier ones as in Tera.
+        let mut sources = HashMap::new();
+        for (path, name) in &files {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            sources.insert(name.clone(), text);
+        }
+        let mut texts_for = HashMap::new();
+        for name in sources.keys() {
+            if let Some(sections) = sections_read(name, &sources) {
+                let mut subset = serde_json::Map::new();
+                for section in sections {
+                    if let Some(value) = texts.get(&section) {
+                        subset.insert(section, value.clone());
+                    }
+                }
+                let mut context = tera::Context::new();
+                context.insert("t", &subset);
+                texts_for.insert(name.clone(), context);
+            }
+        }
+        Ok(Self {
+            tera,
+            texts,
+            texts_for,
+        })
     }
 
     /// Renders a page template with the locale texts added as `t`.
     pub fn render(&self, template: &str, context: &mut tera::Context) -> anyhow::Result<String> {
-        context.insert("t", &self.texts);
+        match self.texts_for.get(template) {
+            Some(texts) => context.extend(texts.clone()),
+            None => context.insert("t", &self.texts),
+        }
         self.tera
             .render(template, context)
             .with_context(|| format!("rendering {template}"))
@@ -152,6 +184,75 @@ impl Theme {
             .and_then(Value::as_str)
             .unwrap_or(key)
     }
+}
+
+/// The sections of `t` (`t.<section>…`) that `template` can read, through the templates
+/// it extends, includes or imports; `None` when one of them reads `t` any other way (as a
+/// whole, passed to a macro, by an index), and so needs every text.
+fn sections_read(template: &str, sources: &HashMap<String, String>) -> Option<BTreeSet<String>> {
+    let mut sections = BTreeSet::new();
+    let mut todo = vec![template.to_owned()];
+    let mut seen = BTreeSet::new();
+    while let Some(name) = todo.pop() {
+        if !seen.insert(name.clone()) {
+            continue;
+        }
+        let source = sources.get(&name)?;
+        for tag in tags(source) {
+            let words: Vec<&str> = tag.split_whitespace().collect();
+            if let ["extends" | "include" | "import", target, ..] = words.as_slice() {
+                todo.push(target.trim_matches(|c| c == '"' || c == '\'').to_owned());
+            }
+            let bytes = tag.as_bytes();
+            for (i, _) in tag.match_indices('t') {
+                let before = i.checked_sub(1).map(|j| bytes[j]);
+                let after = bytes.get(i + 1).copied();
+                let word =
+                    |b: Option<u8>| b.is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_');
+                if word(before) || before == Some(b'.') || word(after) {
+                    continue; // part of another name
+                }
+                if after != Some(b'.') {
+                    return None;
+                }
+                let key: String = tag[i + 2..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                    .collect();
+                if key.is_empty() {
+                    return None;
+                }
+                sections.insert(key);
+            }
+        }
+    }
+    Some(sections)
+}
+
+/// The insides of a template's `{{ … }}` and `{% … %}` tags.
+fn tags(source: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = source;
+    while let Some(start) = rest.find(['{']) {
+        let after = &rest[start + 1..];
+        let close = match after.chars().next() {
+            Some('{') => "}}",
+            Some('%') => "%}",
+            _ => {
+                rest = after;
+                continue;
+            }
+        };
+        let body = &after[1..];
+        match body.find(close) {
+            Some(end) => {
+                out.push(body[..end].trim_matches('-'));
+                rest = &body[end + 2..];
+            }
+            None => break,
+        }
+    }
+    out
 }
 
 fn is_plain_name(s: &str) -> bool {
@@ -268,5 +369,75 @@ mod tests {
         assert!(Arc::ptr_eq(&shared, &themes.get("logoonly").unwrap()));
         assert!(Arc::ptr_eq(&shared, &themes.get("default").unwrap()));
         assert!(!Arc::ptr_eq(&shared, &themes.get("acme").unwrap()));
+    }
+
+    #[test]
+    fn templates_get_only_the_texts_they_read() {
+        let sources: HashMap<String, String> = [
+            (
+                "base.html",
+                "<title>{{ t.site.product }}</title>{% block main %}{% endblock main %}",
+            ),
+            (
+                "macros.html",
+                "{% macro csrf(token) %}{{ token }}{% endmacro csrf %}",
+            ),
+            (
+                "page.html",
+                "{% extends \"base.html\" %}{% import \"macros.html\" as f %}\
+                 {% block main %}{{ t.top.heading }} {{ f::csrf(token=csrf_token) }} \
+                 {% if tenant.welcome %}test{% endif %}{% endblock main %}",
+            ),
+            (
+                "whole.html",
+                "{% extends \"base.html\" %}{{ s::steps(t=t) }}",
+            ),
+            ("indexed.html", "{{ t[\"top\"] }}"),
+            ("missing.html", "{% extends \"nowhere.html\" %}"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let read = |name| sections_read(name, &sources).map(|s| s.into_iter().collect::<Vec<_>>());
+        assert_eq!(read("page.html"), Some(vec!["site".into(), "top".into()]));
+        assert_eq!(read("whole.html"), None);
+        assert_eq!(read("indexed.html"), None);
+        assert_eq!(read("missing.html"), None);
+    }
+
+    #[test]
+    fn every_page_renders_the_same_with_only_the_texts_it_reads() {
+        let themes = Themes::new(Path::new(env!("CARGO_MANIFEST_DIR")).join("../themes")).unwrap();
+        let theme = themes.get(DEFAULT_THEME).unwrap();
+        assert!(theme.texts_for.contains_key("top.html"));
+        assert!(theme.texts_for.contains_key("login.html"));
+        let chain = |e: tera::Error| {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(inner) = source {
+                text.push_str(&format!(": {inner}"));
+                source = inner.source();
+            }
+            text
+        };
+        for (name, texts) in &theme.texts_for {
+            let mut context = tera::Context::new();
+            context.insert("csrf_token", "token");
+            context.insert(
+                "tenant",
+                &serde_json::json!({"slug": "acme", "name": "健保", "contact": "", "welcome": "",
+                    "logo_url": "/static/logo.svg", "theme_css_url": "/theme.css?v=1"}),
+            );
+            let mut subset = context.clone();
+            subset.extend(texts.clone());
+            context.insert("t", &theme.texts);
+            // A page that needs more than this context fails alike, at the same place:
+            // a text missing from the subset would fail it earlier or elsewhere.
+            assert_eq!(
+                theme.tera.render(name, &subset).map_err(chain),
+                theme.tera.render(name, &context).map_err(chain),
+                "{name}"
+            );
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! same transaction as the change that causes it, delivered by [`worker`].
 
 mod address;
+mod smtp;
 pub mod transport;
 pub mod worker;
 

@@ -8,8 +8,9 @@ use anyhow::Context as _;
 use lettre::message::dkim::{DkimConfig, DkimSigningAlgorithm, DkimSigningKey};
 use lettre::message::{Mailbox, MultiPart};
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::{AsyncFileTransport, AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use lettre::{AsyncFileTransport, AsyncTransport, Message, Tokio1Executor};
 
+use super::smtp::Relay;
 use super::Content;
 use crate::config::Config;
 use crate::store::OutboxMail;
@@ -24,17 +25,15 @@ pub enum Delivery {
     Permanent(String),
 }
 
-type Smtp = AsyncSmtpTransport<Tokio1Executor>;
-
 enum Transport {
-    Smtp(Smtp),
+    Smtp(Relay),
     Files(AsyncFileTransport<Tokio1Executor>),
 }
 
 pub struct Transports {
     default: Transport,
     /// Tenants' own SMTP servers, by URL.
-    overrides: moka::sync::Cache<String, Arc<Smtp>>,
+    overrides: moka::sync::Cache<String, Arc<Relay>>,
     timeout: Duration,
     credentials: Option<Credentials>,
     dkim_dir: PathBuf,
@@ -48,9 +47,9 @@ impl Transports {
             _ => None,
         };
         let default = match &config.smtp_url {
-            Some(url) => {
-                Transport::Smtp(smtp(url, timeout, credentials.clone()).context("PORTAL_SMTP_URL")?)
-            }
+            Some(url) => Transport::Smtp(
+                Relay::from_url(url, timeout, credentials.clone()).context("PORTAL_SMTP_URL")?,
+            ),
             None => {
                 let dir = config.data_dir.join("mail");
                 std::fs::create_dir_all(&dir)
@@ -112,11 +111,15 @@ impl Transports {
         result
     }
 
-    fn override_transport(&self, url: &str) -> anyhow::Result<Arc<Smtp>> {
+    fn override_transport(&self, url: &str) -> anyhow::Result<Arc<Relay>> {
         if let Some(smtp) = self.overrides.get(url) {
             return Ok(smtp);
         }
-        let smtp = Arc::new(smtp(url, self.timeout, self.credentials.clone())?);
+        let smtp = Arc::new(Relay::from_url(
+            url,
+            self.timeout,
+            self.credentials.clone(),
+        )?);
         self.overrides.insert(url.to_owned(), Arc::clone(&smtp));
         Ok(smtp)
     }
@@ -141,21 +144,11 @@ impl Transports {
     }
 }
 
-fn smtp(url: &str, timeout: Duration, credentials: Option<Credentials>) -> anyhow::Result<Smtp> {
-    let mut builder = Smtp::from_url(url)
-        .map_err(|e| anyhow::anyhow!("{e}"))?
-        .timeout(Some(timeout));
-    if let Some(credentials) = credentials {
-        builder = builder.credentials(credentials);
-    }
-    Ok(builder.build())
-}
-
-async fn send_smtp(smtp: &Smtp, message: Message) -> Delivery {
-    match smtp.send(message).await {
-        Ok(_) => Delivery::Sent,
-        Err(e) if e.is_permanent() => Delivery::Permanent(e.to_string()),
-        Err(e) => Delivery::Temporary(e.to_string()),
+async fn send_smtp(smtp: &Relay, message: Message) -> Delivery {
+    match smtp.send(message.envelope(), &message.formatted()).await {
+        Ok(()) => Delivery::Sent,
+        Err(e) if e.permanent => Delivery::Permanent(e.message),
+        Err(e) => Delivery::Temporary(e.message),
     }
 }
 

@@ -1194,22 +1194,56 @@ impl Store {
         Ok(())
     }
 
-    pub async fn session(
+    /// The session of `token_hash` with its member, in one query (every signed-in page
+    /// asks for both). Both rows are found by their keys; the tenant is checked on each
+    /// (`+`: a check, not a way in for the planner).
+    pub async fn session_with_member(
         &self,
         tenant: &TenantId,
         token_hash: &str,
-    ) -> StoreResult<Option<Session>> {
-        let session = on_pool!(&self.pool, p => {
-            sqlx::query_as(
-                "SELECT member_id, created_at, last_seen_at, authenticated_at, auth_method, \
-                 user_agent, ip FROM sessions WHERE tenant_id = $1 AND token_hash = $2",
+    ) -> StoreResult<Option<(Session, Member)>> {
+        #[derive(FromRow)]
+        struct Row {
+            #[sqlx(flatten)]
+            member: MemberRow,
+            s_created_at: i64,
+            s_last_seen_at: i64,
+            s_authenticated_at: i64,
+            s_auth_method: String,
+            s_user_agent: String,
+            s_ip: String,
+        }
+        static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let sql = SQL.get_or_init(|| {
+            let member: Vec<String> = MEMBER_COLUMNS
+                .split(',')
+                .map(|c| format!("m.{}", c.trim()))
+                .collect();
+            format!(
+                "SELECT {}, s.created_at AS s_created_at, s.last_seen_at AS s_last_seen_at, \
+                 s.authenticated_at AS s_authenticated_at, s.auth_method AS s_auth_method, \
+                 s.user_agent AS s_user_agent, s.ip AS s_ip \
+                 FROM sessions s JOIN members m ON m.id = s.member_id \
+                 WHERE s.token_hash = $2 AND +s.tenant_id = $1 AND +m.tenant_id = $1",
+                member.join(", ")
             )
-            .bind(tenant.as_str())
-            .bind(token_hash)
-            .fetch_optional(p)
-            .await
+        });
+        let row: Option<Row> = on_pool!(&self.pool, p => {
+            sqlx::query_as(sql).bind(tenant.as_str()).bind(token_hash).fetch_optional(p).await
         })?;
-        Ok(session)
+        Ok(row.map(|r| {
+            let member = Member::from(r.member);
+            let session = Session {
+                member_id: member.id.to_string(),
+                created_at: r.s_created_at,
+                last_seen_at: r.s_last_seen_at,
+                authenticated_at: r.s_authenticated_at,
+                auth_method: r.s_auth_method,
+                user_agent: r.s_user_agent,
+                ip: r.s_ip,
+            };
+            (session, member)
+        }))
     }
 
     pub async fn touch_session(

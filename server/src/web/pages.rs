@@ -1,5 +1,8 @@
 //! Rendering pages with the tenant's theme.
 
+use std::sync::Arc;
+
+use bytes::Bytes;
 use poem::http::StatusCode;
 use poem::web::Html;
 use poem::{IntoResponse, Response};
@@ -76,6 +79,95 @@ pub fn render_preview(
     render_page(state, None, &tenant.slug, template, context, StatusCode::OK)
 }
 
+/// Pages that show nothing of the request but the form token, as rendered for a tenant:
+/// the HTML split where the token goes. Keyed by the template and everything of the tenant
+/// a page can show, so a change to the tenant is a new key, never a stale page.
+pub struct StaticPages {
+    /// Rendered in place of the token, then split on; random, so no text can contain it.
+    marker: String,
+    pages: moka::sync::Cache<String, Arc<Vec<Bytes>>>,
+}
+
+/// Memory kept for rendered pages across all tenants.
+const STATIC_PAGE_BYTES: u64 = 32 * 1024 * 1024;
+
+impl Default for StaticPages {
+    fn default() -> Self {
+        Self {
+            marker: format!("token{}", crate::random_token(16)),
+            pages: moka::sync::Cache::builder()
+                .weigher(|key: &String, parts: &Arc<Vec<Bytes>>| {
+                    let bytes = key.len() + parts.iter().map(Bytes::len).sum::<usize>();
+                    bytes.try_into().unwrap_or(u32::MAX)
+                })
+                .max_capacity(STATIC_PAGE_BYTES)
+                .build(),
+        }
+    }
+}
+
+/// Renders a page whose context is the tenant and the form token only, from memory after
+/// the first time: the same HTML [`render`] would give.
+pub fn render_static(
+    state: &AppState,
+    tenant: &Tenant,
+    meta: &RequestMeta,
+    template: &str,
+) -> Response {
+    let cache = &state.pages;
+    let view = TenantView::new(tenant);
+    let key = serde_json::to_string(&(template, &view)).expect("a tenant view serialises");
+    let parts = match cache.pages.get(&key) {
+        Some(parts) => parts,
+        None => {
+            let mut context = tera::Context::new();
+            context.insert("csrf_token", &cache.marker);
+            context.insert("tenant", &view);
+            let html = match state
+                .themes
+                .get(&tenant.slug)
+                .and_then(|theme| theme.render(template, &mut context))
+            {
+                Ok(html) => html,
+                Err(e) => return rendering_failed(&e, template),
+            };
+            let parts: Arc<Vec<Bytes>> = Arc::new(
+                html.split(cache.marker.as_str())
+                    .map(|part| Bytes::copy_from_slice(part.as_bytes()))
+                    .collect(),
+            );
+            cache.pages.insert(key, Arc::clone(&parts));
+            parts
+        }
+    };
+    let body = match parts.as_slice() {
+        [whole] => whole.clone(),
+        [first, rest @ ..] => {
+            let token = tera::escape_html(&meta.csrf_token);
+            let mut out = Vec::with_capacity(
+                parts.iter().map(Bytes::len).sum::<usize>() + rest.len() * token.len(),
+            );
+            out.extend_from_slice(first);
+            for part in rest {
+                out.extend_from_slice(token.as_bytes());
+                out.extend_from_slice(part);
+            }
+            out.into()
+        }
+        [] => Bytes::new(),
+    };
+    Response::builder()
+        .content_type("text/html; charset=utf-8")
+        .body(body)
+}
+
+fn rendering_failed(e: &anyhow::Error, template: &str) -> Response {
+    tracing::error!(error = %format!("{e:#}"), template, "rendering failed");
+    "Internal Server Error"
+        .with_status(StatusCode::INTERNAL_SERVER_ERROR)
+        .into_response()
+}
+
 /// Renders `template` in the tenant's theme (or the default theme when there is no
 /// tenant), with `tenant` in the context.
 fn render_page(
@@ -96,12 +188,7 @@ fn render_page(
         .and_then(|theme| theme.render(template, &mut context));
     match page {
         Ok(html) => Html(html).with_status(status).into_response(),
-        Err(e) => {
-            tracing::error!(error = %format!("{e:#}"), template, "rendering failed");
-            "Internal Server Error"
-                .with_status(StatusCode::INTERNAL_SERVER_ERROR)
-                .into_response()
-        }
+        Err(e) => rendering_failed(&e, template),
     }
 }
 

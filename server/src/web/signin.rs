@@ -11,7 +11,7 @@ use poem::web::{Data, Form, Redirect};
 use poem::{handler, IntoResponse, Response};
 use serde::Deserialize;
 
-use super::pages::{render, MemberView};
+use super::pages::{render, render_static, MemberView};
 use super::{internal, AppState, CurrentTenant, RequestMeta};
 use crate::auth::password::HashError;
 use crate::auth::session::{self, FLOW_COOKIE, SESSION_COOKIE};
@@ -630,6 +630,9 @@ pub async fn login_page(
     meta: RequestMeta,
     query: poem::web::Query<LoginQuery>,
 ) -> Response {
+    if query.expired.is_none() && query.locked.is_none() {
+        return render_static(&state, &tenant.0, &meta, "login.html");
+    }
     let mut ctx = tera::Context::new();
     if query.expired.is_some() {
         ctx.insert("notice", "expired");

@@ -16,7 +16,7 @@ use crate::auth::session::{self, SESSION_COOKIE};
 use crate::member::policy::UserId;
 use crate::store::{now_unix, StoreError};
 use crate::tenant::Tenant;
-use crate::web::pages::render;
+use crate::web::pages::{render, render_static};
 use crate::web::signin::{lockout_failure, member_view, start_flow, Factors, Purpose, StartFlow};
 use crate::web::{hash_error, internal};
 use crate::web::{AppState, CurrentTenant, RequestMeta};
@@ -63,14 +63,7 @@ pub async fn top(
     let tenant = &tenant.0;
     let Some(signed_in) = SignedIn::load(&state, &CurrentTenant(Arc::clone(tenant)), jar).await?
     else {
-        return Ok(render(
-            &state,
-            tenant,
-            &meta,
-            "top.html",
-            tera::Context::new(),
-            StatusCode::OK,
-        ));
+        return Ok(render_static(&state, tenant, &meta, "top.html"));
     };
     let mut ctx = signed_in_context(&signed_in);
     let services = service_views(tenant);

@@ -32,48 +32,35 @@ impl SignedIn {
         };
         let tenant = &tenant.0;
         let store = &state.store;
-        let Some(session) = store
-            .session(&tenant.id, &token_hash)
+        let found = store
+            .session_with_member(&tenant.id, &token_hash)
             .await
-            .map_err(internal)?
-        else {
+            .map_err(internal)?;
+        let Some((session, member)) = found else {
             return Ok(None);
         };
         let now = crate::store::now_unix();
         let policy = &tenant.settings.session;
         let idle = now - session.last_seen_at > i64::from(policy.idle_timeout_minutes) * 60;
         let too_old = now - session.created_at > i64::from(policy.absolute_timeout_minutes) * 60;
-        let member = store
-            .member(&tenant.id, &session.member_id)
-            .await
-            .map_err(internal)?;
-        match member {
-            Some(member)
-                if !idle
-                    && !too_old
-                    && member.state == MemberState::Active
-                    && !member.is_locked(now) =>
-            {
-                if now > session.last_seen_at {
-                    store
-                        .touch_session(&tenant.id, &token_hash, now)
-                        .await
-                        .map_err(internal)?;
-                }
-                Ok(Some(Self {
-                    member,
-                    session,
-                    token_hash,
-                }))
-            }
-            _ => {
-                store
-                    .delete_session(&tenant.id, &token_hash)
-                    .await
-                    .map_err(internal)?;
-                Ok(None)
-            }
+        if idle || too_old || member.state != MemberState::Active || member.is_locked(now) {
+            store
+                .delete_session(&tenant.id, &token_hash)
+                .await
+                .map_err(internal)?;
+            return Ok(None);
         }
+        if now > session.last_seen_at {
+            store
+                .touch_session(&tenant.id, &token_hash, now)
+                .await
+                .map_err(internal)?;
+        }
+        Ok(Some(Self {
+            member,
+            session,
+            token_hash,
+        }))
     }
 }
 
