@@ -309,7 +309,16 @@ async fn a_killed_server_neither_loses_nor_doubles_mail(backend: Backend) {
     // Tenants are imported by the first start; queue afterwards.
     let mut app = serve(Arc::clone(&db), "smtp://127.0.0.1:1", &[]);
     app.kill();
-    let recipients: Vec<String> = (0..30).map(|i| format!("crash{i:02}@example.jp")).collect();
+    // One mail stalls at RCPT: the node is killed while it waits there (or in another
+    // RCPT), with six mails delivered and recorded and the rest of its batch claimed. (No
+    // SMTP client can be exactly-once for a kill between the server's 250 and its own
+    // record of it: the kill must not land there.)
+    let recipients: Vec<String> = (0..30)
+        .map(|i| match i {
+            6 => format!("stall{i:02}@example.jp"),
+            _ => format!("crash{i:02}@example.jp"),
+        })
+        .collect();
     for to in &recipients {
         queue(&db, "kanekakenpo", to);
     }
@@ -317,10 +326,17 @@ async fn a_killed_server_neither_loses_nor_doubles_mail(backend: Backend) {
     let mut app = serve(
         Arc::clone(&db),
         &smtp.url(),
-        &[("PORTAL_MAIL_CONCURRENCY", "3")],
+        // Long enough to wait out the stall.
+        &[
+            ("PORTAL_MAIL_CONCURRENCY", "1"),
+            ("PORTAL_SMTP_TIMEOUT_MS", "4000"),
+            ("PORTAL_MAIL_LEASE_MS", "8000"),
+        ],
     );
     let started = eventually(Duration::from_secs(15), || async {
-        smtp.messages().len() >= 6
+        smtp.messages().len() == 6
+            && status_line(&db, "kanekakenpo")[4] == 6
+            && smtp.messages().len() == 6
     })
     .await;
     assert!(started, "{}", app.log());

@@ -4,7 +4,8 @@
 
 Recipients whose local part starts with "reject" are refused for good (550), those
 starting with "tempfail" for now (451). --rcpt-delay slows every RCPT command down, so a
-test can stop the sender in the middle of a batch. Prints "listening <port>" once ready.
+test can stop the sender in the middle of a batch; a recipient whose local part starts
+with "stall" holds its first RCPT for 3 s more, so a test knows where the sender waits. Prints "listening <port>" once ready.
 """
 import argparse
 import asyncio
@@ -21,6 +22,7 @@ class Mailbox:
         self.directory = directory
         self.rcpt_delay = rcpt_delay
         self.counter = itertools.count()
+        self.stalled = set()
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         local = address.split("@", 1)[0]
@@ -30,6 +32,9 @@ class Mailbox:
             return "451 4.3.0 Try again later"
         if self.rcpt_delay:
             await asyncio.sleep(self.rcpt_delay)
+        if local.startswith("stall") and address not in self.stalled:
+            self.stalled.add(address)
+            await asyncio.sleep(3)
         envelope.rcpt_tos.append(address)
         return "250 OK"
 

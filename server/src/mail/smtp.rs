@@ -257,3 +257,54 @@ mod tls_stream {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn relay(url: &str) -> Relay {
+        Relay::from_url(url, Duration::from_secs(5), None).unwrap()
+    }
+
+    #[test]
+    fn urls_mean_what_they_mean_to_lettre() {
+        let plain = relay("smtp://mail.example.jp");
+        assert_eq!((plain.host.as_str(), plain.port), ("mail.example.jp", 25));
+        assert!(matches!(plain.security, Security::Plain));
+        assert!(plain.credentials.is_none());
+
+        let starttls = relay("smtp://user%40example.jp:p%40ss@mail.example.jp:2525?tls=required");
+        assert_eq!(starttls.port, 2525);
+        assert!(matches!(starttls.security, Security::StartTls(_)));
+        // (Credentials do not print themselves: compared, not shown.)
+        assert!(
+            starttls.credentials == Some(Credentials::new("user@example.jp".into(), "p@ss".into()))
+        );
+        assert!(matches!(
+            relay("smtp://mail.example.jp?tls=opportunistic").security,
+            Security::StartTlsIfOffered(_)
+        ));
+        let implicit = relay("smtps://mail.example.jp/portal.example.jp");
+        assert_eq!(implicit.port, 465);
+        assert!(matches!(implicit.security, Security::Tls(_)));
+        assert_eq!(implicit.hello, ClientId::Domain("portal.example.jp".into()));
+        // The configuration's credentials win over the URL's.
+        let configured = Relay::from_url(
+            "smtp://a:b@mail.example.jp",
+            Duration::from_secs(5),
+            Some(Credentials::new("c".into(), "d".into())),
+        )
+        .unwrap();
+        assert!(configured.credentials == Some(Credentials::new("c".into(), "d".into())));
+        for bad in [
+            "http://mail.example.jp",
+            "smtp://mail.example.jp?tls=maybe",
+            "smtp://",
+        ] {
+            assert!(
+                Relay::from_url(bad, Duration::from_secs(5), None).is_err(),
+                "{bad}"
+            );
+        }
+    }
+}

@@ -1195,8 +1195,7 @@ impl Store {
     }
 
     /// The session of `token_hash` with its member, in one query (every signed-in page
-    /// asks for both). Both rows are found by their keys; the tenant is checked on each
-    /// (`+`: a check, not a way in for the planner).
+    /// asks for both), each found by its key.
     pub async fn session_with_member(
         &self,
         tenant: &TenantId,
@@ -1223,8 +1222,8 @@ impl Store {
                 "SELECT {}, s.created_at AS s_created_at, s.last_seen_at AS s_last_seen_at, \
                  s.authenticated_at AS s_authenticated_at, s.auth_method AS s_auth_method, \
                  s.user_agent AS s_user_agent, s.ip AS s_ip \
-                 FROM sessions s JOIN members m ON m.id = s.member_id \
-                 WHERE s.token_hash = $2 AND +s.tenant_id = $1 AND +m.tenant_id = $1",
+                 FROM sessions s JOIN members m ON m.tenant_id = s.tenant_id AND m.id = s.member_id \
+                 WHERE s.tenant_id = $1 AND s.token_hash = $2",
                 member.join(", ")
             )
         });
