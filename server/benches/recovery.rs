@@ -12,6 +12,8 @@
 //! be sent 3 reset links in 15 minutes, so the forgot-password requests name 200 members
 //! in turn.
 
+mod support;
+
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -55,12 +57,7 @@ async fn client_from(
         .text()
         .await
         .unwrap();
-    let token = page
-        .split("name=\"csrf_token\" value=\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .unwrap()
-        .replace("&#x2F;", "/");
+    let token = support::form_token(&page);
     (client, token)
 }
 

@@ -310,12 +310,7 @@ pub async fn login_loop(
         .text()
         .await
         .unwrap();
-    let token = page
-        .split("name=\"csrf_token\" value=\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .unwrap()
-        .replace("&#x2F;", "/"); // as the browser decodes the attribute
+    let token = form_token(&page);
     let body: String = form_urlencoded::Serializer::new(String::new())
         .append_pair("csrf_token", &token)
         .append_pair("user_id", user_id)
@@ -335,6 +330,15 @@ pub async fn login_loop(
             other => panic!("login answered {other}"),
         };
     }
+}
+
+/// The CSRF token of the form on `page`, as the browser decodes the attribute.
+pub fn form_token(page: &str) -> String {
+    page.split("name=\"csrf_token\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("a form with a token")
+        .replace("&#x2F;", "/")
 }
 
 /// The median and the 99th percentile of `samples`, in milliseconds.
