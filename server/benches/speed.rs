@@ -80,7 +80,11 @@ async fn bench() -> anyhow::Result<()> {
     let session = support::signed_in_member(&store, &config, &tenant).await?;
     store.close().await;
 
-    let node = support::Node::start(&url, data.path(), "info")?;
+    let node = support::Node::start(
+        &url,
+        data.path(),
+        &std::env::var("PORTAL_SPEED_LOG").unwrap_or("info".into()),
+    )?;
     node.ready().await?;
     let cookie = format!("portal_session={session}");
     let http = reqwest::Client::builder()

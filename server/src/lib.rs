@@ -7,6 +7,7 @@ pub mod config;
 pub mod crypto;
 pub mod ids;
 pub mod listener;
+pub mod logging;
 pub mod mail;
 pub mod member;
 pub mod metrics;

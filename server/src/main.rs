@@ -13,14 +13,8 @@ fn main() {
     };
     let filter = tracing_subscriber::EnvFilter::try_new(&config.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    // Lines go to stderr from a thread of their own, a batch per write; nothing is dropped
-    // (a full queue makes the logging thread wait). The guard flushes what is left.
-    let (writer, log_guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
-        .lossy(false)
-        .finish(std::io::BufWriter::with_capacity(
-            64 * 1024,
-            std::io::stderr(),
-        ));
+    // Lines go to stderr from a thread of their own, in batches (see `portal::logging`).
+    let (writer, log_guard) = portal::logging::to_stderr();
     let logs = tracing_subscriber::fmt()
         .with_writer(writer)
         .with_env_filter(filter);

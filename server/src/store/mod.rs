@@ -234,8 +234,11 @@ impl Store {
                             .with_context(|| format!("creating {}", dir.display()))?;
                     }
                 }
+                // An embedded database cannot drop a connection: no round trip to the
+                // connection's worker thread to test it before each use.
                 let pool = SqlitePoolOptions::new()
                     .max_connections(max)
+                    .test_before_acquire(false)
                     .connect_with(options)
                     .await
                     .with_context(|| format!("opening {url}"))?;
@@ -353,10 +356,34 @@ impl Store {
     /// growth). SQLite keeps none by itself (`PRAGMA optimize` analyses what needs it);
     /// PostgreSQL's autovacuum does in time, and this does it for the members now (the
     /// vacuum also lets searches read `members_search` without visiting the rows).
+    ///
+    /// On SQLite only the per-index averages (`sqlite_stat1`) are kept. The bundled SQLite
+    /// is built with `SQLITE_ENABLE_STAT4`, and once `sqlite_stat4` holds samples for an
+    /// index, every statement whose plan looked at a bound value is prepared again each
+    /// time it runs with a new one: the session lookup of every signed-in page spent a
+    /// quarter of its time re-parsing its SQL. The averages are what the searches need.
+    /// A connection that had already loaded samples drops them when the pool retires it.
     pub async fn refresh_statistics(&self) -> StoreResult<()> {
         match &self.pool {
             Pool::Sqlite(p) => {
-                sqlx::query("PRAGMA optimize=0x10002").execute(p).await?;
+                let mut c = p.acquire().await?;
+                sqlx::query("PRAGMA optimize=0x10002")
+                    .execute(&mut *c)
+                    .await?;
+                let stat4: Option<i64> = sqlx::query_scalar(
+                    "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'sqlite_stat4'",
+                )
+                .fetch_optional(&mut *c)
+                .await?;
+                if stat4.is_some() {
+                    sqlx::query("DELETE FROM sqlite_stat4")
+                        .execute(&mut *c)
+                        .await?;
+                    // Reloads this connection's statistics without the samples.
+                    sqlx::query("ANALYZE sqlite_schema")
+                        .execute(&mut *c)
+                        .await?;
+                }
             }
             Pool::Postgres(p) => {
                 sqlx::query("VACUUM (ANALYZE) members").execute(p).await?;

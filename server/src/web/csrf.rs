@@ -1,11 +1,20 @@
 //! Every state-changing request must carry the CSRF token of its form: a missing or
 //! wrong token gets the 403 page and changes nothing. Checked here, before any handler,
 //! so no handler can forget it.
+//!
+//! The token and its cookie are the `csrf` crate's AES-GCM pair (the cookie holds a
+//! random secret, the token proves it under the installation's key). A token is made
+//! only for a page that has a form ([`FormToken::get`]); a page without one costs no
+//! randomness, no encryption and no `Set-Cookie`.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
+use base64::engine::general_purpose::STANDARD;
+use base64::Engine;
+use csrf::{AesGcmCsrfProtection, CsrfProtection, UnencryptedCsrfCookie};
 use poem::http::{Method, StatusCode};
-use poem::web::CsrfVerifier;
+use poem::web::cookie::{Cookie, CookieJar, SameSite};
 use poem::{Body, Endpoint, IntoResponse, Request, Response};
 
 use super::pages::{error_page, ErrorKind};
@@ -67,7 +76,96 @@ async fn multipart_token(content_type: &str, body: bytes::Bytes) -> Option<Strin
     None
 }
 
-pub async fn verify<E: Endpoint>(next: Arc<E>, mut req: Request) -> poem::Result<Response> {
+/// The cookie that holds the secret a form token proves.
+const COOKIE: &str = "portal_csrf";
+/// How long a form token and its cookie stay good.
+const TTL: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Makes and checks form tokens under the installation's key.
+pub struct Guard {
+    protect: AesGcmCsrfProtection,
+    /// `Secure` on the cookie (HTTPS deployments).
+    secure: bool,
+}
+
+impl Guard {
+    pub fn new(key: [u8; 32], secure: bool) -> Self {
+        Self {
+            protect: AesGcmCsrfProtection::from_key(key),
+            secure,
+        }
+    }
+
+    /// The secret of the request's cookie, if it carries a genuine one.
+    fn cookie_secret(&self, jar: &CookieJar) -> Option<UnencryptedCsrfCookie> {
+        let cookie = jar.get(COOKIE)?;
+        let sealed = STANDARD.decode(cookie.value_str()).ok()?;
+        self.protect.parse_cookie(&sealed).ok()
+    }
+
+    /// Whether `token` was made for the secret in the request's cookie.
+    fn is_valid(&self, jar: &CookieJar, token: &str) -> bool {
+        let Some(secret) = self.cookie_secret(jar) else {
+            return false;
+        };
+        let Ok(token) = STANDARD.decode(token) else {
+            return false;
+        };
+        match self.protect.parse_token(&token) {
+            Ok(token) => self.protect.verify_token_pair(&token, &secret).is_ok(),
+            Err(_) => false,
+        }
+    }
+}
+
+/// The form token of one request, made the first time a page asks for it. Making it
+/// keeps the secret of the request's cookie (so tokens in other open tabs stay good)
+/// or starts a new one, and sends the cookie back with the response.
+#[derive(Clone)]
+pub struct FormToken(Arc<FormTokenInner>);
+
+struct FormTokenInner {
+    guard: Arc<Guard>,
+    jar: CookieJar,
+    token: OnceLock<String>,
+}
+
+impl FormToken {
+    pub fn get(&self) -> &str {
+        let inner = &*self.0;
+        inner.token.get_or_init(|| {
+            let guard = &inner.guard;
+            let existing = guard.cookie_secret(&inner.jar);
+            let previous: Option<[u8; 64]> =
+                existing.as_ref().and_then(|c| c.value().try_into().ok());
+            let (token, cookie) = guard
+                .protect
+                .generate_token_pair(previous.as_ref(), TTL.as_secs() as i64)
+                .expect("the system's random source works");
+            let mut set = Cookie::new_with_str(COOKIE, STANDARD.encode(cookie.value()));
+            set.set_secure(guard.secure);
+            set.set_http_only(true);
+            set.set_same_site(SameSite::Lax);
+            set.set_max_age(TTL);
+            set.set_path("/");
+            inner.jar.add(set);
+            STANDARD.encode(token.value())
+        })
+    }
+}
+
+pub async fn verify<E: Endpoint>(
+    next: Arc<E>,
+    mut req: Request,
+    guard: Arc<Guard>,
+) -> poem::Result<Response> {
+    let jar = req.cookie().clone();
+    req.extensions_mut()
+        .insert(FormToken(Arc::new(FormTokenInner {
+            guard: Arc::clone(&guard),
+            jar: jar.clone(),
+            token: OnceLock::new(),
+        })));
     // The JSON API authenticates with a bearer token only, never a cookie, so a forged
     // cross-site request has nothing to ride on.
     let api = req.uri().path().starts_with("/admin/api/");
@@ -124,10 +222,7 @@ pub async fn verify<E: Endpoint>(next: Arc<E>, mut req: Request) -> poem::Result
             .find(|(key, _)| key == "csrf_token")
             .map(|(_, value)| value.into_owned()),
     };
-    let valid = match (token, req.extensions().get::<CsrfVerifier>()) {
-        (Some(token), Some(verifier)) => verifier.is_valid(&token),
-        _ => false,
-    };
+    let valid = token.is_some_and(|token| guard.is_valid(&jar, &token));
     if !valid {
         tracing::warn!(path = %req.uri().path(), "request without a valid CSRF token refused");
         return Ok(forbidden(&state)

@@ -5,7 +5,7 @@
 
 pub mod admin;
 pub mod assets;
-mod csrf;
+pub mod csrf;
 pub mod edge;
 pub mod factor;
 pub mod member;
@@ -19,9 +19,7 @@ pub mod totp;
 
 use std::sync::Arc;
 
-use poem::middleware::{CookieJarManager, Csrf};
-use poem::web::cookie::SameSite;
-use poem::web::CsrfToken;
+use poem::middleware::CookieJarManager;
 use poem::{EndpointExt, FromRequest, Request, RequestBody, Route};
 
 pub use crate::state::AppState;
@@ -33,15 +31,13 @@ use crate::tenant::Tenant;
 
 /// The listener that tenant hosts reach. Every route runs with its tenant resolved.
 pub fn member_app(state: Arc<AppState>) -> impl poem::Endpoint {
-    let csrf = Csrf::new()
-        .cookie_name("portal_csrf")
-        .key(state.csrf_key)
-        .secure(state.config.secure_cookies())
-        .same_site(SameSite::Lax);
+    let guard = Arc::new(csrf::Guard::new(
+        state.csrf_key,
+        state.config.secure_cookies(),
+    ));
     let route = Route::new().nest("/admin", admin::routes(&state));
     member::routes(route)
-        .around(csrf::verify)
-        .with(csrf)
+        .around(move |next, req| csrf::verify(next, req, Arc::clone(&guard)))
         .around(tenant_host::resolve_tenant)
         .with(CookieJarManager::new())
         .around(edge::edge)
@@ -54,7 +50,8 @@ pub struct RequestMeta {
     pub host: String,
     pub ip: String,
     pub user_agent: String,
-    pub csrf_token: String,
+    /// The token for the page's forms, made only if the page has one.
+    csrf: Option<csrf::FormToken>,
 }
 
 impl<'a> FromRequest<'a> for RequestMeta {
@@ -90,11 +87,7 @@ impl RequestMeta {
             .filter(|c| !c.is_control())
             .take(200)
             .collect();
-        let csrf_token = req
-            .extensions()
-            .get::<CsrfToken>()
-            .map(|t| t.0.clone())
-            .unwrap_or_default();
+        let csrf = req.extensions().get::<csrf::FormToken>().cloned();
         let host = req
             .headers()
             .get(poem::http::header::HOST)
@@ -106,8 +99,14 @@ impl RequestMeta {
             host,
             ip,
             user_agent,
-            csrf_token,
+            csrf,
         })
+    }
+
+    /// The CSRF token every form of the page carries; the first call makes it (and the
+    /// cookie it goes with). Empty outside the member listener (no form posts there).
+    pub fn csrf_token(&self) -> &str {
+        self.csrf.as_ref().map_or("", csrf::FormToken::get)
     }
 
     /// Writes an audit event of a member's own doing (or of nobody known, without a

@@ -52,15 +52,25 @@ pub fn render(
     mut context: tera::Context,
     status: StatusCode,
 ) -> Response {
-    context.insert("csrf_token", &meta.csrf_token);
-    render_page(
-        state,
-        Some(tenant),
-        DEFAULT_THEME,
-        template,
-        context,
-        status,
-    )
+    // The token is made only for a page that has a form: the page is rendered with the
+    // marker in its place, which a page without a form does not contain.
+    let marker = state.pages.marker.as_str();
+    context.insert("csrf_token", marker);
+    context.insert("tenant", &TenantView::new(tenant));
+    let html = match state
+        .themes
+        .get(&tenant.slug)
+        .and_then(|theme| theme.render(template, &mut context))
+    {
+        Ok(html) => html,
+        Err(e) => return rendering_failed(&e, template),
+    };
+    let html = if html.contains(marker) {
+        html.replace(marker, &tera::escape_html(meta.csrf_token()))
+    } else {
+        html
+    };
+    Html(html).with_status(status).into_response()
 }
 
 /// Renders a member page of `tenant` for the console's preview: its colours come from
@@ -143,7 +153,7 @@ pub fn render_static(
     let body = match parts.as_slice() {
         [whole] => whole.clone(),
         [first, rest @ ..] => {
-            let token = tera::escape_html(&meta.csrf_token);
+            let token = tera::escape_html(meta.csrf_token());
             let mut out = Vec::with_capacity(
                 parts.iter().map(Bytes::len).sum::<usize>() + rest.len() * token.len(),
             );

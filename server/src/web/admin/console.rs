@@ -49,7 +49,7 @@ pub fn render(
     mut ctx: tera::Context,
     status: StatusCode,
 ) -> Response {
-    ctx.insert("csrf_token", &meta.csrf_token);
+    ctx.insert("csrf_token", meta.csrf_token());
     ctx.insert(
         "tenant",
         &TenantView {
