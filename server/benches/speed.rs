@@ -125,11 +125,21 @@ async fn bench() -> anyhow::Result<()> {
         return Ok(());
     }
 
-    // The bare handler answers the very same bytes.
+    // The bare handler answers the very same bytes; on `/signed-in-db` it first reads the
+    // session and its member through the portal's own query, from the node's database.
     let pages = tempfile::tempdir()?;
     std::fs::write(pages.path().join("logged-out"), &logged_out)?;
     std::fs::write(pages.path().join("signed-in"), &signed_in)?;
-    let bare = Helper::start("bare", &[("PORTAL_SPEED_PAGES", pages.path())])?;
+    let token_hash = portal::auth::session::token_hash(&session);
+    let bare = Helper::start(
+        "bare",
+        &[
+            ("PORTAL_SPEED_PAGES", pages.path()),
+            ("PORTAL_SPEED_DB", Path::new(&url)),
+            ("PORTAL_SPEED_TENANT", Path::new(tenant.id.as_str())),
+            ("PORTAL_SPEED_SESSION", Path::new(&token_hash)),
+        ],
+    )?;
     let bare_addr = bare.first_line.trim().to_owned();
 
     let portal_url = format!("http://{}/", node.member);
@@ -139,32 +149,37 @@ async fn bench() -> anyhow::Result<()> {
     wrk(&portal_url, &[&host], 2)?;
     wrk(&format!("http://{bare_addr}/logged-out"), &[], 2)?;
     let mut rows = Vec::new();
-    for (name, body, headers, bare_path) in [
-        (
-            "logged-out top page",
-            &logged_out,
-            vec![host.as_str()],
-            "logged-out",
-        ),
-        (
-            "signed-in top page",
-            &signed_in,
-            vec![host.as_str(), cookie_header.as_str()],
-            "signed-in",
-        ),
-    ] {
-        let bare = wrk(&format!("http://{bare_addr}/{bare_path}"), &[], WRK_SECONDS)?;
-        let portal = wrk(&portal_url, &headers, WRK_SECONDS)?;
-        rows.push(format!(
-            "| {name} ({} bytes) | {:.0} req/s, p99 {:.2} ms | {:.0} req/s, p99 {:.2} ms | {:.2} |",
-            body.len(),
+    let row = |name: &str, portal: &Wrk, bare: &Wrk| {
+        format!(
+            "| {name} | {:.0} req/s, p99 {:.2} ms | {:.0} req/s, p99 {:.2} ms | {:.2} |",
             portal.rate,
             portal.p99_ms,
             bare.rate,
             bare.p99_ms,
             portal.rate / bare.rate
-        ));
-    }
+        )
+    };
+    let bare_page = |path: &str| wrk(&format!("http://{bare_addr}/{path}"), &[], WRK_SECONDS);
+    let bare_logged_out = bare_page("logged-out")?;
+    let portal_logged_out = wrk(&portal_url, &[&host], WRK_SECONDS)?;
+    rows.push(row(
+        &format!("logged-out top page ({} bytes)", logged_out.len()),
+        &portal_logged_out,
+        &bare_logged_out,
+    ));
+    let bare_signed_in = bare_page("signed-in")?;
+    let portal_signed_in = wrk(&portal_url, &[&host, &cookie_header], WRK_SECONDS)?;
+    let bare_with_session = bare_page("signed-in-db")?;
+    rows.push(row(
+        &format!("signed-in top page ({} bytes)", signed_in.len()),
+        &portal_signed_in,
+        &bare_signed_in,
+    ));
+    rows.push(row(
+        "signed-in top page, against a bare handler that also reads the session",
+        &portal_signed_in,
+        &bare_with_session,
+    ));
     drop(bare);
 
     // The top pages read every 10 ms, alone and during a login flood from another process.
@@ -370,6 +385,32 @@ async fn bare_server() -> anyhow::Result<()> {
             poem::endpoint::make_sync(move |_| body.clone()),
         );
     }
+    // The floor of a page that must find its session in the database on every request:
+    // the portal's own session query (same pool settings), then the same bytes.
+    let store = Store::connect(&Config {
+        database_url: Some(std::env::var("PORTAL_SPEED_DB")?),
+        ..Config::default()
+    })
+    .await?;
+    let tenant = portal::tenant::TenantId::from_db(std::env::var("PORTAL_SPEED_TENANT")?);
+    let session = std::env::var("PORTAL_SPEED_SESSION")?;
+    let body = poem::web::Html(String::from_utf8(std::fs::read(dir.join("signed-in"))?)?);
+    let read = Arc::new((store, tenant, session, body));
+    route = route.at(
+        "/signed-in-db",
+        poem::endpoint::make(move |_| {
+            let read = Arc::clone(&read);
+            async move {
+                let (store, tenant, session, body) = &*read;
+                match store.session_with_member(tenant, session).await {
+                    Ok(Some(_)) => Ok(body.clone()),
+                    _ => Err(poem::Error::from_status(
+                        poem::http::StatusCode::INTERNAL_SERVER_ERROR,
+                    )),
+                }
+            }
+        }),
+    );
     let acceptor = poem::listener::TcpListener::bind("127.0.0.1:0")
         .into_acceptor()
         .await?;
