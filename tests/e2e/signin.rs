@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::browser_like::{
-    add_some_member, first_login, fresh_password, fresh_user_id, hidden_value, login, login_ok,
-    signed_in_member, without_csrf_tokens, Browser, Reply, DAIWA_HOST, KANEKA_HOST, USER_AGENT,
+    add_some_member, csrf_token, first_login, fresh_password, fresh_user_id, hidden_value, login,
+    login_ok, signed_in_member, without_csrf_tokens, Browser, Reply, DAIWA_HOST, KANEKA_HOST,
+    USER_AGENT,
 };
 use crate::db::{count, exec, member_id, rows, value, Arg};
 use crate::harness::{
@@ -21,6 +22,7 @@ on_both_backends!(
     every_failed_password_login_shows_the_same_generic_message,
     session_cookies_are_host_only_and_useless_on_another_tenant,
     posts_without_a_valid_csrf_token_are_refused_and_change_nothing,
+    form_tokens_come_with_forms_and_stay_good_across_pages_and_tabs,
     bad_input_gets_a_message_and_changes_nothing,
     double_submit_of_the_first_login_password_keeps_one_password,
     lockout_after_five_failures_survives_a_restart_and_is_audited,
@@ -603,6 +605,62 @@ async fn posts_without_a_valid_csrf_token_are_refused_and_change_nothing(backend
     // A form from the other host's page is no pass either (checked above); a real token works.
     let r = s.fill("/profile", &[("user_id", &new_id)]).await;
     assert_says(&r, 200, "ユーザ IDを変更しました。");
+}
+
+async fn form_tokens_come_with_forms_and_stay_good_across_pages_and_tabs(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let m = signed_in_member(&app, "daiwakenpo").await;
+    let b = Browser::new(&app, DAIWA_HOST);
+
+    // The logged-out top page has no form: no token, no CSRF cookie.
+    let top = b.get("/").await;
+    assert_eq!(top.status, 200, "{}", top.summary());
+    assert!(csrf_token(&top.body).is_none(), "{}", top.summary());
+    assert!(top.set_cookie("portal_csrf").is_none(), "{}", top.summary());
+
+    // The login form has one, and its cookie comes with it.
+    let first = b.get("/login").await;
+    let first_token = first.csrf_token();
+    assert!(
+        first.set_cookie("portal_csrf").is_some(),
+        "{}",
+        first.summary()
+    );
+
+    // A second tab's login form keeps the cookie's secret: both tokens stay good, and
+    // pages without a form in between change nothing.
+    let second_token = b.get("/login").await.csrf_token();
+    assert_ne!(first_token, second_token);
+    assert!(b.get("/").await.set_cookie("portal_csrf").is_none());
+    for token in [&first_token, &second_token] {
+        let fields = [("user_id", "nobody-here"), ("password", "Wrong-password-1")];
+        let r = post_with(&b, "/login", &fields, Some(token)).await;
+        assert_says(&r, 200, INVALID);
+    }
+
+    // The same token without its cookie (another browser) is refused.
+    let other = Browser::new(&app, DAIWA_HOST);
+    let fields = [("user_id", "nobody-here"), ("password", "Wrong-password-1")];
+    let r = post_with(&other, "/login", &fields, Some(&first_token)).await;
+    assert_eq!(r.status, 403, "{}", r.summary());
+
+    // A signed-in member's top page has no form either; their logout form has one, and it
+    // works.
+    let s = &m.browser;
+    let member_top = s.get("/").await;
+    assert!(
+        member_top.body.contains(&m.letter.name),
+        "{}",
+        member_top.summary()
+    );
+    assert!(member_top.set_cookie("portal_csrf").is_none());
+    let logout = s.get("/logout").await;
+    let r = post_with(s, "/logout", &[], Some(&logout.csrf_token())).await;
+    assert!(r.status < 400, "{}", r.summary());
+    assert!(
+        !s.get("/").await.body.contains(&m.letter.name),
+        "still signed in"
+    );
 }
 
 // --- 5. bad input -----------------------------------------------------------------------------
