@@ -49,19 +49,13 @@ pub fn render(
     tenant: &Tenant,
     meta: &RequestMeta,
     template: &str,
-    mut context: tera::Context,
+    context: tera::Context,
     status: StatusCode,
 ) -> Response {
     // The token is made only for a page that has a form: the page is rendered with the
     // marker in its place, which a page without a form does not contain.
     let marker = state.pages.marker.as_str();
-    context.insert("csrf_token", marker);
-    context.insert("tenant", &TenantView::new(tenant));
-    let html = match state
-        .themes
-        .get(&tenant.slug)
-        .and_then(|theme| theme.render(template, &mut context))
-    {
+    let html = match render_marked(state, tenant, &TenantView::new(tenant), template, context) {
         Ok(html) => html,
         Err(e) => return rendering_failed(&e, template),
     };
@@ -130,14 +124,7 @@ pub fn render_static(
     let parts = match cache.pages.get(&key) {
         Some(parts) => parts,
         None => {
-            let mut context = tera::Context::new();
-            context.insert("csrf_token", &cache.marker);
-            context.insert("tenant", &view);
-            let html = match state
-                .themes
-                .get(&tenant.slug)
-                .and_then(|theme| theme.render(template, &mut context))
-            {
+            let html = match render_marked(state, tenant, &view, template, tera::Context::new()) {
                 Ok(html) => html,
                 Err(e) => return rendering_failed(&e, template),
             };
@@ -169,6 +156,23 @@ pub fn render_static(
     Response::builder()
         .content_type("text/html; charset=utf-8")
         .body(body)
+}
+
+/// Renders `template` of the tenant's theme with `view` as the tenant and the marker of
+/// [`StaticPages`] where the form token goes.
+fn render_marked(
+    state: &AppState,
+    tenant: &Tenant,
+    view: &TenantView,
+    template: &str,
+    mut context: tera::Context,
+) -> anyhow::Result<String> {
+    context.insert("csrf_token", &state.pages.marker);
+    context.insert("tenant", view);
+    state
+        .themes
+        .get(&tenant.slug)
+        .and_then(|theme| theme.render(template, &mut context))
 }
 
 fn rendering_failed(e: &anyhow::Error, template: &str) -> Response {
