@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use portal::config::Config;
-use portal::store::{MemberSearch, NewMember, Store};
+use portal::store::{MemberSearch, NewMember};
 use portal::theme::{Themes, DEFAULT_THEME};
 
 const MEMBERS: usize = 100_000;
@@ -55,13 +55,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn search_rows(db: &str, config: &Config) -> anyhow::Result<()> {
-    let store = Store::connect(config).await?;
-    store.migrate().await?;
-    portal::startup::import_seed_tenants(&store, &config.tenants_dir).await?;
-    let tenant = store
-        .tenant_by_slug("daiwakenpo")
-        .await?
-        .expect("seed tenant");
+    let (store, tenant) = support::seeded_store(config).await?;
     let names = [
         "山田", "佐藤", "鈴木", "高橋", "田中", "伊藤", "渡辺", "中村",
     ];

@@ -14,7 +14,7 @@ use std::time::Instant;
 use portal::admin::{Acting, Ctx};
 use portal::config::Config;
 use portal::ids::AdminId;
-use portal::store::{AdminRole, Store};
+use portal::store::AdminRole;
 
 const ROWS: usize = 10_000;
 
@@ -67,10 +67,7 @@ async fn main() -> anyhow::Result<()> {
         if let Some(admin) = &admin_url {
             config.database_url = Some(support::fresh_pg_database(admin).await?);
         }
-        let store = Store::connect(&config).await?;
-        store.migrate().await?;
-        portal::startup::import_seed_tenants(&store, &config.tenants_dir).await?;
-        let tenant = store.tenant_by_slug("daiwakenpo").await?.unwrap();
+        let (store, tenant) = support::seeded_store(&config).await?;
         let state = portal::startup::build_state(config, store).await?;
         let acting = Acting {
             admin: AdminId::from_db("bench".to_owned()),

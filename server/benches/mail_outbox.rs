@@ -7,13 +7,10 @@
 
 mod support;
 
-use portal::config::Config;
-
 const MAILS: usize = 1000;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let root = support::root();
     let smtp = support::SmtpServer::start()?;
     let port = smtp.port;
     println!("{MAILS} mails per row; SMTP server: aiosmtpd on 127.0.0.1:{port}");
@@ -28,15 +25,7 @@ async fn main() -> anyhow::Result<()> {
     for (name, admin_url) in databases {
         for concurrency in [1u32, 8, 32] {
             let data = tempfile::tempdir()?;
-            let mut config = Config {
-                data_dir: data.path().to_path_buf(),
-                themes_dir: root.join("themes"),
-                tenants_dir: root.join("tenants"),
-                smtp_url: Some(smtp.url()),
-                mail_concurrency: concurrency,
-                mail_tenant_limit_per_hour: u32::MAX,
-                ..Config::default()
-            };
+            let mut config = support::mail_config(data.path(), smtp.url(), concurrency);
             if let Some(admin) = &admin_url {
                 config.database_url = Some(support::fresh_pg_database(admin).await?);
             }

@@ -49,15 +49,7 @@ async fn client_from(
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let page = client
-        .get(format!("http://{HOST}:{}{path}", addr.port()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let token = support::form_token(&page);
+    let token = support::page_token(&client, &format!("http://{HOST}:{}{path}", addr.port())).await;
     (client, token)
 }
 

@@ -72,10 +72,7 @@ async fn bench() -> anyhow::Result<()> {
         secret_key: Some(support::SECRET_KEY.to_owned()),
         ..Config::default()
     };
-    let store = Store::connect(&config).await?;
-    store.migrate().await?;
-    portal::startup::import_seed_tenants(&store, &config.tenants_dir).await?;
-    let tenant = store.tenant_by_slug("daiwakenpo").await?.unwrap();
+    let (store, tenant) = support::seeded_store(&config).await?;
     let logins = support::members_with_passwords(&store, &config, &tenant, FLOOD_CLIENTS).await?;
     let session = support::signed_in_member(&store, &config, &tenant).await?;
     store.close().await;
@@ -223,15 +220,7 @@ async fn bench() -> anyhow::Result<()> {
     let mut mail = Vec::new();
     for concurrency in [1u32, 16] {
         let data = tempfile::tempdir()?;
-        let config = Config {
-            data_dir: data.path().to_path_buf(),
-            themes_dir: root.join("themes"),
-            tenants_dir: root.join("tenants"),
-            smtp_url: Some(smtp.url()),
-            mail_concurrency: concurrency,
-            mail_tenant_limit_per_hour: u32::MAX,
-            ..Config::default()
-        };
+        let config = support::mail_config(data.path(), smtp.url(), concurrency);
         let (_, delivered) = support::mails_per_second(&config, MAILS).await?;
         mail.push(format!("| {concurrency} | {delivered:.0} |"));
     }

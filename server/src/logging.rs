@@ -8,7 +8,6 @@
 
 use std::io::{self, Write};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// Lines waiting to be written before a logging thread has to wait.
@@ -32,10 +31,10 @@ pub struct Lines {
     queue: SyncSender<Message>,
 }
 
-/// Writes what is left when dropped (at the end of `main`).
+/// Writes what is left when dropped (at the end of `main`). The writing thread itself
+/// lives as long as the process: the subscriber keeps a sender to it.
 pub struct Guard {
     queue: SyncSender<Message>,
-    thread: Option<JoinHandle<()>>,
 }
 
 /// Lines to stderr.
@@ -46,7 +45,7 @@ pub fn to_stderr() -> (Lines, Guard) {
 /// Lines to `out`, from a thread named `log-writer`.
 pub fn to<W: Write + Send + 'static>(out: W) -> (Lines, Guard) {
     let (queue, lines) = sync_channel(QUEUE_LINES);
-    let thread = std::thread::Builder::new()
+    std::thread::Builder::new()
         .name("log-writer".into())
         .spawn(move || write_batches(lines, out))
         .expect("starting the log writer");
@@ -54,10 +53,7 @@ pub fn to<W: Write + Send + 'static>(out: W) -> (Lines, Guard) {
         Lines {
             queue: queue.clone(),
         },
-        Guard {
-            queue,
-            thread: Some(thread),
-        },
+        Guard { queue },
     )
 }
 
@@ -121,8 +117,6 @@ impl Drop for Guard {
         if self.queue.send(Message::Flush(done)).is_ok() {
             let _ = written.recv_timeout(FINAL_FLUSH);
         }
-        // The thread lives on with the subscriber's own sender; it is not joined.
-        drop(self.thread.take());
     }
 }
 

@@ -185,13 +185,7 @@ pub async fn mails_per_second(config: &Config, mails: usize) -> anyhow::Result<(
     use portal::metrics::Metrics;
     use portal::theme::Themes;
 
-    let store = Store::connect(config).await?;
-    store.migrate().await?;
-    portal::startup::import_seed_tenants(&store, &config.tenants_dir).await?;
-    let tenant = store
-        .tenant_by_slug("daiwakenpo")
-        .await?
-        .expect("seed tenant");
+    let (store, tenant) = seeded_store(config).await?;
     let themes = Themes::new(&config.themes_dir)?;
     let mailer = Mailer::new(config, themes, SecretBox::from_key(&[9; 32]));
 
@@ -302,15 +296,7 @@ pub async fn login_loop(
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();
-    let page = client
-        .get(format!("{base}/login"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let token = form_token(&page);
+    let token = page_token(&client, &format!("{base}/login")).await;
     let body: String = form_urlencoded::Serializer::new(String::new())
         .append_pair("csrf_token", &token)
         .append_pair("user_id", user_id)
@@ -330,6 +316,46 @@ pub async fn login_loop(
             other => panic!("login answered {other}"),
         };
     }
+}
+
+/// The configured database, migrated, with the seed tenants, and the tenant daiwakenpo.
+pub async fn seeded_store(config: &Config) -> anyhow::Result<(Store, portal::tenant::Tenant)> {
+    let store = Store::connect(config).await?;
+    store.migrate().await?;
+    portal::startup::import_seed_tenants(&store, &config.tenants_dir).await?;
+    let tenant = store
+        .tenant_by_slug("daiwakenpo")
+        .await?
+        .expect("seed tenant");
+    Ok((store, tenant))
+}
+
+/// A configuration whose outbox delivers to `smtp_url` with `concurrency` workers and no
+/// per-tenant hourly limit, with its data in `data`.
+pub fn mail_config(data: &Path, smtp_url: String, concurrency: u32) -> Config {
+    let root = root();
+    Config {
+        data_dir: data.to_path_buf(),
+        themes_dir: root.join("themes"),
+        tenants_dir: root.join("tenants"),
+        smtp_url: Some(smtp_url),
+        mail_concurrency: concurrency,
+        mail_tenant_limit_per_hour: u32::MAX,
+        ..Config::default()
+    }
+}
+
+/// GETs `url` with `client` (which keeps the CSRF cookie) and returns its form's token.
+pub async fn page_token(client: &reqwest::Client, url: &str) -> String {
+    let page = client
+        .get(url)
+        .send()
+        .await
+        .expect("the form page")
+        .text()
+        .await
+        .expect("the form page's body");
+    form_token(&page)
 }
 
 /// The CSRF token of the form on `page`, as the browser decodes the attribute.

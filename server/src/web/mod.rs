@@ -5,7 +5,7 @@
 
 pub mod admin;
 pub mod assets;
-pub mod csrf;
+mod csrf;
 pub mod edge;
 pub mod factor;
 pub mod member;
