@@ -23,6 +23,7 @@ on_both_backends!(
     session_cookies_are_host_only_and_useless_on_another_tenant,
     posts_without_a_valid_csrf_token_are_refused_and_change_nothing,
     form_tokens_come_with_forms_and_stay_good_across_pages_and_tabs,
+    each_member_sees_their_own_top_page_as_it_is_now,
     bad_input_gets_a_message_and_changes_nothing,
     double_submit_of_the_first_login_password_keeps_one_password,
     lockout_after_five_failures_survives_a_restart_and_is_audited,
@@ -661,6 +662,46 @@ async fn form_tokens_come_with_forms_and_stay_good_across_pages_and_tabs(backend
         !s.get("/").await.body.contains(&m.letter.name),
         "still signed in"
     );
+}
+
+/// Top pages are kept rendered (a member's own among them): each member still sees only
+/// their own, and a change to the member shows at once.
+async fn each_member_sees_their_own_top_page_as_it_is_now(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let first = signed_in_member(&app, "daiwakenpo").await;
+    let second = signed_in_member(&app, "daiwakenpo").await;
+    for _ in 0..2 {
+        for (me, other) in [(&first, &second), (&second, &first)] {
+            let top = me.browser.get("/").await;
+            assert_eq!(top.status, 200, "{}", top.summary());
+            assert!(top.body.contains(&me.letter.name), "{}", top.summary());
+            assert!(!top.body.contains(&other.letter.name), "{}", top.summary());
+        }
+    }
+
+    // Renamed by the society: the next page shows the new name, the other member's does
+    // not change.
+    let id = member_id(&app.db, "daiwakenpo", &first.user_id).await;
+    exec(
+        &app.db,
+        "UPDATE members SET display_name = $1 WHERE id = $2",
+        &[Arg::Text("改名 後子"), Arg::Text(&id)],
+    )
+    .await;
+    let top = first.browser.get("/").await;
+    assert!(top.body.contains("改名 後子"), "{}", top.summary());
+    assert!(!top.body.contains(&first.letter.name), "{}", top.summary());
+    let top = second.browser.get("/").await;
+    assert!(top.body.contains(&second.letter.name), "{}", top.summary());
+    assert!(!top.body.contains("改名 後子"), "{}", top.summary());
+
+    // Signed out, the same browser gets the public page, not the member's.
+    let logout = first.browser.get("/logout").await;
+    let r = post_with(&first.browser, "/logout", &[], Some(&logout.csrf_token())).await;
+    assert!(r.status < 400, "{}", r.summary());
+    let top = first.browser.get("/").await;
+    assert!(!top.body.contains("改名 後子"), "{}", top.summary());
+    assert!(top.body.contains(LOGIN_LINK), "{}", top.summary());
 }
 
 // --- 5. bad input -----------------------------------------------------------------------------

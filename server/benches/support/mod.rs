@@ -144,7 +144,13 @@ impl SmtpServer {
             .local_addr()?
             .port();
         let inbox = tempfile::tempdir()?;
-        let python = std::env::var("PORTAL_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
+        // A relative path names a file under the project's root (cargo runs benches in
+        // `server/`); a bare name is looked up on PATH.
+        let python = match std::env::var("PORTAL_TEST_PYTHON") {
+            Ok(p) if p.contains('/') => root().join(p),
+            Ok(p) => p.into(),
+            Err(_) => "python3".into(),
+        };
         let mut child = Command::new(python)
             .arg(root().join("tests/smtp/server.py"))
             .args(["--port", &port.to_string(), "--dir"])

@@ -252,6 +252,7 @@ impl Store {
                     .collect(),
             },
             revision: row.revision,
+            page_key: Default::default(),
         })
     }
 

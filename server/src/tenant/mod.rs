@@ -92,6 +92,31 @@ pub struct Tenant {
     pub terms: Terms,
     /// Changes whenever the definition changes; used to bust asset caches.
     pub revision: i64,
+    /// What pages show of this tenant, as the key of rendered pages; made on first use.
+    pub page_key: Memo,
+}
+
+/// A value derived from the rest of a [`Tenant`], made once. Loaded tenants are shared
+/// read-only; a clone (which may then be changed) starts without it.
+#[derive(Default)]
+pub struct Memo(std::sync::OnceLock<String>);
+
+impl Memo {
+    pub fn get_or_init(&self, make: impl FnOnce() -> String) -> &str {
+        self.0.get_or_init(make)
+    }
+}
+
+impl Clone for Memo {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl std::fmt::Debug for Memo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Memo")
+    }
 }
 
 impl Tenant {

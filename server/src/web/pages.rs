@@ -83,9 +83,11 @@ pub fn render_preview(
     render_page(state, None, &tenant.slug, template, context, StatusCode::OK)
 }
 
-/// Pages that show nothing of the request but the form token, as rendered for a tenant:
-/// the HTML split where the token goes. Keyed by the template and everything of the tenant
-/// a page can show, so a change to the tenant is a new key, never a stale page.
+/// Pages as rendered for a tenant and a context, the HTML split where the form token goes:
+/// pages that show nothing of the request but the token (the logged-out top page, the
+/// login form) and a member's own top page. Keyed by the template, everything of the
+/// tenant a page can show and the whole context, so any change is a new key, never a
+/// stale page.
 pub struct StaticPages {
     /// Rendered in place of the token, then split on; random, so no text can contain it.
     marker: String,
@@ -94,6 +96,8 @@ pub struct StaticPages {
 
 /// Memory kept for rendered pages across all tenants.
 const STATIC_PAGE_BYTES: u64 = 32 * 1024 * 1024;
+/// A page not asked for this long is dropped (a member's page once they have gone).
+const STATIC_PAGE_IDLE: std::time::Duration = std::time::Duration::from_secs(600);
 
 impl Default for StaticPages {
     fn default() -> Self {
@@ -105,9 +109,18 @@ impl Default for StaticPages {
                     bytes.try_into().unwrap_or(u32::MAX)
                 })
                 .max_capacity(STATIC_PAGE_BYTES)
+                .time_to_idle(STATIC_PAGE_IDLE)
                 .build(),
         }
     }
+}
+
+/// What pages show of `tenant`, as JSON: part of the key of its rendered pages. Made once
+/// for each loaded tenant (a changed tenant is loaded anew).
+fn tenant_key(tenant: &Tenant) -> &str {
+    tenant.page_key.get_or_init(|| {
+        serde_json::to_string(&TenantView::new(tenant)).expect("a tenant view serialises")
+    })
 }
 
 /// Renders a page whose context is the tenant and the form token only, from memory after
@@ -118,13 +131,32 @@ pub fn render_static(
     meta: &RequestMeta,
     template: &str,
 ) -> Response {
+    render_cached(state, tenant, meta, template, tera::Context::new())
+}
+
+/// Renders a page from memory when the same template was rendered for the same tenant
+/// and the same context before: the same HTML [`render`] would give, status 200. For
+/// pages asked for often whose context is small (it is copied into the key).
+pub fn render_cached(
+    state: &AppState,
+    tenant: &Tenant,
+    meta: &RequestMeta,
+    template: &str,
+    context: tera::Context,
+) -> Response {
     let cache = &state.pages;
-    let view = TenantView::new(tenant);
-    let key = serde_json::to_string(&(template, &view)).expect("a tenant view serialises");
+    let context = context.into_json();
+    // Neither JSON text holds a raw line break, so the key parts cannot run together.
+    let key = format!("{template}\n{}\n{context}", tenant_key(tenant));
     let parts = match cache.pages.get(&key) {
         Some(parts) => parts,
         None => {
-            let html = match render_marked(state, tenant, &view, template, tera::Context::new()) {
+            let context = match tera::Context::from_value(context) {
+                Ok(context) => context,
+                Err(e) => return rendering_failed(&e.into(), template),
+            };
+            let view = TenantView::new(tenant);
+            let html = match render_marked(state, tenant, &view, template, context) {
                 Ok(html) => html,
                 Err(e) => return rendering_failed(&e, template),
             };

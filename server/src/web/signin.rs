@@ -1016,6 +1016,7 @@ mod tests {
                 versions: Vec::new(),
             },
             revision: 1,
+            page_key: Default::default(),
         }
     }
 

@@ -16,7 +16,7 @@ use crate::auth::session::{self, SESSION_COOKIE};
 use crate::member::policy::UserId;
 use crate::store::{now_unix, StoreError};
 use crate::tenant::Tenant;
-use crate::web::pages::{render, render_static};
+use crate::web::pages::{render, render_cached, render_static};
 use crate::web::signin::{lockout_failure, member_view, start_flow, Factors, Purpose, StartFlow};
 use crate::web::{hash_error, internal};
 use crate::web::{AppState, CurrentTenant, RequestMeta};
@@ -68,14 +68,7 @@ pub async fn top(
     let mut ctx = signed_in_context(&signed_in);
     let services = service_views(tenant);
     ctx.insert("services", &services);
-    Ok(render(
-        &state,
-        tenant,
-        &meta,
-        "member_top.html",
-        ctx,
-        StatusCode::OK,
-    ))
+    Ok(render_cached(&state, tenant, &meta, "member_top.html", ctx))
 }
 
 #[handler]
