@@ -3,8 +3,9 @@
 //! 1. the logged-out and the signed-in top page of daiwakenpo, served by the release server
 //!    in its own process, against a bare poem handler (this benchmark's own binary in a
 //!    second process, on a runtime built the same way) answering a body of the same bytes;
-//!    both loaded by `wrk -t2 -c32` for 10 s, in turns;
-//! 2. both top pages read every 10 ms by one client, alone and while a password-login flood
+//!    both loaded by `wrk -t2 -c32` for 5 s, in turns, three rounds (the median ratio and
+//!    the range of the rounds' ratios are printed);
+//! 2. both top pages read every 5 ms by one client, alone and while a password-login flood
 //!    runs from a separate process (this binary again, 16 clients logging in with the right
 //!    password);
 //! 3. mail delivered per second by the outbox worker to the local SMTP server
@@ -32,10 +33,12 @@ use portal::config::Config;
 use portal::store::Store;
 
 const HOST: &str = "daiwakenpo.localhost";
-const WRK_SECONDS: u32 = 10;
+const WRK_SECONDS: u32 = 5;
+/// Turns of portal and bare handler; the machine is noisy, so each ratio is a median.
+const ROUNDS: usize = 3;
 const FLOOD_CLIENTS: usize = 16;
-const READS: usize = 1000;
-const READ_INTERVAL: Duration = Duration::from_millis(10);
+const READS: usize = 2000;
+const READ_INTERVAL: Duration = Duration::from_millis(5);
 const MAILS: usize = 500;
 /// Which part of the benchmark this process plays: unset (the benchmark), `bare` (the
 /// bare poem server) or `flood` (the login flood).
@@ -145,38 +148,34 @@ async fn bench() -> anyhow::Result<()> {
     // Both servers warm, then measured in turns.
     wrk(&portal_url, &[&host], 2)?;
     wrk(&format!("http://{bare_addr}/logged-out"), &[], 2)?;
-    let mut rows = Vec::new();
-    let row = |name: &str, portal: &Wrk, bare: &Wrk| {
-        format!(
-            "| {name} | {:.0} req/s, p99 {:.2} ms | {:.0} req/s, p99 {:.2} ms | {:.2} |",
-            portal.rate,
-            portal.p99_ms,
-            bare.rate,
-            bare.p99_ms,
-            portal.rate / bare.rate
-        )
-    };
     let bare_page = |path: &str| wrk(&format!("http://{bare_addr}/{path}"), &[], WRK_SECONDS);
-    let bare_logged_out = bare_page("logged-out")?;
-    let portal_logged_out = wrk(&portal_url, &[&host], WRK_SECONDS)?;
-    rows.push(row(
-        &format!("logged-out top page ({} bytes)", logged_out.len()),
-        &portal_logged_out,
-        &bare_logged_out,
-    ));
-    let bare_signed_in = bare_page("signed-in")?;
-    let portal_signed_in = wrk(&portal_url, &[&host, &cookie_header], WRK_SECONDS)?;
-    let bare_with_session = bare_page("signed-in-db")?;
-    rows.push(row(
-        &format!("signed-in top page ({} bytes)", signed_in.len()),
-        &portal_signed_in,
-        &bare_signed_in,
-    ));
-    rows.push(row(
-        "signed-in top page, against a bare handler that also reads the session",
-        &portal_signed_in,
-        &bare_with_session,
-    ));
+    let (mut logged_out_pairs, mut signed_in_pairs, mut session_pairs) =
+        (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        let bare_logged_out = bare_page("logged-out")?;
+        let portal_logged_out = wrk(&portal_url, &[&host], WRK_SECONDS)?;
+        logged_out_pairs.push((portal_logged_out, bare_logged_out));
+        let bare_signed_in = bare_page("signed-in")?;
+        let portal_signed_in = wrk(&portal_url, &[&host, &cookie_header], WRK_SECONDS)?;
+        let bare_with_session = bare_page("signed-in-db")?;
+        signed_in_pairs.push((portal_signed_in.clone(), bare_signed_in));
+        session_pairs.push((portal_signed_in, bare_with_session));
+    }
+    let rows = [
+        (
+            format!("logged-out top page ({} bytes)", logged_out.len()),
+            logged_out_pairs,
+        ),
+        (
+            format!("signed-in top page ({} bytes)", signed_in.len()),
+            signed_in_pairs,
+        ),
+        (
+            "signed-in top page, against a bare handler that also reads the session".to_owned(),
+            session_pairs,
+        ),
+    ]
+    .map(|(name, pairs)| row(&name, &pairs));
     drop(bare);
 
     // The top pages read every 10 ms, alone and during a login flood from another process.
@@ -227,12 +226,14 @@ async fn bench() -> anyhow::Result<()> {
     drop(smtp);
 
     println!(
-        "{} cores; load: {wrk_version}, -t2 -c32, {WRK_SECONDS} s a row",
+        "{} cores; load: {wrk_version}, -t2 -c32, {WRK_SECONDS} s a run, portal and bare \
+         handler in turns, {ROUNDS} rounds; medians, and the rounds' ratios from lowest to \
+         highest",
         std::thread::available_parallelism()?.get()
     );
     println!();
-    println!("| page | portal | bare poem handler, same body | portal ÷ bare |");
-    println!("|---|---:|---:|---:|");
+    println!("| page | portal | bare poem handler, same body | portal ÷ bare | rounds' ratios |");
+    println!("|---|---:|---:|---:|---:|");
     for row in rows {
         println!("{row}");
     }
@@ -268,9 +269,32 @@ async fn bench() -> anyhow::Result<()> {
     Ok(())
 }
 
+#[derive(Clone)]
 struct Wrk {
     rate: f64,
     p99_ms: f64,
+}
+
+/// A table row from rounds of (portal, bare handler) runs: median rates and p99s, the
+/// median ratio and each round's ratio.
+fn row(name: &str, pairs: &[(Wrk, Wrk)]) -> String {
+    let median = |mut values: Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    let of = |pick: fn(&(Wrk, Wrk)) -> f64| median(pairs.iter().map(pick).collect());
+    let mut ratios: Vec<f64> = pairs.iter().map(|(p, b)| p.rate / b.rate).collect();
+    ratios.sort_by(f64::total_cmp);
+    let each: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+    format!(
+        "| {name} | {:.0} req/s, p99 {:.2} ms | {:.0} req/s, p99 {:.2} ms | {:.2} | {} |",
+        of(|(p, _)| p.rate),
+        of(|(p, _)| p.p99_ms),
+        of(|(_, b)| b.rate),
+        of(|(_, b)| b.p99_ms),
+        median(ratios.clone()),
+        each.join(" / ")
+    )
 }
 
 /// `wrk -t2 -c32` on `url` for `seconds`; every answer must be a 2xx.

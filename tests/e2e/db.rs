@@ -99,3 +99,11 @@ pub async fn member_id(db: &TestDb, slug: &str, user_id: &str) -> String {
     .await
     .unwrap_or_else(|| panic!("no member {user_id} in {slug}"))
 }
+
+/// Now, in the seconds the database stores.
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}

@@ -5,13 +5,16 @@
 
 use std::sync::Arc;
 
-use crate::browser_like::{host_of, login, login_ok, Browser};
-use crate::db::{count, exec, member_id, value, Arg};
-use crate::harness::{free_port, on_both_backends, Backend, SmtpServer, TestDb};
+use crate::browser_like::{host_of, login, login_ok, signed_in_member, Browser};
+use crate::db::{count, exec, member_id, now_unix, value, Arg};
+use crate::harness::{free_port, on_both_backends, Backend, SmtpServer, TestApp, TestDb};
 use crate::otp::oathtool;
 use crate::password_reset::{app_with_smtp, member_with_app};
 
-on_both_backends!(a_member_signs_out_their_other_browsers);
+on_both_backends!(
+    a_member_signs_out_their_other_browsers,
+    a_session_ends_when_idle_or_too_old_and_page_views_keep_it_alive,
+);
 
 async fn a_member_signs_out_their_other_browsers(backend: Backend) {
     let smtp = SmtpServer::start(free_port());
@@ -141,4 +144,74 @@ fn reference_of(html: &str) -> String {
         .find(|r| *r != "others")
         .unwrap_or_else(|| panic!("no session link in {html}"))
         .to_owned()
+}
+
+/// daiwakenpo signs a member out after 30 idle minutes and 12 hours in all. A page view
+/// counts as activity; views within a minute of the last one counted need no write.
+async fn a_session_ends_when_idle_or_too_old_and_page_views_keep_it_alive(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let idle = signed_in_member(&app, "daiwakenpo").await;
+    let old = signed_in_member(&app, "daiwakenpo").await;
+    let idle_id = member_id(&app.db, "daiwakenpo", &idle.user_id).await;
+    let old_id = member_id(&app.db, "daiwakenpo", &old.user_id).await;
+    let last_seen = |id: String| {
+        let db = Arc::clone(&app.db);
+        async move {
+            value(
+                &db,
+                "SELECT CAST(last_seen_at AS TEXT) FROM sessions WHERE member_id = $1",
+                &[Arg::Text(&id)],
+            )
+            .await
+            .map(|v| v.parse::<i64>().unwrap())
+        }
+    };
+    let set = |column: &'static str, id: String, at: i64| {
+        let db = Arc::clone(&app.db);
+        async move {
+            let sql = format!("UPDATE sessions SET {column} = $1 WHERE member_id = $2");
+            assert_eq!(exec(&db, &sql, &[Arg::Int(at), Arg::Text(&id)]).await, 1);
+        }
+    };
+    let signed_in = |b: &Browser, name: &str| {
+        let (b, name) = (b.clone(), name.to_owned());
+        async move {
+            let top = b.get("/").await;
+            assert_eq!(top.status, 200, "{}", top.summary());
+            top.body.contains(&name)
+        }
+    };
+
+    // 29 idle minutes: still signed in, and the view counts as activity.
+    set("last_seen_at", idle_id.clone(), now_unix() - 29 * 60).await;
+    assert!(signed_in(&idle.browser, &idle.letter.name).await);
+    let seen = last_seen(idle_id.clone()).await.unwrap();
+    assert!(seen >= now_unix() - 5, "not marked seen: {seen}");
+    // Seen 20 seconds ago: nothing to write.
+    set("last_seen_at", idle_id.clone(), now_unix() - 20).await;
+    let before = last_seen(idle_id.clone()).await;
+    assert!(signed_in(&idle.browser, &idle.letter.name).await);
+    assert_eq!(last_seen(idle_id.clone()).await, before);
+    // Just over 30 idle minutes: signed out, the session is gone.
+    set("last_seen_at", idle_id.clone(), now_unix() - 30 * 60 - 5).await;
+    assert!(!signed_in(&idle.browser, &idle.letter.name).await);
+    assert_eq!(last_seen(idle_id).await, None);
+    assert_eq!(
+        idle.browser.get("/login-methods").await.status,
+        303,
+        "a member page asks for a login"
+    );
+
+    // Active all along, but signed in just over 12 hours ago: signed out too.
+    set("created_at", old_id.clone(), now_unix() - 12 * 60 * 60 - 5).await;
+    assert!(!signed_in(&old.browser, &old.letter.name).await);
+    assert_eq!(
+        count(
+            &app.db,
+            "SELECT CAST(COUNT(*) AS TEXT) FROM sessions WHERE member_id = $1",
+            &[Arg::Text(&old_id)]
+        )
+        .await,
+        0
+    );
 }

@@ -11,7 +11,7 @@ use crate::browser_like::{
     login_ok, signed_in_member, without_csrf_tokens, Browser, Reply, DAIWA_HOST, KANEKA_HOST,
     USER_AGENT,
 };
-use crate::db::{count, exec, member_id, rows, value, Arg};
+use crate::db::{count, exec, member_id, now_unix, rows, value, Arg};
 use crate::harness::{
     eventually, on_both_backends, repo_root, stderr, stdout, Backend, TestApp, TestDb, DAIWA,
     KANEKA,
@@ -108,13 +108,6 @@ fn events_of<'a>(log: &'a [Audit], member: &str, event: &str) -> Vec<&'a Audit> 
 }
 
 // --- small helpers --------------------------------------------------------------------------
-
-fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
-}
 
 /// Today in Japan, as the login-methods page writes it.
 fn today_jst() -> String {

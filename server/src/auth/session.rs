@@ -30,6 +30,14 @@ pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
+/// Whether a session last seen at `last_seen` is marked seen again at `now`, under an idle
+/// timeout of `idle_secs`: once a tenth of the timeout has passed, and at least once a
+/// minute. Page views then seldom write to the database, and an idle session ends at most
+/// that much before its timeout, never after it.
+pub fn due_for_touch(last_seen: i64, now: i64, idle_secs: i64) -> bool {
+    now - last_seen >= (idle_secs / 10).clamp(1, 60)
+}
+
 /// A host-only cookie: `HttpOnly`, `SameSite=Lax`, `Secure` when served over https.
 pub fn cookie(name: &str, value: &str, secure: bool, max_age_secs: Option<i64>) -> Cookie {
     let mut c = Cookie::new_with_str(name, value);
@@ -60,4 +68,22 @@ pub fn admin_cookie(name: &str, value: &str, secure: bool, max_age_secs: Option<
     let mut c = cookie(name, value, secure, max_age_secs);
     c.set_path("/admin");
     c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::due_for_touch;
+
+    #[test]
+    fn sessions_are_touched_a_tenth_of_their_idle_time_apart_at_most_a_minute() {
+        // 30 minutes idle: once a minute.
+        assert!(!due_for_touch(1_000, 1_059, 30 * 60));
+        assert!(due_for_touch(1_000, 1_060, 30 * 60));
+        // 5 minutes idle: every 30 seconds.
+        assert!(!due_for_touch(1_000, 1_029, 5 * 60));
+        assert!(due_for_touch(1_000, 1_030, 5 * 60));
+        // However short the timeout, never twice in the same second.
+        assert!(!due_for_touch(1_000, 1_000, 5));
+        assert!(due_for_touch(1_000, 1_001, 5));
+    }
 }

@@ -164,7 +164,7 @@ impl<'a> FromRequest<'a> for ConsoleAdmin {
             now - session.last_seen_at <= IDLE_SECS && now - session.created_at <= ABSOLUTE_SECS;
         match admin {
             Some(admin) if fresh && admin.state == AdminState::Active && !admin.is_locked(now) => {
-                if now > session.last_seen_at {
+                if crate::auth::session::due_for_touch(session.last_seen_at, now, IDLE_SECS) {
                     store
                         .touch_admin_session(&tenant.id, &token_hash, now)
                         .await

@@ -41,7 +41,8 @@ impl SignedIn {
         };
         let now = crate::store::now_unix();
         let policy = &tenant.settings.session;
-        let idle = now - session.last_seen_at > i64::from(policy.idle_timeout_minutes) * 60;
+        let idle_secs = i64::from(policy.idle_timeout_minutes) * 60;
+        let idle = now - session.last_seen_at > idle_secs;
         let too_old = now - session.created_at > i64::from(policy.absolute_timeout_minutes) * 60;
         if idle || too_old || member.state != MemberState::Active || member.is_locked(now) {
             store
@@ -50,7 +51,7 @@ impl SignedIn {
                 .map_err(internal)?;
             return Ok(None);
         }
-        if now > session.last_seen_at {
+        if crate::auth::session::due_for_touch(session.last_seen_at, now, idle_secs) {
             store
                 .touch_session(&tenant.id, &token_hash, now)
                 .await
