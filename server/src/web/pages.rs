@@ -55,7 +55,7 @@ pub fn render(
     // The token is made only for a page that has a form: the page is rendered with the
     // marker in its place, which a page without a form does not contain.
     let marker = state.pages.marker.as_str();
-    let html = match render_marked(state, tenant, &TenantView::new(tenant), template, context) {
+    let html = match render_marked(state, tenant, template, context) {
         Ok(html) => html,
         Err(e) => return rendering_failed(&e, template),
     };
@@ -155,8 +155,7 @@ pub fn render_cached(
                 Ok(context) => context,
                 Err(e) => return rendering_failed(&e.into(), template),
             };
-            let view = TenantView::new(tenant);
-            let html = match render_marked(state, tenant, &view, template, context) {
+            let html = match render_marked(state, tenant, template, context) {
                 Ok(html) => html,
                 Err(e) => return rendering_failed(&e, template),
             };
@@ -190,17 +189,16 @@ pub fn render_cached(
         .body(body)
 }
 
-/// Renders `template` of the tenant's theme with `view` as the tenant and the marker of
+/// Renders `template` of the tenant's theme with the tenant and the marker of
 /// [`StaticPages`] where the form token goes.
 fn render_marked(
     state: &AppState,
     tenant: &Tenant,
-    view: &TenantView,
     template: &str,
     mut context: tera::Context,
 ) -> anyhow::Result<String> {
     context.insert("csrf_token", &state.pages.marker);
-    context.insert("tenant", view);
+    context.insert("tenant", &TenantView::new(tenant));
     state
         .themes
         .get(&tenant.slug)
