@@ -41,7 +41,7 @@ async fn main() -> anyhow::Result<()> {
             admin_ui_dir: root.join("admin-ui"),
             listen: "127.0.0.1:0".parse()?,
             ops_listen: "127.0.0.1:0".parse()?,
-            demo: false,
+            demo: Some(false),
             ..Config::default()
         };
         if let Some(admin) = &admin_url {

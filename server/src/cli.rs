@@ -97,6 +97,13 @@ pub enum AdminCommand {
         #[arg(long, default_value_t = 90)]
         days: i64,
     },
+    /// Lift the lock of a society's admin (one who is locked out and has no other admin
+    /// to do it in the console); the admin is told by mail. Prints {"admin_id", "state"}.
+    Unlock { slug: String, email: String },
+    /// Remove every second factor of a society's admin and mail them a fresh invitation
+    /// link to set a new password and factor; prints {"admin_id": …, "setup_url": …}.
+    #[command(name = "reset-factors")]
+    ResetFactors { slug: String, email: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -347,8 +354,47 @@ async fn admin_command(
             .map_err(service)?;
             println!("{}", serde_json::json!({ "token": token.token }));
         }
+        AdminCommand::Unlock { slug, email } => {
+            let tenant = tenant_of(slug).await?;
+            let admin = admin_of(state, &tenant, &email).await?;
+            let admin = crate::admin::accounts::unlock(state, &tenant, None, &admin.id)
+                .await
+                .map_err(service)?;
+            println!(
+                "{}",
+                serde_json::json!({ "admin_id": admin.id.as_str(), "state": admin.state.as_str() })
+            );
+        }
+        AdminCommand::ResetFactors { slug, email } => {
+            let tenant = tenant_of(slug).await?;
+            let admin = admin_of(state, &tenant, &email).await?;
+            let reset = crate::admin::accounts::reset_factors(state, &tenant, None, &admin.id)
+                .await
+                .map_err(service)?;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "admin_id": reset.admin.id.as_str(),
+                    "setup_url": reset.setup_url,
+                })
+            );
+        }
     }
     Ok(())
+}
+
+/// The admin of `tenant` with this address, whatever their state.
+async fn admin_of(
+    state: &crate::state::AppState,
+    tenant: &crate::tenant::Tenant,
+    email: &str,
+) -> Result<crate::store::Admin, CliError> {
+    state
+        .store
+        .admin_by_email(&tenant.id, &email.trim().to_lowercase())
+        .await
+        .map_err(anyhow::Error::from)?
+        .ok_or_else(|| CliError::Input(format!("no admin '{email}'")))
 }
 
 async fn tenant_command(store: &Store, command: TenantCommand) -> Result<(), CliError> {

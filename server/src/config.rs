@@ -86,11 +86,14 @@ pub struct Config {
     /// `localhost`.
     pub public_port: Option<u16>,
     /// The demo set-up: when seed tenants are imported into a new database, each gets a
-    /// demo member and a demo admin invitation, printed to the log. Off in production.
-    pub demo: bool,
+    /// demo member and a demo admin invitation, printed to the log. Default: on only when
+    /// the base domain is `localhost` (see [`Config::demo`]).
+    pub demo: Option<bool>,
     /// Peers (CIDRs, comma-separated) whose `X-Forwarded-*` / `Forwarded` headers are
     /// believed: the TLS-terminating proxies in front. Empty: no one's.
     pub trusted_proxies: String,
+    /// Throttles count an IPv6 client by its network of this many leading bits.
+    pub throttle_ipv6_prefix: u8,
     /// `text` (default) or `json`: one JSON object per log line.
     pub log_format: String,
     /// On SIGTERM, how long requests in flight may take to finish.
@@ -138,8 +141,9 @@ impl Default for Config {
             hash_queue: 256,
             secure_cookies: None,
             public_port: None,
-            demo: true,
+            demo: None,
             trusted_proxies: String::new(),
+            throttle_ipv6_prefix: 64,
             log_format: "text".to_owned(),
             shutdown_grace_ms: 10_000,
             secret_key_previous: None,
@@ -230,6 +234,12 @@ impl Config {
             }
         }
         self.trusted_proxies()?;
+        if !(1..=128).contains(&self.throttle_ipv6_prefix) {
+            return Err(ConfigError::Invalid {
+                key: "PORTAL_THROTTLE_IPV6_PREFIX",
+                reason: "must be from 1 to 128".into(),
+            });
+        }
         if !matches!(self.log_format.as_str(), "text" | "json") {
             return Err(ConfigError::Invalid {
                 key: "PORTAL_LOG_FORMAT",
@@ -287,6 +297,12 @@ impl Config {
     pub fn public_port(&self) -> Option<u16> {
         self.public_port
             .or_else(|| (self.base_domain == "localhost").then(|| self.listen.port()))
+    }
+
+    /// Whether to make demo accounts: as set, else only on `localhost`, so a production
+    /// deployment with the seed tenant files never gets an admin invitation in its log.
+    pub fn demo(&self) -> bool {
+        self.demo.unwrap_or(self.base_domain == "localhost")
     }
 
     pub fn secure_cookies(&self) -> bool {

@@ -39,6 +39,7 @@ impl Application {
         let seeded = import_seed_tenants(&store, &config.tenants_dir).await?;
         spawn_statistics_refresher(store.clone());
 
+        crate::throttle::set_ipv6_prefix(config.throttle_ipv6_prefix);
         let mut state = build_state(config, store).await?;
         state
             .tenants
@@ -60,7 +61,7 @@ impl Application {
             // Links in mail and letters name the port actually bound.
             state.config.public_port = Some(member_addr.port());
         }
-        if state.config.demo && seeded {
+        if state.config.demo() && seeded {
             create_demo_accounts(&state).await?;
         }
         let state = Arc::new(state);

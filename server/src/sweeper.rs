@@ -3,7 +3,9 @@
 //! - sign-in flows past their expiry, sessions past their tenant's idle or absolute
 //!   time-out, console sessions past the console's, one-time tokens a day after they
 //!   expired (the per-member limits count them that long), expired invitations, roster
-//!   imports never committed, and throttle windows no throttle reads any more;
+//!   imports never committed, letters past their hour, the credentials CSVs of imports
+//!   whose hour is over (the sealed CSV only), and throttle windows no throttle reads any
+//!   more;
 //! - audit events older than the tenant's `retention.audit_days` and delivered or given-up
 //!   mail older than its `retention.mail_days`.
 //!
@@ -52,7 +54,7 @@ pub async fn sweep(state: &AppState) -> StoreResult<HashMap<&'static str, u64>> 
     let store = &state.store;
     let now = now_unix();
     let mut counts = HashMap::new();
-    let global: [(&'static str, &str, &str, &str, i64); 6] = [
+    let global: [(&'static str, &str, &str, &str, i64); 7] = [
         (
             "login_flows",
             "login_flows",
@@ -82,6 +84,13 @@ pub async fn sweep(state: &AppState) -> StoreResult<HashMap<&'static str, u64>> 
             now,
         ),
         (
+            "member_letters",
+            "member_letters",
+            "id",
+            "expires_at < $2",
+            now,
+        ),
+        (
             "throttle_counters",
             "throttle_counters",
             "key || ':' || window_start",
@@ -102,6 +111,12 @@ pub async fn sweep(state: &AppState) -> StoreResult<HashMap<&'static str, u64>> 
             .await?;
         *counts.entry(kind).or_default() += n;
     }
+    // Credentials CSVs nobody downloaded within their hour: the secrets go, the import's
+    // record stays.
+    let n = store
+        .sweep_import_credentials(now - crate::admin::members::LETTER_SECS)
+        .await?;
+    *counts.entry("import_credentials").or_default() += n;
 
     // Per tenant, by its own rules; only tenants that have something to remove are read.
     let tenants = state.store.tenants().await?;

@@ -5,7 +5,38 @@
 //! count is a sliding estimate over two fixed windows: this window's attempts plus the
 //! previous window's, weighted by how much of it still overlaps the last `window` seconds.
 
+use std::net::{IpAddr, Ipv6Addr};
+use std::sync::atomic::{AtomicU8, Ordering};
+
 use crate::store::{now_unix, Store, StoreResult};
+
+/// How many leading bits of an IPv6 address name one client (`PORTAL_THROTTLE_IPV6_PREFIX`,
+/// 64 by default: one customer's network, which hands its machines any address inside it).
+static IPV6_PREFIX: AtomicU8 = AtomicU8::new(64);
+
+/// Sets the IPv6 prefix length throttles key by (once, at start-up).
+pub fn set_ipv6_prefix(bits: u8) {
+    IPV6_PREFIX.store(bits.min(128), Ordering::Relaxed);
+}
+
+/// The client an address belongs to, as throttles count it: an IPv4 address (or an IPv6
+/// address that carries one) by itself, an IPv6 address by its network of `prefix` bits,
+/// so rotating addresses inside one's own /64 gains nothing.
+pub fn client_key(address: &str, prefix: u8) -> String {
+    match address.parse::<IpAddr>() {
+        Ok(IpAddr::V4(v4)) => v4.to_string(),
+        Ok(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let bits = u32::from(prefix.min(128));
+                let mask = u128::MAX.checked_shl(128 - bits).unwrap_or(0);
+                format!("{}/{bits}", Ipv6Addr::from(u128::from(v6) & mask))
+            }
+        },
+        // Not an address (a unix socket peer): counted as given.
+        Err(_) => address.to_owned(),
+    }
+}
 
 /// One throttle: at most `max` attempts per `window_secs` from one address.
 #[derive(Debug, Clone, Copy)]
@@ -41,7 +72,8 @@ pub struct Ticket {
 
 impl Limit {
     fn key(&self, address: &str) -> String {
-        format!("{}:{address}", self.name)
+        let client = client_key(address, IPV6_PREFIX.load(Ordering::Relaxed));
+        format!("{}:{client}", self.name)
     }
 
     /// Counts one attempt from `address`: `Some` if it is within the limit, `None` if the
@@ -83,6 +115,27 @@ impl Ticket {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ipv6_addresses_of_one_network_are_one_client() {
+        let a = client_key("2001:db8:1:2:aaaa::1", 64);
+        assert_eq!(a, "2001:db8:1:2::/64");
+        assert_eq!(client_key("2001:db8:1:2:ffff:ffff:ffff:fffe", 64), a);
+        assert_ne!(client_key("2001:db8:1:3::1", 64), a);
+        // Configurable: a /56 takes in its neighbours, a /128 is the address itself.
+        assert_eq!(
+            client_key("2001:db8:1:2::1", 56),
+            client_key("2001:db8:1:3::1", 56)
+        );
+        assert_ne!(
+            client_key("2001:db8:1:2::1", 128),
+            client_key("2001:db8:1:2::2", 128)
+        );
+        // IPv4 by address, also when written as a mapped IPv6 address.
+        assert_eq!(client_key("192.0.2.1", 64), "192.0.2.1");
+        assert_eq!(client_key("::ffff:192.0.2.1", 64), "192.0.2.1");
+        assert_ne!(client_key("192.0.2.2", 64), "192.0.2.1");
+    }
 
     async fn store() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().unwrap();

@@ -683,7 +683,8 @@ async fn admins_and_tokens_are_managed_by_admins_only(backend: Backend) {
     assert_eq!(desk.get("/admin/admins").await.status, 403);
     assert_eq!(desk.get("/admin/tokens").await.status, 403);
 
-    // The last active admin cannot be demoted; the change is refused and nothing changes.
+    // An admin cannot demote themselves (nor would the society keep an active admin); the
+    // change is refused and nothing changes.
     let page = boss.get("/admin/admins").await;
     assert_eq!(page.status, 200, "{}", page.summary());
     let boss_id = crate::db::value(
@@ -792,6 +793,7 @@ async fn admins_and_tokens_are_managed_by_admins_only(backend: Backend) {
     )
     .await;
     assert_eq!(status, 201, "{json}");
+    // An address still invited is invited afresh; an active admin's address is taken.
     let (status, _, json) = api(
         &app,
         DAIWA_HOST,
@@ -799,6 +801,16 @@ async fn admins_and_tokens_are_managed_by_admins_only(backend: Backend) {
         "/admins",
         Some(&boss_token),
         Some(serde_json::json!({"email": "new@daiwa.example.jp", "role": "operator"})),
+    )
+    .await;
+    assert_eq!(status, 201, "{json}");
+    let (status, _, json) = api(
+        &app,
+        DAIWA_HOST,
+        "POST",
+        "/admins",
+        Some(&boss_token),
+        Some(serde_json::json!({"email": "boss@daiwa.example.jp", "role": "operator"})),
     )
     .await;
     assert_eq!(status, 409, "{json}");

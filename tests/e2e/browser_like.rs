@@ -312,7 +312,11 @@ impl Browser {
     ) -> Reply {
         let boundary = format!("----portal-e2e-{}", portal::random_token(8));
         let mut body = Vec::new();
-        for (k, v) in fields {
+        // The form token goes first, as the console's forms send it (the server checks it
+        // before it reads the rest of an upload).
+        let mut fields = fields.to_vec();
+        fields.sort_by_key(|(k, _)| *k != "csrf_token");
+        for (k, v) in &fields {
             body.extend_from_slice(
                 format!(
                     "--{boundary}\r\nContent-Disposition: form-data; name=\"{k}\"\r\n\r\n{v}\r\n"

@@ -52,7 +52,7 @@ async fn received(smtp: &SmtpServer, to: &str, n: usize) -> Vec<String> {
 }
 
 /// The code in the newest one-time password mail to `to` (at least `n` such mails).
-async fn mailed_code(smtp: &SmtpServer, to: &str, n: usize) -> String {
+pub(crate) async fn mailed_code(smtp: &SmtpServer, to: &str, n: usize) -> String {
     let code_of = |text: &String| {
         let after = text.split("ワンタイムパスワード：").nth(1)?;
         Some(
@@ -72,7 +72,7 @@ async fn mailed_code(smtp: &SmtpServer, to: &str, n: usize) -> String {
 }
 
 /// A kanekakenpo member whose first login chose e-mail codes; ends on the top page.
-async fn email_member(app: &TestApp, smtp: &SmtpServer) -> (Letter, String, String) {
+pub(crate) async fn email_member(app: &TestApp, smtp: &SmtpServer) -> (Letter, String, String) {
     let letter = add_some_member(&app.db, "kanekakenpo");
     let b = Browser::new(app, &host_of("kanekakenpo"));
     let (user_id, password) = (fresh_user_id(), fresh_password());

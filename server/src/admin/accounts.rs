@@ -10,7 +10,7 @@ use crate::ids::AdminId;
 use crate::mail::EmailAddress;
 use crate::member::policy::check_password;
 use crate::state::AppState;
-use crate::store::{Actor, AdminRole, AuditEvent, StoreError};
+use crate::store::{Actor, AdminRole, AdminState, AuditEvent, StoreError};
 use crate::tenant::settings::PasswordPolicy;
 use crate::tenant::{MfaMethod, Tenant};
 
@@ -46,8 +46,49 @@ pub fn password_policy(tenant: &Tenant) -> PasswordPolicy {
     policy
 }
 
+/// Who acts on an admin account: another admin, or the platform (command line, demo).
+fn actor<'a>(by: Option<&'a super::FullAdmin>) -> (Actor<'a>, &'a str, &'a str) {
+    match by {
+        Some(by) => (
+            Actor::Admin(&by.acting().admin),
+            by.acting().ip.as_str(),
+            by.acting().user_agent.as_str(),
+        ),
+        None => (Actor::System, "", ""),
+    }
+}
+
+/// An admin acts on another admin's account only: their own role, state and factors are
+/// changed by someone else, so no one widens or keeps their own grant.
+fn not_self(by: Option<&super::FullAdmin>, id: &AdminId) -> Result<(), ServiceError> {
+    match by {
+        Some(by) if by.acting().admin == *id => Err(ServiceError::Conflict("admin_self")),
+        _ => Ok(()),
+    }
+}
+
+/// Stores a fresh invitation link for `admin` (earlier ones are void) and returns it.
+async fn new_invitation_link(
+    state: &AppState,
+    tenant: &Tenant,
+    admin: &AdminId,
+) -> Result<String, ServiceError> {
+    let (token, hash) = new_token();
+    let expires = crate::store::now_unix() + INVITATION_SECS;
+    state
+        .store
+        .create_invitation(&tenant.id, admin, &hash, expires)
+        .await?;
+    Ok(format!(
+        "{}/admin/invite?token={token}",
+        tenant_url(state, tenant)
+    ))
+}
+
 /// Creates an invited admin and mails the invitation link. `by` is the admin who invites,
-/// or None for the platform (command line, demo set-up).
+/// or None for the platform (command line, demo set-up). An address that is still
+/// invited (the link expired, or the factor was never registered) is invited afresh: the
+/// earlier links stop working. An address of an active or disabled admin is a conflict.
 pub async fn invite(
     state: &AppState,
     tenant: &Tenant,
@@ -60,16 +101,21 @@ pub async fn invite(
     let email = address.as_str().to_lowercase();
     let admin_id = match state.store.create_admin(&tenant.id, &email, role).await {
         Ok(id) => id,
-        Err(StoreError::Conflict(_)) => return Err(ServiceError::Conflict("conflict_email")),
+        Err(StoreError::Conflict(_)) => {
+            match state.store.admin_by_email(&tenant.id, &email).await? {
+                Some(a) if a.state == AdminState::Invited => {
+                    state
+                        .store
+                        .set_invited_admin_role(&tenant.id, &a.id, role)
+                        .await?;
+                    a.id
+                }
+                _ => return Err(ServiceError::Conflict("conflict_email")),
+            }
+        }
         Err(e) => return Err(e.into()),
     };
-    let (token, hash) = new_token();
-    let expires = crate::store::now_unix() + INVITATION_SECS;
-    state
-        .store
-        .create_invitation(&tenant.id, &admin_id, &hash, expires)
-        .await?;
-    let setup_url = format!("{}/admin/invite?token={token}", tenant_url(state, tenant));
+    let setup_url = new_invitation_link(state, tenant, &admin_id).await?;
     let mut mail = tera::Context::new();
     mail.insert("url", &setup_url);
     mail.insert("role", role.as_str());
@@ -80,14 +126,7 @@ pub async fn invite(
     {
         tracing::error!(%error, "queueing an admin invitation failed");
     }
-    let (actor, ip, ua) = match by {
-        Some(by) => (
-            Actor::Admin(&by.acting().admin),
-            by.acting().ip.as_str(),
-            by.acting().user_agent.as_str(),
-        ),
-        None => (Actor::System, "", ""),
-    };
+    let (actor, ip, ua) = actor(by);
     let event = AuditEvent {
         tenant: Some(&tenant.id),
         member_id: None,
@@ -172,9 +211,27 @@ pub async fn list(
     Ok(state.store.admins(&tenant.id).await?)
 }
 
-/// Changes another admin's role, or disables or enables them. The society always keeps
-/// one active `admin`: a change that would leave none is refused and changes nothing.
-/// A disabled admin's console sessions end at once.
+/// Each admin with whether they hold a second factor (what 「二要素認証リセット」 needs).
+pub async fn with_factors(
+    state: &AppState,
+    tenant: &Tenant,
+    admins: Vec<crate::store::Admin>,
+) -> Result<Vec<(crate::store::Admin, bool)>, ServiceError> {
+    let held = state.store.admins_with_factors(&tenant.id).await?;
+    Ok(admins
+        .into_iter()
+        .map(|a| {
+            let has = held.contains(a.id.as_str());
+            (a, has)
+        })
+        .collect())
+}
+
+/// Changes another admin's role, or disables or enables them. An admin's own account is
+/// changed by another admin only. The society always keeps one active `admin`: a change
+/// that would leave none is refused and changes nothing. A disabled admin's console
+/// sessions end and their API tokens are revoked at once; enabling them again brings
+/// neither back.
 pub async fn update(
     state: &AppState,
     tenant: &Tenant,
@@ -186,6 +243,7 @@ pub async fn update(
     let Some(before) = state.store.admin(&tenant.id, id).await? else {
         return Err(ServiceError::NotFound);
     };
+    not_self(Some(by), id)?;
     if !state
         .store
         .update_admin(&tenant.id, id, role, disabled)
@@ -218,4 +276,148 @@ pub async fn update(
             .await?;
     }
     Ok(after)
+}
+
+/// Mails an admin that another admin (or the platform) changed how they sign in.
+async fn notify_admin(
+    state: &AppState,
+    tenant: &Tenant,
+    admin: &crate::store::Admin,
+    what: &str,
+    url: Option<&str>,
+    by: &str,
+) {
+    let Ok(to) = EmailAddress::parse(&admin.email) else {
+        return;
+    };
+    let mut mail = tera::Context::new();
+    mail.insert("what", what);
+    mail.insert("url", url.unwrap_or(""));
+    mail.insert("by", by);
+    mail.insert(
+        "at",
+        &crate::web::pages::date_time(crate::store::now_unix()),
+    );
+    if let Err(error) = state
+        .mailer
+        .send(&state.store, tenant, &to, "admin_notice", mail)
+        .await
+    {
+        tracing::error!(%error, "queueing an admin notice failed");
+    }
+}
+
+/// The address of the acting admin, as notices name them.
+async fn acting_name(
+    state: &AppState,
+    tenant: &Tenant,
+    by: Option<&super::FullAdmin>,
+) -> Result<String, ServiceError> {
+    Ok(match by {
+        Some(by) => state
+            .store
+            .admin(&tenant.id, by.acting().admin.as_str())
+            .await?
+            .map(|a| a.email)
+            .unwrap_or_default(),
+        None => "システム管理者".to_owned(),
+    })
+}
+
+async fn audit_admin_action(
+    state: &AppState,
+    tenant: &Tenant,
+    by: Option<&super::FullAdmin>,
+    event: &str,
+    admin: &crate::store::Admin,
+) -> Result<(), ServiceError> {
+    let (actor, ip, ua) = actor(by);
+    state
+        .store
+        .audit(&AuditEvent {
+            tenant: Some(&tenant.id),
+            member_id: None,
+            actor,
+            event,
+            ip,
+            user_agent: ua,
+            detail: &admin.email,
+            before: None,
+            after: None,
+        })
+        .await?;
+    Ok(())
+}
+
+/// 「ロック解除」 of another admin: the lock is lifted and the failure count starts again;
+/// the admin is told by mail. `by` None is the platform (`portal admin unlock`).
+pub async fn unlock(
+    state: &AppState,
+    tenant: &Tenant,
+    by: Option<&super::FullAdmin>,
+    id: &AdminId,
+) -> Result<crate::store::Admin, ServiceError> {
+    let Some(admin) = state.store.admin(&tenant.id, id).await? else {
+        return Err(ServiceError::NotFound);
+    };
+    not_self(by, id)?;
+    state.store.unlock_admin(&tenant.id, id).await?;
+    audit_admin_action(state, tenant, by, "admin_unlocked", &admin).await?;
+    let name = acting_name(state, tenant, by).await?;
+    notify_admin(state, tenant, &admin, "unlocked", None, &name).await;
+    state
+        .store
+        .admin(&tenant.id, id)
+        .await?
+        .ok_or(ServiceError::NotFound)
+}
+
+/// What a factor reset hands back: the admin as they are now and their new link.
+#[derive(Debug, Clone)]
+pub struct FactorsReset {
+    pub admin: crate::store::Admin,
+    pub setup_url: String,
+}
+
+/// 「二要素認証リセット」 of another admin: their authenticator apps and passkeys are
+/// removed, their console sessions and sign-ins in progress end, and they are `invited`
+/// again: the password alone opens nothing, and a fresh invitation link (mailed to them)
+/// sets a new password and a new factor. `by` None is the platform
+/// (`portal admin reset-factors`). A disabled admin stays disabled.
+pub async fn reset_factors(
+    state: &AppState,
+    tenant: &Tenant,
+    by: Option<&super::FullAdmin>,
+    id: &AdminId,
+) -> Result<FactorsReset, ServiceError> {
+    let Some(admin) = state.store.admin(&tenant.id, id).await? else {
+        return Err(ServiceError::NotFound);
+    };
+    not_self(by, id)?;
+    state.store.reset_admin_factors(&tenant.id, id).await?;
+    // A disabled admin gets no link now: enabled again, they are invited afresh.
+    let setup_url = if admin.state == AdminState::Disabled {
+        String::new()
+    } else {
+        new_invitation_link(state, tenant, id).await?
+    };
+    audit_admin_action(state, tenant, by, "admin_factors_reset", &admin).await?;
+    let name = acting_name(state, tenant, by).await?;
+    if !setup_url.is_empty() {
+        notify_admin(
+            state,
+            tenant,
+            &admin,
+            "factors_reset",
+            Some(&setup_url),
+            &name,
+        )
+        .await;
+    }
+    let admin = state
+        .store
+        .admin(&tenant.id, id)
+        .await?
+        .ok_or(ServiceError::NotFound)?;
+    Ok(FactorsReset { admin, setup_url })
 }

@@ -364,7 +364,9 @@ fn credentials_csv(
     writer.into_inner().unwrap_or_default()
 }
 
-/// The credentials CSV of a committed import, once; `None` after the first download.
+/// The credentials CSV of a committed import, once (role `admin` only): claimed in one
+/// statement, so of two downloads at once one gets it; `None` after the first download
+/// or an hour after the import (the sweeper then removes it).
 pub async fn take_credentials(
     ctx: &Ctx<'_>,
     _full: &FullAdmin,
@@ -376,7 +378,7 @@ pub async fn take_credentials(
     let Some(sealed) = ctx
         .state
         .store
-        .take_import_credentials(&ctx.tenant.id, id)
+        .take_import_credentials(&ctx.tenant.id, id, super::members::LETTER_SECS)
         .await?
     else {
         return Ok(None);
@@ -399,15 +401,8 @@ pub async fn take_letters(
     id: &str,
 ) -> Result<Option<Vec<Letter>>, ServiceError> {
     let (_, batch, _) = committed(ctx, id).await?;
-    let letters = super::members::letters(ctx, &batch).await?;
-    if letters.is_empty() {
-        return Ok(None);
-    }
-    ctx.state
-        .store
-        .delete_letters(&ctx.tenant.id, &batch)
-        .await?;
-    Ok(Some(letters))
+    let letters = super::members::take_letters(ctx, &batch).await?;
+    Ok((!letters.is_empty()).then_some(letters))
 }
 
 /// A committed import as its done page shows it.

@@ -272,17 +272,27 @@ pub(crate) async fn keep_letters(
     let expires = crate::store::now_unix() + LETTER_SECS;
     ctx.state
         .store
-        .store_letters(&ctx.tenant.id, &batch, &sealed, expires)
+        .store_letters(&ctx.tenant.id, &ctx.acting.admin, &batch, &sealed, expires)
         .await?;
     Ok(batch)
 }
 
-/// The letters of a print batch (empty once it expired); printing is audited.
-pub async fn letters(ctx: &Ctx<'_>, batch: &str) -> Result<Vec<Letter>, ServiceError> {
+/// The letters of a print batch, handed out once and only to the admin who issued them
+/// (another admin, of either role, is refused): they are taken in one statement, so a
+/// second request (or a second tab at the same moment) gets none. Empty once printed or
+/// past their hour. Printing is audited.
+pub async fn take_letters(ctx: &Ctx<'_>, batch: &str) -> Result<Vec<Letter>, ServiceError> {
     if batch.len() != 32 || !batch.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Ok(Vec::new());
     }
-    let stored = ctx.state.store.letters(&ctx.tenant.id, batch).await?;
+    let Some(stored) = ctx
+        .state
+        .store
+        .take_letters(&ctx.tenant.id, &ctx.acting.admin, batch)
+        .await?
+    else {
+        return Err(ServiceError::Forbidden);
+    };
     let mut out = Vec::with_capacity(stored.len());
     for s in stored {
         let plain = ctx

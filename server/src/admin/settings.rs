@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use super::{Ctx, FieldProblem, FullAdmin, ServiceError};
 use crate::store::Revision;
+use crate::tenant::definition::is_operator_field;
 use crate::tenant::{
     Change, Definition, FieldErrorKind, MfaMethod, Tenant, TenantFile, TenantSettings,
 };
@@ -157,13 +158,16 @@ pub fn say(ctx: &Ctx<'_>, key: &str, params: &[(&str, String)]) -> String {
     text
 }
 
+/// The draft as it stands. A draft holds only what the society owns; the operator-owned
+/// fields are the live ones, whenever the draft was started.
 pub async fn draft(ctx: &Ctx<'_>) -> Result<DraftState, ServiceError> {
     let stored = ctx.state.store.tenant_draft(&ctx.tenant.id).await?;
+    let live = ctx.tenant.definition();
     Ok(match stored {
         Some(d) => DraftState {
             stale: d.base_revision != ctx.tenant.revision,
             base_revision: d.base_revision,
-            definition: d.definition,
+            definition: d.definition.with_operator_fields_of(&live),
             saved: true,
             updated_at: Some(d.updated_at),
             updated_by: Some(d.updated_by),
@@ -303,7 +307,7 @@ pub async fn save(
     let base = current.base_revision;
     ctx.state
         .store
-        .save_tenant_draft(&ctx.tenant.id, &definition, base, &by(ctx))
+        .save_tenant_draft(&ctx.tenant.id, &definition.society_part(), base, &by(ctx))
         .await?;
     if !changed.is_empty() {
         let (before, after) = change_json(&changed);
@@ -647,9 +651,26 @@ pub async fn publish(ctx: &Ctx<'_>, _full: &FullAdmin) -> Result<i64, ServiceErr
     Ok(number)
 }
 
+/// A revision as a society sees it: its own fields as published, the operator-owned ones
+/// as they are live today, and no change of an operator-owned field listed.
+fn society_view(ctx: &Ctx<'_>, mut r: Revision) -> Revision {
+    r.definition = r
+        .definition
+        .with_operator_fields_of(&ctx.tenant.definition());
+    r.changes.retain(|c| !is_operator_field(&c.field));
+    r
+}
+
 /// Every published revision, newest first.
 pub async fn history(ctx: &Ctx<'_>) -> Result<Vec<Revision>, ServiceError> {
-    Ok(ctx.state.store.tenant_revisions(&ctx.tenant.id).await?)
+    Ok(ctx
+        .state
+        .store
+        .tenant_revisions(&ctx.tenant.id)
+        .await?
+        .into_iter()
+        .map(|r| society_view(ctx, r))
+        .collect())
 }
 
 pub async fn revision(ctx: &Ctx<'_>, number: i64) -> Result<Revision, ServiceError> {
@@ -657,6 +678,7 @@ pub async fn revision(ctx: &Ctx<'_>, number: i64) -> Result<Revision, ServiceErr
         .store
         .tenant_revision(&ctx.tenant.id, number)
         .await?
+        .map(|r| society_view(ctx, r))
         .ok_or(ServiceError::NotFound)
 }
 
@@ -688,7 +710,7 @@ pub async fn restore(ctx: &Ctx<'_>, _full: &FullAdmin, number: i64) -> Result<i6
             .store
             .save_tenant_draft(
                 &ctx.tenant.id,
-                &d.definition,
+                &d.definition.society_part(),
                 d.base_revision,
                 &d.updated_by,
             )

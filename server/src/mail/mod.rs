@@ -29,6 +29,11 @@ pub struct Content {
     pub html: String,
 }
 
+/// Mails one address may be sent per hour (`PORTAL_MAIL_RECIPIENT_LIMIT_PER_HOUR`) are
+/// counted in two budgets: a member's sign-in codes have one of their own, so reset
+/// requests, confirmations and notices can never use up the codes a member is waiting for.
+const SIGN_IN_CODES: &[&str] = &["email_otp"];
+
 #[derive(Debug, thiserror::Error)]
 pub enum MailError {
     #[error("too many mails to this address; try again later")]
@@ -78,8 +83,9 @@ impl Mailer {
         mut context: tera::Context,
     ) -> Result<String, MailError> {
         let now = now_ms();
+        let budget = (SIGN_IN_CODES, SIGN_IN_CODES.contains(&template));
         let (to_recipient, by_tenant) = tx
-            .recent_mail(&tenant.id, to.as_str(), now - HOUR_MS)
+            .recent_mail(&tenant.id, to.as_str(), budget, now - HOUR_MS)
             .await?;
         if to_recipient >= self.recipient_limit {
             return Err(MailError::RecipientRateLimited);

@@ -70,6 +70,12 @@ impl From<lettre::transport::smtp::Error> for SendError {
 }
 
 impl Relay {
+    /// The credentials this relay is sent (tests check whose they are).
+    #[cfg(test)]
+    pub(crate) fn credentials(&self) -> Option<&Credentials> {
+        self.credentials.as_ref()
+    }
+
     /// The server a URL names; `credentials` (from the configuration) replace any in it.
     pub fn from_url(
         url: &str,

@@ -35,7 +35,6 @@ pub struct Transports {
     /// Tenants' own SMTP servers, by URL.
     overrides: moka::sync::Cache<String, Arc<Relay>>,
     timeout: Duration,
-    credentials: Option<Credentials>,
     dkim_dir: PathBuf,
 }
 
@@ -48,7 +47,7 @@ impl Transports {
         };
         let default = match &config.smtp_url {
             Some(url) => Transport::Smtp(
-                Relay::from_url(url, timeout, credentials.clone()).context("PORTAL_SMTP_URL")?,
+                Relay::from_url(url, timeout, credentials).context("PORTAL_SMTP_URL")?,
             ),
             None => {
                 let dir = config.data_dir.join("mail");
@@ -61,7 +60,6 @@ impl Transports {
             default,
             overrides: moka::sync::Cache::new(64),
             timeout,
-            credentials,
             dkim_dir: config.dkim_dir(),
         })
     }
@@ -111,15 +109,13 @@ impl Transports {
         result
     }
 
+    /// A society's own relay. It gets only the credentials its own URL carries, never the
+    /// platform's (`PORTAL_SMTP_USERNAME`/`PASSWORD` belong to the platform's relay).
     fn override_transport(&self, url: &str) -> anyhow::Result<Arc<Relay>> {
         if let Some(smtp) = self.overrides.get(url) {
             return Ok(smtp);
         }
-        let smtp = Arc::new(Relay::from_url(
-            url,
-            self.timeout,
-            self.credentials.clone(),
-        )?);
+        let smtp = Arc::new(Relay::from_url(url, self.timeout, None)?);
         self.overrides.insert(url.to_owned(), Arc::clone(&smtp));
         Ok(smtp)
     }
@@ -183,4 +179,49 @@ fn build(mail: &OutboxMail, content: &Content) -> anyhow::Result<Message> {
         ))
         .context("building the message")?;
     Ok(message)
+}
+
+#[cfg(test)]
+mod relay_credentials {
+    use super::*;
+
+    fn config(dir: &std::path::Path) -> Config {
+        Config {
+            data_dir: dir.to_owned(),
+            smtp_url: Some("smtp://platform-relay.invalid:25".into()),
+            smtp_username: Some("platform-user".into()),
+            smtp_password: Some("platform-secret".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_platforms_smtp_credentials_are_never_sent_to_a_societys_relay() {
+        let dir = tempfile::tempdir().unwrap();
+        let transports = Transports::from_config(&config(dir.path())).unwrap();
+        let platform = Some(Credentials::new(
+            "platform-user".into(),
+            "platform-secret".into(),
+        ));
+        match &transports.default {
+            Transport::Smtp(relay) => assert!(relay.credentials() == platform.as_ref()),
+            Transport::Files(_) => panic!("the platform relay is SMTP"),
+        }
+        // A society's relay without credentials of its own gets none.
+        let own = transports
+            .override_transport("smtp://relay.society.invalid:25")
+            .unwrap();
+        assert!(own.credentials().is_none());
+        // One with its own user and password in the URL gets those, and only those.
+        let own = transports
+            .override_transport("smtp://society-user:society%40pass@relay2.society.invalid:587")
+            .unwrap();
+        assert!(
+            own.credentials()
+                == Some(&Credentials::new(
+                    "society-user".into(),
+                    "society@pass".into()
+                ))
+        );
+    }
 }

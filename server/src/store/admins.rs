@@ -36,7 +36,8 @@ impl AdminRole {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AdminState {
-    /// Invited; no password yet.
+    /// Invited: no password yet, or no second factor yet. Only the sign-in opened by an
+    /// invitation link goes on from here.
     Invited,
     Active,
     Disabled,
@@ -214,6 +215,20 @@ impl Store {
         Ok(rows.into_iter().map(Admin::from).collect())
     }
 
+    /// The ids of the tenant's admins that hold a second factor.
+    pub async fn admins_with_factors(
+        &self,
+        tenant: &TenantId,
+    ) -> StoreResult<std::collections::HashSet<String>> {
+        let rows: Vec<(String,)> = on_pool!(&self.pool, p => {
+            sqlx::query_as("SELECT DISTINCT admin_id FROM admin_devices WHERE tenant_id = $1")
+                .bind(tenant.as_str())
+                .fetch_all(p)
+                .await
+        })?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
+
     /// Stores a new invitation link (its hash); earlier unused links of the admin are void.
     pub async fn create_invitation(
         &self,
@@ -276,7 +291,9 @@ impl Store {
 
     /// Spends an invitation link and sets the admin's first password and the kind of
     /// second factor they will register, in one transaction: of two tabs submitting one
-    /// link, one wins. Returns the admin, or None if the link is no longer valid.
+    /// link, one wins. Returns the admin, or None if the link is no longer valid. The
+    /// admin stays `invited` until the sign-in this link opened has registered a factor
+    /// ([`Store::activate_admin`]): a password alone never makes an admin.
     pub async fn accept_invitation(
         &self,
         tenant: &TenantId,
@@ -301,7 +318,7 @@ impl Store {
                 Some((id,)) => {
                     let n = sqlx::query(
                         "UPDATE admins SET password_hash = $3, password_created_at = $4, \
-                         state = 'active', updated_at = $4, mfa_method = $5 \
+                         updated_at = $4, mfa_method = $5 \
                          WHERE tenant_id = $1 AND id = $2 AND state = 'invited'",
                     )
                     .bind(tenant.as_str())
@@ -319,6 +336,103 @@ impl Store {
         })?;
         tx.commit().await?;
         Ok(id)
+    }
+
+    /// An invited admin who now holds a second factor becomes active (the end of the
+    /// sign-in their invitation link opened). True if they are active now.
+    pub async fn activate_admin(&self, tenant: &TenantId, id: &AdminId) -> StoreResult<bool> {
+        let now = now_unix();
+        on_pool!(&self.pool, p => {
+            sqlx::query(
+                "UPDATE admins SET state = 'active', updated_at = $3 \
+                 WHERE tenant_id = $1 AND id = $2 AND state = 'invited' AND password_hash <> '' \
+                 AND EXISTS (SELECT 1 FROM admin_devices d WHERE d.tenant_id = $1 AND d.admin_id = $2)",
+            )
+            .bind(tenant.as_str())
+            .bind(id.as_str())
+            .bind(now)
+            .execute(p)
+            .await
+            .map(|_| ())
+        })?;
+        Ok(self
+            .admin(tenant, id.as_str())
+            .await?
+            .is_some_and(|a| a.state == AdminState::Active))
+    }
+
+    /// Changes the role an invited admin is invited with (a fresh invitation).
+    pub async fn set_invited_admin_role(
+        &self,
+        tenant: &TenantId,
+        id: &AdminId,
+        role: AdminRole,
+    ) -> StoreResult<()> {
+        on_pool!(&self.pool, p => {
+            sqlx::query(
+                "UPDATE admins SET role = $3, updated_at = $4 \
+                 WHERE tenant_id = $1 AND id = $2 AND state = 'invited'",
+            )
+            .bind(tenant.as_str())
+            .bind(id.as_str())
+            .bind(role.as_str())
+            .bind(now_unix())
+            .execute(p)
+            .await
+            .map(|_| ())
+        })?;
+        Ok(())
+    }
+
+    /// Lifts an admin's lock; the failure count starts again.
+    pub async fn unlock_admin(&self, tenant: &TenantId, id: &AdminId) -> StoreResult<()> {
+        on_pool!(&self.pool, p => {
+            sqlx::query(
+                "UPDATE admins SET failed_logins = 0, locked_until = NULL, updated_at = $3 \
+                 WHERE tenant_id = $1 AND id = $2",
+            )
+            .bind(tenant.as_str())
+            .bind(id.as_str())
+            .bind(now_unix())
+            .execute(p)
+            .await
+            .map(|_| ())
+        })?;
+        Ok(())
+    }
+
+    /// Removes every second factor of an admin in one transaction, ends their console
+    /// sessions and sign-ins in progress, voids their invitation links and makes them
+    /// `invited` again (a disabled admin stays disabled). The lock is lifted too: the
+    /// fresh invitation is how they get back in.
+    pub async fn reset_admin_factors(&self, tenant: &TenantId, id: &AdminId) -> StoreResult<()> {
+        let now = now_unix();
+        let mut tx = self.begin().await?;
+        on_tx!(&mut tx, c => {
+            for sql in [
+                "DELETE FROM admin_devices WHERE tenant_id = $1 AND admin_id = $2",
+                "DELETE FROM admin_sessions WHERE tenant_id = $1 AND admin_id = $2",
+                "DELETE FROM login_flows WHERE tenant_id = $1 AND admin_id = $2",
+            ] {
+                sqlx::query(sql)
+                    .bind(tenant.as_str())
+                    .bind(id.as_str())
+                    .execute(&mut *c)
+                    .await?;
+            }
+            sqlx::query(
+                "UPDATE admins SET state = CASE WHEN state = 'disabled' THEN 'disabled' \
+                 ELSE 'invited' END, failed_logins = 0, locked_until = NULL, updated_at = $3 \
+                 WHERE tenant_id = $1 AND id = $2",
+            )
+            .bind(tenant.as_str())
+            .bind(id.as_str())
+            .bind(now)
+            .execute(&mut *c)
+            .await?;
+            Ok::<_, sqlx::Error>(())
+        })?;
+        tx.commit().await
     }
 
     /// Changes the kind of second factor an admin will set up (before they hold one).
@@ -359,8 +473,8 @@ impl Store {
             sqlx::query(
                 "UPDATE admins SET role = $3, \
                  state = CASE WHEN $4 THEN 'disabled' \
-                   WHEN state = 'disabled' THEN CASE WHEN password_hash = '' THEN 'invited' \
-                     ELSE 'active' END \
+                   WHEN state = 'disabled' THEN CASE WHEN EXISTS (SELECT 1 FROM admin_devices d \
+                     WHERE d.tenant_id = $1 AND d.admin_id = $2) THEN 'active' ELSE 'invited' END \
                    ELSE state END, updated_at = $5 \
                  WHERE tenant_id = $1 AND id = $2",
             )
@@ -379,11 +493,22 @@ impl Store {
             .fetch_one(&mut *c)
             .await?;
             if disabled {
+                // Disabled means every grant ends: console sessions and API tokens, for
+                // good (enabling the admin again does not bring a token back).
                 sqlx::query("DELETE FROM admin_sessions WHERE tenant_id = $1 AND admin_id = $2")
                     .bind(tenant.as_str())
                     .bind(admin.as_str())
                     .execute(&mut *c)
                     .await?;
+                sqlx::query(
+                    "UPDATE admin_api_tokens SET revoked_at = $3 \
+                     WHERE tenant_id = $1 AND admin_id = $2 AND revoked_at IS NULL",
+                )
+                .bind(tenant.as_str())
+                .bind(admin.as_str())
+                .bind(now)
+                .execute(&mut *c)
+                .await?;
             }
             Ok::<_, sqlx::Error>(left > 0)
         })?;
@@ -504,7 +629,9 @@ impl Store {
     }
 
     /// The token with this hash in this tenant, if it is neither revoked nor expired and
-    /// its admin is active; its last use is recorded.
+    /// its admin is active; its last use is recorded. Its `role` is the one it acts with
+    /// now: the narrower of the token's own role and its admin's current role, so a token
+    /// never outlasts a demotion.
     pub async fn use_api_token(
         &self,
         tenant: &TenantId,
@@ -513,7 +640,9 @@ impl Store {
         let now = now_unix();
         let row: Option<ApiToken> = on_pool!(&self.pool, p => {
             sqlx::query_as(
-                "SELECT t.id, t.admin_id, t.name, t.role, t.created_at, t.expires_at, \
+                "SELECT t.id, t.admin_id, t.name, \
+                 CASE WHEN t.role = 'admin' AND a.role = 'admin' THEN 'admin' ELSE 'operator' END \
+                 AS role, t.created_at, t.expires_at, \
                  t.last_used_at, t.revoked_at FROM admin_api_tokens t \
                  JOIN admins a ON a.id = t.admin_id AND a.tenant_id = t.tenant_id \
                  WHERE t.tenant_id = $1 AND t.token_hash = $2 AND t.revoked_at IS NULL \
@@ -585,10 +714,12 @@ pub struct StoredLetter {
 }
 
 impl Store {
-    /// Keeps sealed letters (one per member, in order) under one batch id until `expires_at`.
+    /// Keeps sealed letters (one per member, in order) under one batch id until
+    /// `expires_at`, for the admin who issued them.
     pub async fn store_letters(
         &self,
         tenant: &TenantId,
+        admin: &AdminId,
         batch_id: &str,
         letters: &[(String, String, String)],
         expires_at: i64,
@@ -599,7 +730,8 @@ impl Store {
             for (position, (id, member_id, sealed)) in letters.iter().enumerate() {
                 sqlx::query(
                     "INSERT INTO member_letters (id, tenant_id, batch_id, member_id, position, \
-                     sealed, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                     sealed, created_at, expires_at, admin_id) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                 )
                 .bind(id)
                 .bind(tenant.as_str())
@@ -609,6 +741,7 @@ impl Store {
                 .bind(sealed)
                 .bind(now)
                 .bind(expires_at)
+                .bind(admin.as_str())
                 .execute(&mut *c)
                 .await?;
             }
@@ -622,36 +755,52 @@ impl Store {
         tx.commit().await
     }
 
-    /// The unexpired letters of a batch, in order.
-    pub async fn letters(
+    /// Hands out the unexpired letters of a batch once, to the admin who issued them: one
+    /// statement removes and returns them, so of two requests at once only one gets them.
+    /// In order. `Err(Forbidden)`-worthy cases (another admin's batch) come back as
+    /// `Ok(None)`.
+    pub async fn take_letters(
         &self,
         tenant: &TenantId,
+        admin: &AdminId,
         batch_id: &str,
-    ) -> StoreResult<Vec<StoredLetter>> {
-        let rows = on_pool!(&self.pool, p => {
+    ) -> StoreResult<Option<Vec<StoredLetter>>> {
+        let theirs: i64 = on_pool!(&self.pool, p => {
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM member_letters WHERE tenant_id = $1 AND batch_id = $2 \
+                 AND (admin_id IS NULL OR admin_id <> $3)",
+            )
+            .bind(tenant.as_str())
+            .bind(batch_id)
+            .bind(admin.as_str())
+            .fetch_one(p)
+            .await
+        })?;
+        if theirs > 0 {
+            return Ok(None);
+        }
+        let mut rows: Vec<(String, String, String, i64)> = on_pool!(&self.pool, p => {
             sqlx::query_as(
-                "SELECT id, member_id, sealed FROM member_letters \
-                 WHERE tenant_id = $1 AND batch_id = $2 AND expires_at > $3 ORDER BY position",
+                "DELETE FROM member_letters \
+                 WHERE tenant_id = $1 AND batch_id = $2 AND expires_at > $3 AND admin_id = $4 \
+                 RETURNING id, member_id, sealed, position",
             )
             .bind(tenant.as_str())
             .bind(batch_id)
             .bind(now_unix())
+            .bind(admin.as_str())
             .fetch_all(p)
             .await
         })?;
-        Ok(rows)
-    }
-
-    /// Removes a batch of letters (printed once); returns how many there were.
-    pub async fn delete_letters(&self, tenant: &TenantId, batch_id: &str) -> StoreResult<u64> {
-        let n = on_pool!(&self.pool, p => {
-            sqlx::query("DELETE FROM member_letters WHERE tenant_id = $1 AND batch_id = $2")
-                .bind(tenant.as_str())
-                .bind(batch_id)
-                .execute(p)
-                .await
-                .map(|r| r.rows_affected())
-        })?;
-        Ok(n)
+        rows.sort_by_key(|r| r.3);
+        Ok(Some(
+            rows.into_iter()
+                .map(|(id, member_id, sealed, _)| StoredLetter {
+                    id,
+                    member_id,
+                    sealed,
+                })
+                .collect(),
+        ))
     }
 }

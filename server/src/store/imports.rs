@@ -105,9 +105,28 @@ impl Store {
         &self,
         tenant: &TenantId,
         id: &str,
+        lifetime_secs: i64,
     ) -> StoreResult<Option<String>> {
+        let now = now_unix();
         let mut tx = self.begin().await?;
         let taken: Option<Option<String>> = on_tx!(&mut tx, c => {
+            // The claim is this one statement: on PostgreSQL a second download waits for
+            // the row and then finds it taken; SQLite runs one writer at a time.
+            let claimed = sqlx::query(
+                "UPDATE member_imports SET credentials_taken_at = $3 \
+                 WHERE tenant_id = $1 AND id = $2 AND credentials IS NOT NULL \
+                 AND credentials_taken_at IS NULL AND committed_at > $4",
+            )
+            .bind(tenant.as_str())
+            .bind(id)
+            .bind(now)
+            .bind(now - lifetime_secs)
+            .execute(&mut *c)
+            .await?
+            .rows_affected();
+            if claimed != 1 {
+                return Ok(None);
+            }
             let sealed: Option<Option<String>> = sqlx::query_scalar(
                 "SELECT credentials FROM member_imports WHERE tenant_id = $1 AND id = $2",
             )
@@ -115,21 +134,33 @@ impl Store {
             .bind(id)
             .fetch_optional(&mut *c)
             .await?;
-            if let Some(Some(_)) = &sealed {
-                sqlx::query(
-                    "UPDATE member_imports SET credentials = NULL, credentials_taken_at = $3 \
-                     WHERE tenant_id = $1 AND id = $2",
-                )
-                .bind(tenant.as_str())
-                .bind(id)
-                .bind(now_unix())
-                .execute(&mut *c)
-                .await?;
-            }
+            sqlx::query(
+                "UPDATE member_imports SET credentials = NULL WHERE tenant_id = $1 AND id = $2",
+            )
+            .bind(tenant.as_str())
+            .bind(id)
+            .execute(&mut *c)
+            .await?;
             Ok::<_, sqlx::Error>(sealed)
         })?;
         tx.commit().await?;
         Ok(taken.flatten())
+    }
+
+    /// Removes the credentials CSVs of imports committed before `before` that were never
+    /// downloaded (their hour is over); returns how many.
+    pub async fn sweep_import_credentials(&self, before: i64) -> StoreResult<u64> {
+        let n = on_pool!(&self.pool, p => {
+            sqlx::query(
+                "UPDATE member_imports SET credentials = NULL \
+                 WHERE credentials IS NOT NULL AND committed_at < $1",
+            )
+            .bind(before)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected())
+        })?;
+        Ok(n)
     }
 
     /// Every member's name, birth date and insurance card, to find roster rows that are

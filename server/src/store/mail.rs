@@ -74,25 +74,41 @@ impl Tx {
         Ok(())
     }
 
-    /// How many mails were queued since `since_ms`: to this recipient, and by the tenant.
+    /// How many mails were queued since `since_ms`: to this recipient from the same
+    /// per-recipient budget (the templates `class` if `in_class`, every other template if
+    /// not), and by the tenant. The template names are the code's own (`[a-z_]`), written
+    /// into the statement.
     pub async fn recent_mail(
         &mut self,
         tenant: &TenantId,
         recipient: &str,
+        (class, in_class): (&[&'static str], bool),
         since_ms: i64,
     ) -> StoreResult<(i64, i64)> {
+        let names: Vec<String> = class
+            .iter()
+            .filter(|t| t.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+            .map(|t| format!("'{t}'"))
+            .collect();
+        let in_budget = match (names.is_empty(), in_class) {
+            (true, true) => "FALSE".to_owned(),
+            (true, false) => "TRUE".to_owned(),
+            (false, true) => format!("template IN ({})", names.join(", ")),
+            (false, false) => format!("template NOT IN ({})", names.join(", ")),
+        };
+        let sql = format!(
+            "SELECT \
+               COALESCE(SUM(CASE WHEN recipient = $2 AND {in_budget} THEN 1 ELSE 0 END), 0), \
+               COUNT(*) \
+             FROM mail_outbox WHERE tenant_id = $1 AND created_ms >= $3"
+        );
         let counts: (i64, i64) = on_tx!(self, c => {
-            sqlx::query_as(
-                "SELECT \
-                   COALESCE(SUM(CASE WHEN recipient = $2 THEN 1 ELSE 0 END), 0), \
-                   COUNT(*) \
-                 FROM mail_outbox WHERE tenant_id = $1 AND created_ms >= $3",
-            )
-            .bind(tenant.as_str())
-            .bind(recipient)
-            .bind(since_ms)
-            .fetch_one(c)
-            .await
+            sqlx::query_as(&sql)
+                .bind(tenant.as_str())
+                .bind(recipient)
+                .bind(since_ms)
+                .fetch_one(c)
+                .await
         })?;
         Ok(counts)
     }

@@ -214,9 +214,10 @@ impl Store {
         Ok(n > 0)
     }
 
-    /// Makes `definition` live as a new revision, in one transaction with the revision's
-    /// record and the end of the draft; every node sees it at its next poll. Returns the
-    /// revision's number.
+    /// Makes a society's `definition` live as a new revision, in one transaction with the
+    /// revision's record and the end of the draft; every node sees it at its next poll.
+    /// The operator-owned fields ([`crate::tenant::definition::OPERATOR_FIELDS`]) are
+    /// never written: they stay as the database has them. Returns the revision's number.
     pub async fn publish_definition(
         &self,
         tenant: &TenantId,
@@ -225,17 +226,41 @@ impl Store {
         by: &str,
         restored_from: Option<i64>,
     ) -> StoreResult<i64> {
-        let settings = serde_json::to_string(&definition.settings).expect("settings serialise");
         let now = now_unix();
         let id = tenant.as_str();
-        let rev = NewRevision {
-            before: Some(before),
-            after: definition,
-            by,
-            restored_from,
-        };
         let mut tx = self.begin().await?;
         let number = on_tx!(&mut tx, c => {
+            // The society publishes only what it owns: the operator-owned fields are
+            // taken from the row as it is now, with the row locked first (a no-op write),
+            // so an operator's change made a moment ago, on any node, is kept.
+            sqlx::query("UPDATE tenants SET updated_at = updated_at WHERE id = $1")
+                .bind(id)
+                .execute(&mut *c)
+                .await?;
+            let current: Option<String> =
+                sqlx::query_scalar("SELECT settings FROM tenants WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *c)
+                    .await?;
+            let current: crate::tenant::TenantSettings = current
+                .and_then(|s| serde_json::from_str(&s).ok())
+                .unwrap_or_else(|| before.settings.clone());
+            let before = Definition {
+                settings: before.settings.with_operator_fields_of(&current),
+                services: before.services.clone(),
+            };
+            let definition = &Definition {
+                settings: definition.settings.with_operator_fields_of(&current),
+                services: definition.services.clone(),
+            };
+            let settings =
+                serde_json::to_string(&definition.settings).expect("settings serialise");
+            let rev = NewRevision {
+                before: Some(&before),
+                after: definition,
+                by,
+                restored_from,
+            };
             sqlx::query(
                 "UPDATE tenants SET settings = $2, revision = revision + 1, updated_at = $3 \
                  WHERE id = $1",

@@ -42,7 +42,73 @@ impl Tenant {
     }
 }
 
+/// Settings that belong to the platform's operators, not to the society: where its mail
+/// leaves from and through which relay, its DKIM key, and how long its records are kept.
+/// A society's console and API never show them, and nothing a society publishes, drafts
+/// or restores writes them; operators set them with `portal tenant apply`.
+pub const OPERATOR_FIELDS: [&str; 5] = [
+    "mail.domain",
+    "mail.smtp_url",
+    "mail.dkim_selector",
+    "retention.audit_days",
+    "retention.mail_days",
+];
+
+/// Whether `field` (a flattened path) is one of [`OPERATOR_FIELDS`] or inside one.
+pub fn is_operator_field(field: &str) -> bool {
+    field == "retention"
+        || OPERATOR_FIELDS
+            .iter()
+            .any(|f| field == *f || field.strip_prefix(f).is_some_and(|r| r.starts_with('.')))
+}
+
+/// The settings as a society may see them: [`OPERATOR_FIELDS`] left out.
+pub fn society_settings_json(settings: &TenantSettings) -> Value {
+    let mut tree = serde_json::to_value(settings).expect("settings serialise");
+    if let Value::Object(top) = &mut tree {
+        top.remove("retention");
+        if let Some(Value::Object(mail)) = top.get_mut("mail") {
+            for key in ["domain", "smtp_url", "dkim_selector"] {
+                mail.remove(key);
+            }
+        }
+    }
+    tree
+}
+
+impl TenantSettings {
+    /// These settings with the operator-owned fields taken from `from`.
+    pub fn with_operator_fields_of(&self, from: &TenantSettings) -> TenantSettings {
+        let mut s = self.clone();
+        s.mail.domain = from.mail.domain.clone();
+        s.mail.smtp_url = from.mail.smtp_url.clone();
+        s.mail.dkim_selector = from.mail.dkim_selector.clone();
+        s.retention = from.retention.clone();
+        s
+    }
+}
+
 impl Definition {
+    /// This definition with the operator-owned fields taken from `live`: what a society's
+    /// draft or old revision means today.
+    pub fn with_operator_fields_of(&self, live: &Definition) -> Definition {
+        Definition {
+            settings: self.settings.with_operator_fields_of(&live.settings),
+            services: self.services.clone(),
+        }
+    }
+
+    /// Only what the society owns: the operator-owned fields at their defaults (a draft
+    /// is stored like this; reading it puts the live ones back).
+    pub fn society_part(&self) -> Definition {
+        Definition {
+            settings: self
+                .settings
+                .with_operator_fields_of(&TenantSettings::default()),
+            services: self.services.clone(),
+        }
+    }
+
     /// Every field, flattened: settings by their path, each service by its id, and the
     /// order of the services as one field.
     fn fields(&self) -> BTreeMap<String, Value> {

@@ -35,17 +35,76 @@ const UPLOAD_PATHS: [&str; 4] = [
 /// An upload larger than this is not even read to its end: the connection is dropped.
 const DRAIN_BYTES: usize = 32 * 1024 * 1024;
 
-/// Reads an upload of at most `limit` bytes. A larger one (a 20 MB photo chosen by
-/// mistake) is read on and dropped, so the browser shows the 「大きすぎます」 page rather
-/// than a broken connection.
-async fn read_upload(body: poem::Body, limit: usize) -> Result<bytes::Bytes, ()> {
+/// Why an upload was not read to its end.
+enum Refused {
+    /// Larger than the route takes (or broken off).
+    TooLarge,
+    /// No valid form token in a header or in the body's first part.
+    Forbidden,
+}
+
+/// The longest first part (the form token) looked for before the upload is refused.
+const FIRST_PART_BYTES: usize = 8 * 1024;
+
+fn find(haystack: &[u8], needle: &[u8], from: usize) -> Option<usize> {
+    haystack
+        .get(from..)?
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|i| i + from)
+}
+
+/// What the first part of a `multipart/form-data` body says so far: `None` while it is
+/// not complete, then the value of the part if it is the `csrf_token` field (and not a
+/// file), or `Some(None)` if the first part is anything else.
+fn first_part_token(buf: &[u8], boundary: &str) -> Option<Option<String>> {
+    let opening = format!("--{boundary}\r\n");
+    let start = find(buf, opening.as_bytes(), 0)?;
+    let headers_at = start + opening.len();
+    let headers_end = find(buf, b"\r\n\r\n", headers_at)?;
+    let value_at = headers_end + 4;
+    let end = find(buf, format!("\r\n--{boundary}").as_bytes(), value_at)?;
+    let headers = String::from_utf8_lossy(&buf[headers_at..headers_end]).to_ascii_lowercase();
+    let is_token = headers.lines().any(|line| {
+        line.starts_with("content-disposition:")
+            && line.contains("name=\"csrf_token\"")
+            && !line.contains("filename")
+    });
+    Some(
+        is_token
+            .then(|| String::from_utf8(buf[value_at..end].to_vec()).ok())
+            .flatten(),
+    )
+}
+
+/// Reads an upload of at most `limit` bytes, but only once its form token is proven: by
+/// the `X-CSRF-Token` header, or else by the body's first part, which must be the
+/// `csrf_token` field (the console's forms put it first). A body that does not start so
+/// is refused as soon as its first part has arrived, without reading the rest. A larger
+/// upload (a 20 MB photo chosen by mistake) is read on and dropped, so the browser shows
+/// the 「大きすぎます」 page rather than a broken connection.
+async fn read_upload(
+    body: poem::Body,
+    limit: usize,
+    boundary: &str,
+    header_valid: Option<bool>,
+    valid: impl Fn(&str) -> bool,
+) -> Result<bytes::Bytes, Refused> {
     use tokio::io::AsyncReadExt;
+    let mut checked = match header_valid {
+        Some(true) => true,
+        Some(false) => return Err(Refused::Forbidden),
+        None => false,
+    };
     let mut reader = body.into_async_read();
     let mut kept = Vec::new();
     let mut chunk = vec![0u8; 64 * 1024];
     let mut total = 0usize;
     loop {
-        let n = reader.read(&mut chunk).await.map_err(|_| ())?;
+        let n = reader
+            .read(&mut chunk)
+            .await
+            .map_err(|_| Refused::TooLarge)?;
         if n == 0 {
             break;
         }
@@ -53,13 +112,53 @@ async fn read_upload(body: poem::Body, limit: usize) -> Result<bytes::Bytes, ()>
         if total <= limit {
             kept.extend_from_slice(&chunk[..n]);
         } else if total > DRAIN_BYTES {
-            return Err(());
+            return Err(Refused::TooLarge);
+        }
+        if !checked {
+            match first_part_token(&kept, boundary) {
+                Some(Some(token)) if valid(&token) => checked = true,
+                Some(_) => return Err(Refused::Forbidden),
+                None if kept.len() > FIRST_PART_BYTES || total > limit => {
+                    return Err(Refused::Forbidden)
+                }
+                None => {}
+            }
         }
     }
+    if !checked {
+        return Err(Refused::Forbidden);
+    }
     if total > limit {
-        Err(())
+        Err(Refused::TooLarge)
     } else {
         Ok(kept.into())
+    }
+}
+
+/// Whether the request carries a console session of its tenant that is still current
+/// (the handler checks the admin in full; this only keeps strangers from uploading).
+async fn has_console_session(
+    state: &AppState,
+    tenant: Option<&CurrentTenant>,
+    jar: &CookieJar,
+) -> bool {
+    let (Some(tenant), Some(hash)) = (
+        tenant,
+        crate::auth::session::cookie_token_hash(jar, crate::auth::session::ADMIN_SESSION_COOKIE),
+    ) else {
+        return false;
+    };
+    let now = crate::store::now_unix();
+    match state.store.admin_session(&tenant.0.id, &hash).await {
+        Ok(Some(session)) => {
+            now - session.last_seen_at <= super::admin::IDLE_SECS
+                && now - session.created_at <= super::admin::ABSOLUTE_SECS
+        }
+        Ok(None) => false,
+        Err(error) => {
+            tracing::error!(%error, "checking the session of an upload failed");
+            false
+        }
     }
 }
 
@@ -197,24 +296,45 @@ pub async fn verify<E: Endpoint>(
     } else {
         MAX_FORM_BYTES
     };
-    let body = if multipart && upload {
-        read_upload(req.take_body(), limit).await
-    } else {
-        req.take_body()
-            .into_bytes_limit(limit)
-            .await
-            .map_err(|_| ())
-    };
-    let body = match body {
-        Ok(body) => body,
-        Err(()) => return Ok(error_page(&state, None, ErrorKind::TooLarge)),
-    };
     // Scripts posting JSON (passkey ceremonies) send the token in a header.
     let header = req
         .headers()
         .get("x-csrf-token")
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
+    let path = req.uri().path().to_owned();
+    let refuse = |state: &AppState| {
+        tracing::warn!(%path, "request without a valid CSRF token refused");
+        forbidden(state)
+            .with_status(StatusCode::FORBIDDEN)
+            .into_response()
+    };
+    if multipart && upload {
+        // An upload is read only for a signed-in admin whose form token is proven first:
+        // a stranger's 5 MB is never buffered.
+        if !has_console_session(&state, tenant.as_ref(), &jar).await {
+            return Ok(refuse(&state));
+        }
+        let Ok(boundary) = multer::parse_boundary(&content_type) else {
+            return Ok(refuse(&state));
+        };
+        let header_valid = header.as_deref().map(|t| guard.is_valid(&jar, t));
+        let body = match read_upload(req.take_body(), limit, &boundary, header_valid, |t| {
+            guard.is_valid(&jar, t)
+        })
+        .await
+        {
+            Ok(body) => body,
+            Err(Refused::Forbidden) => return Ok(refuse(&state)),
+            Err(Refused::TooLarge) => return Ok(error_page(&state, None, ErrorKind::TooLarge)),
+        };
+        req.set_body(Body::from(body));
+        return next.call(req).await.map(IntoResponse::into_response);
+    }
+    let body = match req.take_body().into_bytes_limit(limit).await {
+        Ok(body) => body,
+        Err(_) => return Ok(error_page(&state, None, ErrorKind::TooLarge)),
+    };
     let token = match header {
         Some(token) => Some(token),
         None if multipart => multipart_token(&content_type, body.clone()).await,
@@ -224,10 +344,7 @@ pub async fn verify<E: Endpoint>(
     };
     let valid = token.is_some_and(|token| guard.is_valid(&jar, &token));
     if !valid {
-        tracing::warn!(path = %req.uri().path(), "request without a valid CSRF token refused");
-        return Ok(forbidden(&state)
-            .with_status(StatusCode::FORBIDDEN)
-            .into_response());
+        return Ok(refuse(&state));
     }
     req.set_body(Body::from(body));
     next.call(req).await.map(IntoResponse::into_response)

@@ -25,6 +25,8 @@ struct AdminView {
     state: &'static str,
     created_at: String,
     is_self: bool,
+    locked: bool,
+    has_factors: bool,
 }
 
 fn full(page: &Page<'_>) -> Result<FullAdmin, ServiceError> {
@@ -37,17 +39,24 @@ async fn admins_page(
     mut ctx: tera::Context,
     status: StatusCode,
 ) -> Response {
-    match accounts::list(page.state, page.tenant, by).await {
+    let listed = match accounts::list(page.state, page.tenant, by).await {
+        Ok(admins) => accounts::with_factors(page.state, page.tenant, admins).await,
+        Err(e) => Err(e),
+    };
+    let now = crate::store::now_unix();
+    match listed {
         Ok(admins) => {
             let views: Vec<AdminView> = admins
                 .iter()
-                .map(|a| AdminView {
+                .map(|(a, has_factors)| AdminView {
                     id: a.id.to_string(),
                     email: a.email.clone(),
                     role: a.role.as_str(),
                     state: a.state.as_str(),
                     created_at: date_time(a.created_at),
                     is_self: a.id == page.admin.admin.id,
+                    locked: a.is_locked(now),
+                    has_factors: *has_factors,
                 })
                 .collect();
             ctx.insert("admins", &views);
@@ -176,6 +185,118 @@ pub async fn update(
         Err(ServiceError::Conflict(key)) => {
             ctx.insert("error", &text(&state, &format!("errors.{key}")));
             admins_page(&page, &by, ctx, StatusCode::CONFLICT).await
+        }
+        Err(e) => page.failure(e),
+    }
+}
+
+/// What another admin may do to an admin's account from 「管理者」, each behind a
+/// confirmation page.
+#[derive(Clone, Copy)]
+enum AdminAction {
+    Unlock,
+    ResetFactors,
+}
+
+impl AdminAction {
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "unlock" => Some(Self::Unlock),
+            "reset-factors" => Some(Self::ResetFactors),
+            _ => None,
+        }
+    }
+
+    fn slug(self) -> &'static str {
+        match self {
+            Self::Unlock => "unlock",
+            Self::ResetFactors => "reset-factors",
+        }
+    }
+
+    fn key(self) -> &'static str {
+        match self {
+            Self::Unlock => "unlock",
+            Self::ResetFactors => "reset_factors",
+        }
+    }
+}
+
+#[handler]
+pub async fn admin_confirm_page(
+    state: Data<&Arc<AppState>>,
+    tenant: CurrentTenant,
+    admin: ConsoleAdmin,
+    Path((id, action)): Path<(String, String)>,
+) -> Response {
+    let page = Page::new(&state, &tenant, &admin);
+    let by = match full(&page) {
+        Ok(by) => by,
+        Err(e) => return page.failure(e),
+    };
+    let Some(action) = AdminAction::parse(&action) else {
+        return page.failure(ServiceError::NotFound);
+    };
+    let target = match accounts::list(&state, &tenant.0, &by).await {
+        Ok(list) => list.into_iter().find(|a| a.id.as_str() == id),
+        Err(e) => return page.failure(e),
+    };
+    let Some(target) = target else {
+        return page.failure(ServiceError::NotFound);
+    };
+    if target.id == admin.admin.id {
+        return page.failure(ServiceError::Conflict("admin_self"));
+    }
+    let key = action.key();
+    let mut ctx = tera::Context::new();
+    ctx.insert(
+        "target",
+        &serde_json::json!({
+            "id": target.id.as_str(),
+            "email": target.email,
+            "role": target.role.as_str(),
+            "state": target.state.as_str(),
+        }),
+    );
+    ctx.insert("action", action.slug());
+    ctx.insert("title", &text(&state, &format!("admins.{key}_title")));
+    ctx.insert(
+        "explanation",
+        &text(&state, &format!("admins.{key}_explanation")),
+    );
+    ctx.insert("button", &text(&state, &format!("admins.{key}_button")));
+    page.render("admins", "admin_confirm.html", ctx, StatusCode::OK)
+}
+
+#[handler]
+pub async fn admin_act(
+    state: Data<&Arc<AppState>>,
+    tenant: CurrentTenant,
+    admin: ConsoleAdmin,
+    Path((id, action)): Path<(String, String)>,
+) -> Response {
+    let page = Page::new(&state, &tenant, &admin);
+    let by = match full(&page) {
+        Ok(by) => by,
+        Err(e) => return page.failure(e),
+    };
+    let Some(action) = AdminAction::parse(&action) else {
+        return page.failure(ServiceError::NotFound);
+    };
+    let id = AdminId::from_db(id);
+    let done = match action {
+        AdminAction::Unlock => accounts::unlock(&state, &tenant.0, Some(&by), &id)
+            .await
+            .map(|a| (a.email, "admins.unlocked_done")),
+        AdminAction::ResetFactors => accounts::reset_factors(&state, &tenant.0, Some(&by), &id)
+            .await
+            .map(|r| (r.admin.email, "admins.reset_factors_done")),
+    };
+    match done {
+        Ok((email, key)) => {
+            let mut ctx = tera::Context::new();
+            ctx.insert("notice", &text(&state, key).replace("{email}", &email));
+            admins_page(&page, &by, ctx, StatusCode::OK).await
         }
         Err(e) => page.failure(e),
     }

@@ -857,7 +857,8 @@ impl Api {
         Reply::from(app, result)
     }
 
-    /// Invite an admin: the invitation link is mailed (role `admin` only).
+    /// Invite an admin: the invitation link is mailed; an address still invited is invited
+    /// afresh and its earlier links stop working (role `admin` only).
     #[oai(path = "/admins", method = "post", tag = "Tag::Admins")]
     async fn invite_admin(
         &self,
@@ -880,8 +881,9 @@ impl Api {
         }
     }
 
-    /// Change an admin's role or disable/enable them; the society keeps one active `admin`
-    /// (role `admin` only).
+    /// Change another admin's role or disable/enable them; an admin's own account is changed
+    /// by another admin only, the society keeps one active `admin`, and disabling revokes
+    /// the admin's tokens for good (role `admin` only).
     #[oai(path = "/admins/:id", method = "put", tag = "Tag::Admins")]
     async fn update_admin(
         &self,
@@ -899,6 +901,47 @@ impl Api {
         }
         .await;
         Reply::from(app, result.map(|a| AdminOut::of(&a)))
+    }
+
+    /// 「ロック解除」 of another admin; they are told by mail (role `admin` only).
+    #[oai(path = "/admins/:id/unlock", method = "post", tag = "Tag::Admins")]
+    async fn unlock_admin(
+        &self,
+        req: &Request,
+        Token(acting): Token,
+        id: Path<String>,
+    ) -> Reply<AdminOut> {
+        let (app, tenant) = parts(req);
+        let result = async {
+            let full = acting.require_admin()?;
+            let id = AdminId::from_db(id.0.clone());
+            crate::admin::accounts::unlock(app, &tenant.0, Some(&full), &id).await
+        }
+        .await;
+        Reply::from(app, result.map(|a| AdminOut::of(&a)))
+    }
+
+    /// 「二要素認証リセット」 of another admin: their factors and sessions end, they are
+    /// `invited` again and a fresh invitation link is mailed to them (role `admin` only).
+    #[oai(
+        path = "/admins/:id/reset-factors",
+        method = "post",
+        tag = "Tag::Admins"
+    )]
+    async fn reset_admin_factors(
+        &self,
+        req: &Request,
+        Token(acting): Token,
+        id: Path<String>,
+    ) -> Reply<AdminOut> {
+        let (app, tenant) = parts(req);
+        let result = async {
+            let full = acting.require_admin()?;
+            let id = AdminId::from_db(id.0.clone());
+            crate::admin::accounts::reset_factors(app, &tenant.0, Some(&full), &id).await
+        }
+        .await;
+        Reply::from(app, result.map(|r| AdminOut::of(&r.admin)))
     }
 
     /// The society's API tokens, newest first (role `admin` only).

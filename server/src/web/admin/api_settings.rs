@@ -113,7 +113,8 @@ async fn draft_out(ctx: &Ctx<'_>, d: DraftState) -> Result<DraftOut, ServiceErro
     Ok(DraftOut {
         saved: d.saved,
         stale: d.stale,
-        settings: serde_json::to_value(&d.definition.settings).map_err(anyhow::Error::from)?,
+        // Never the operator-owned fields (mail domain, SMTP relay, DKIM, retention).
+        settings: crate::tenant::definition::society_settings_json(&d.definition.settings),
         review: review_out(&review),
     })
 }

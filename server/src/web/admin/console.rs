@@ -901,8 +901,8 @@ pub async fn letters(
 ) -> Response {
     let page = Page::new(&state, &tenant, &admin);
     let ctx_s = page.service();
-    match service::letters(&ctx_s, &batch).await {
-        Ok(letters) => render_letters(&page, letters, "expired"),
+    match service::take_letters(&ctx_s, &batch).await {
+        Ok(letters) => render_letters(&page, letters, "once"),
         Err(e) => page.failure(e),
     }
 }

@@ -60,6 +60,10 @@ pub fn routes(state: &Arc<AppState>) -> Route {
         .at("/admins", get(accounts::admins_list).post(accounts::invite))
         .at("/admins/:id", post(accounts::update))
         .at(
+            "/admins/:id/:action",
+            get(accounts::admin_confirm_page).post(accounts::admin_act),
+        )
+        .at(
             "/tokens",
             get(accounts::token_list).post(accounts::token_create),
         )

@@ -66,8 +66,15 @@ impl Subject for Admin {
         Some(self.mfa_method.as_deref().unwrap_or("totp"))
     }
 
+    /// An invited admin goes on only in the sign-in their invitation link opened (the
+    /// password form refuses anyone not active), and only once the link set a password.
     fn unusable(&self, now: i64) -> bool {
-        self.is_locked(now) || self.state != AdminState::Active
+        self.is_locked(now)
+            || match self.state {
+                AdminState::Active => false,
+                AdminState::Invited => self.password_hash.is_empty(),
+                AdminState::Disabled => true,
+            }
     }
 
     /// Admins may hold passkeys and authenticator apps, whatever members may use.
@@ -299,6 +306,16 @@ async fn finish(
     let Some(admin) = store.admin(&tenant.id, &admin_id).await.map_err(internal)? else {
         return Ok(Redirect::see_other("/admin/login?expired=1").into_response());
     };
+    // An invited admin has just registered their factor in the sign-in their invitation
+    // link opened: only now are they active.
+    if admin.state == AdminState::Invited
+        && !store
+            .activate_admin(&tenant.id, &admin.id)
+            .await
+            .map_err(internal)?
+    {
+        return Ok(Redirect::see_other("/admin/login?expired=1").into_response());
+    }
     store
         .delete_flow(&tenant.id, &flow_hash)
         .await

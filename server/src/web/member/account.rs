@@ -439,6 +439,26 @@ pub async fn reauth(
     let tenant = &tenant.0;
     let member = &signed_in.member;
     let return_to = safe_return(&form.return_to).to_owned();
+    // The same per-address throttle as the sign-in form: a stolen session cannot try
+    // passwords here any faster than at 「ログイン」.
+    let Some(attempt) = crate::throttle::MEMBER_LOGIN
+        .attempt(&state.store, &meta.ip)
+        .await
+        .map_err(internal)?
+    else {
+        state.metrics.throttled.with_label_values(&["reauth"]).inc();
+        let mut ctx = signed_in_context(&signed_in);
+        ctx.insert("return_to", &return_to);
+        ctx.insert("error", "throttled");
+        return Ok(render(
+            &state,
+            tenant,
+            &meta,
+            "reauth.html",
+            ctx,
+            StatusCode::TOO_MANY_REQUESTS,
+        ));
+    };
     let too_long = form.password.chars().count() > tenant.settings.password.max_length as usize;
     let verification = if too_long || form.password.is_empty() {
         None
@@ -450,6 +470,7 @@ pub async fn reauth(
         {
             Ok(v) => Some(v),
             Err(HashError::Busy) => {
+                attempt.give_back(&state.store).await.map_err(internal)?;
                 let mut ctx = signed_in_context(&signed_in);
                 ctx.insert("return_to", &return_to);
                 ctx.insert("error", "busy");
@@ -483,13 +504,12 @@ pub async fn reauth(
             StatusCode::OK,
         ));
     }
-    state
-        .store
-        .record_login_success(&tenant.id, &crate::store::Owner::member(&member.id))
-        .await
-        .map_err(internal)?;
+    attempt.give_back(&state.store).await.map_err(internal)?;
     // The password is proven. A member with a second factor proves it too, unless this
-    // session was opened with a passkey (which already verified the member).
+    // session was opened with a passkey (which already verified the member). Failed
+    // sign-ins are cleared only when the whole step-up succeeds: here for a password-only
+    // step-up, at the end of the step-up flow otherwise (its wrong codes count toward the
+    // same lockout as at sign-in).
     let devices = state
         .store
         .devices(&tenant.id, &crate::store::Owner::member(&member.id))
@@ -521,6 +541,11 @@ pub async fn reauth(
         )
         .await;
     }
+    state
+        .store
+        .record_login_success(&tenant.id, &crate::store::Owner::member(&member.id))
+        .await
+        .map_err(internal)?;
     meta.audit(
         &state.store,
         tenant,
