@@ -393,6 +393,11 @@ async fn two_nodes_deliver_each_mail_exactly_once(backend: Backend) {
     assert_eq!(counts.len(), 40);
     assert!(counts.values().all(|&n| n == 1), "doubled: {counts:?}");
     let delivered = |app: &TestApp| app.log().matches("mail delivered").count();
+    // Each node logs a delivery after recording it; the lines reach the test through a pipe.
+    eventually(Duration::from_secs(10), || async {
+        delivered(&a) + delivered(&b) >= 40
+    })
+    .await;
     eprintln!(
         "node a delivered {}, node b delivered {}",
         delivered(&a),
@@ -427,6 +432,14 @@ async fn refused_mail_fails_and_can_be_retried(backend: Backend) {
         received_counts(&smtp).keys().collect::<Vec<_>>(),
         ["fine@example.jp"]
     );
+    // Each outcome is logged after it is recorded.
+    let logged = |log: &str| {
+        log.contains(&format!("mail={refused}"))
+            && log.contains("550")
+            && log.contains(&format!("mail={busy}"))
+            && log.contains("451")
+    };
+    eventually(Duration::from_secs(10), || async { logged(&app.log()) }).await;
     let log = app.log();
     assert!(
         log.contains(&format!("mail={refused}")) && log.contains("550"),
@@ -551,11 +564,14 @@ async fn without_smtp_mail_is_written_to_files_and_logged() {
         message.subject().unwrap(),
         format!("【{KANEKA}】テストメール")
     );
+    // The line is logged after the file is written, and reaches the test through a pipe.
+    let logged = eventually(Duration::from_secs(10), || async {
+        let log = app.log();
+        log.contains("to=file@example.jp") && log.contains("テストメール")
+    })
+    .await;
     let log = app.log();
-    assert!(
-        log.contains("to=file@example.jp") && log.contains("テストメール"),
-        "{log}"
-    );
+    assert!(logged, "{log}");
     // The body (which will carry codes and links) is never logged.
     assert!(!log.contains("からのテストメールです"));
 }
