@@ -16,6 +16,9 @@ use tera::Tera;
 
 pub const DEFAULT_THEME: &str = "default";
 const LOCALE_FILE: &str = "locales/ja.toml";
+/// The table of a locale file that holds no texts but rewrites phrases in all of them,
+/// e.g. `"ユーザ ID" = "ユーザID"` for a society that writes the word without a space.
+const WORDING: &str = "wording";
 
 #[derive(Clone)]
 pub struct Themes {
@@ -38,6 +41,8 @@ pub struct Theme {
     /// For each template that reads `t` only as `t.<section>…`: a context holding just
     /// those sections, so a render copies a few texts instead of all of them.
     texts_for: HashMap<String, tera::Context>,
+    /// The `[wording]` of the theme's locale files: phrase and replacement, longest first.
+    wording: Vec<(String, String)>,
 }
 
 impl Themes {
@@ -138,6 +143,9 @@ impl Theme {
                 merge(&mut texts, serde_json::to_value(table)?);
             }
         }
+        let wording = take_wording(&mut texts)
+            .with_context(|| format!("the [{WORDING}] of theme '{slug}'"))?;
+        reword_all(&mut texts, &wording);
         // The sources by template name, later layers replacing earlier ones as in Tera.
         let mut sources = HashMap::new();
         for (path, name) in &files {
@@ -163,6 +171,7 @@ impl Theme {
             tera,
             texts,
             texts_for,
+            wording,
         })
     }
 
@@ -172,9 +181,25 @@ impl Theme {
             Some(texts) => context.extend(texts.clone()),
             None => context.insert("t", &self.texts),
         }
-        self.tera
+        let mut out = self
+            .tera
             .render(template, context)
-            .with_context(|| format!("rendering {template}"))
+            .with_context(|| format!("rendering {template}"))?;
+        // Mail templates write their words inline rather than as texts, so the wording
+        // applies to what they render. Pages get it through their texts only: a page also
+        // shows back what the member typed.
+        if template.starts_with("mail/") {
+            reword(&mut out, &self.wording);
+        }
+        Ok(out)
+    }
+
+    /// `text` (a message written outside the locale files, such as a rule of the user ID)
+    /// in the theme's wording.
+    pub fn worded(&self, text: &str) -> String {
+        let mut out = text.to_owned();
+        reword(&mut out, &self.wording);
+        out
     }
 
     /// One locale text by its dotted key, e.g. `errors.not_found`.
@@ -284,6 +309,51 @@ fn collect_files(base: &Path, dir: &Path, out: &mut Vec<(PathBuf, String)>) -> a
     Ok(())
 }
 
+/// Removes the `[wording]` table from the merged texts and returns its pairs, the longest
+/// phrase first so that a phrase containing another one is still found.
+fn take_wording(texts: &mut Value) -> anyhow::Result<Vec<(String, String)>> {
+    let table = match texts.as_object_mut().and_then(|t| t.remove(WORDING)) {
+        None => return Ok(Vec::new()),
+        Some(Value::Object(table)) => table,
+        Some(_) => anyhow::bail!("must be a table of phrases"),
+    };
+    let mut wording = Vec::new();
+    for (from, to) in table {
+        match to {
+            Value::String(to) if !from.is_empty() => wording.push((from, to)),
+            _ => anyhow::bail!("\"{from}\" must be a phrase mapped to a string"),
+        }
+    }
+    wording.sort_by_key(|(from, _)| std::cmp::Reverse(from.chars().count()));
+    Ok(wording)
+}
+
+/// Applies `wording` to every string in `value`.
+fn reword_all(value: &mut Value, wording: &[(String, String)]) {
+    match value {
+        Value::String(text) => reword(text, wording),
+        Value::Array(items) => {
+            for item in items {
+                reword_all(item, wording);
+            }
+        }
+        Value::Object(map) => {
+            for item in map.values_mut() {
+                reword_all(item, wording);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn reword(text: &mut String, wording: &[(String, String)]) {
+    for (from, to) in wording {
+        if text.contains(from.as_str()) {
+            *text = text.replace(from.as_str(), to);
+        }
+    }
+}
+
 /// Deep-merges `over` into `base`: tables merge, anything else replaces.
 fn merge(base: &mut Value, over: Value) {
     match (base, over) {
@@ -369,6 +439,59 @@ mod tests {
         assert!(Arc::ptr_eq(&shared, &themes.get("logoonly").unwrap()));
         assert!(Arc::ptr_eq(&shared, &themes.get("default").unwrap()));
         assert!(!Arc::ptr_eq(&shared, &themes.get("acme").unwrap()));
+    }
+
+    #[test]
+    fn wording_rewrites_every_text_of_the_theme() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        write(
+            &root.join("default/templates/page.html"),
+            "{{ t.login.user_id }}|{{ t.login.invalid }}|{{ t.list | join(sep=',') }}",
+        );
+        write(
+            &root.join("default/mail/notice.txt"),
+            "ユーザ ID：{{ user_id }}",
+        );
+        write(
+            &root.join("default/locales/ja.toml"),
+            "list = [\"ユーザ ID\", \"ID\"]\n[login]\nuser_id = \"ユーザ ID\"\n\
+             invalid = \"無効なユーザ ID またはパスワードです。\"\n",
+        );
+        write(
+            &root.join("acme/locales/ja.toml"),
+            "[wording]\n\"ユーザ ID\" = \"ユーザID\"\n\"ユーザ ID また\" = \"ユーザIDまた\"\n",
+        );
+        write(
+            &root.join("bad/locales/ja.toml"),
+            "[wording]\n\"ユーザ ID\" = 1\n",
+        );
+
+        let themes = Themes::new(root).unwrap();
+        let mut ctx = tera::Context::new();
+        ctx.insert("user_id", "ユーザ ID");
+        let acme = themes.get("acme").unwrap();
+        assert_eq!(
+            acme.render("page.html", &mut ctx).unwrap(),
+            "ユーザID|無効なユーザIDまたはパスワードです。|ユーザID,ID"
+        );
+        assert_eq!(acme.text("login.user_id"), "ユーザID");
+        assert!(acme.texts.get(WORDING).is_none());
+        // Mail templates' own words are reworded too (here also the value, as in any mail).
+        assert_eq!(
+            acme.render("mail/notice.txt", &mut ctx).unwrap(),
+            "ユーザID：ユーザID"
+        );
+        let default = themes.get(DEFAULT_THEME).unwrap();
+        assert_eq!(
+            default.render("page.html", &mut ctx).unwrap(),
+            "ユーザ ID|無効なユーザ ID またはパスワードです。|ユーザ ID,ID"
+        );
+        assert_eq!(
+            default.render("mail/notice.txt", &mut ctx).unwrap(),
+            "ユーザ ID：ユーザ ID"
+        );
+        assert!(themes.get("bad").is_err());
     }
 
     #[test]

@@ -63,10 +63,26 @@ pub fn postgres_available() -> bool {
 pub struct TestDb {
     pub url: String,
     pub data_dir: TempDir,
+    /// The tenant files the server starts with.
+    pub tenants_dir: PathBuf,
 }
 
 impl TestDb {
+    /// A fresh database whose seed tenants walk the first login in the order every
+    /// journey test knows ([`classic_tenants`]).
     pub async fn fresh(backend: Backend) -> Self {
+        let db = Self::fresh_as_printed(backend).await;
+        let dir = db.data_dir.path().join("tenants");
+        classic_tenants(&dir);
+        Self {
+            tenants_dir: dir,
+            ..db
+        }
+    }
+
+    /// A fresh database with the seed tenants exactly as `tenants/` has them: the first
+    /// login of each society's printed guide.
+    pub async fn fresh_as_printed(backend: Backend) -> Self {
         let data_dir = tempfile::tempdir().unwrap();
         let url = match backend {
             Backend::Sqlite => format!("sqlite://{}", data_dir.path().join("portal.db").display()),
@@ -82,7 +98,11 @@ impl TestDb {
                 format!("{base}/{name}")
             }
         };
-        Self { url, data_dir }
+        Self {
+            url,
+            data_dir,
+            tenants_dir: repo_root().join("tenants"),
+        }
     }
 
     /// `portal <args>` against this database, as an operator would run it.
@@ -101,7 +121,7 @@ impl TestDb {
             .env("PORTAL_ADMIN_UI_DIR", root.join("admin-ui"))
             // Tests make the members and admins they need; the demo test turns it on.
             .env("PORTAL_DEMO", "false")
-            .env("PORTAL_TENANTS_DIR", root.join("tenants"))
+            .env("PORTAL_TENANTS_DIR", &self.tenants_dir)
             .env("PORTAL_LISTEN", "127.0.0.1:0")
             .env("PORTAL_OPS_LISTEN", "127.0.0.1:0")
             .env("PORTAL_TENANT_REFRESH_MS", "100")
@@ -147,6 +167,32 @@ impl TestDb {
 
     pub async fn postgres(&self) -> sqlx::PgConnection {
         sqlx::PgConnection::connect(&self.url).await.unwrap()
+    }
+}
+
+/// Writes the seed tenant files into `dir` with the first login of before the guides'
+/// orders: 生年月日, 利用規約, user ID and method on one screen, password, e-mail (and its
+/// link where the society confirms it), and the factor set up at once.
+pub fn classic_tenants(dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    for entry in std::fs::read_dir(repo_root().join("tenants")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let start = text.find("[first_login]\n").expect("a [first_login] section");
+        let end = start + text[start..].find("\n[").expect("a section after it") + 1;
+        let link = if text[start..end].contains("\"email_link\"") {
+            ", \"email_link\""
+        } else {
+            ""
+        };
+        let classic = format!(
+            "[first_login]\nsteps = [\"birth_date\", \"terms\", \"user_id+method\", \"password\", \"email\"{link}]\nfactor_setup = \"now\"\n\n"
+        );
+        let out = format!("{}{classic}{}", &text[..start], &text[end..]);
+        std::fs::write(dir.join(path.file_name().unwrap()), out).unwrap();
     }
 }
 

@@ -446,6 +446,8 @@ mod tests {
             card_number: number.into(),
             name_kana: String::new(),
             created_at: 0,
+            birth_date_verified: false,
+            first_login_done_at: Some(0),
         }
     }
 

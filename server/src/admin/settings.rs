@@ -13,7 +13,8 @@ use super::{Ctx, FieldProblem, FullAdmin, ServiceError};
 use crate::store::Revision;
 use crate::tenant::definition::is_operator_field;
 use crate::tenant::{
-    Change, Definition, FieldErrorKind, MfaMethod, Tenant, TenantFile, TenantSettings,
+    Change, Definition, FieldErrorKind, FirstLoginStep, MfaMethod, Tenant, TenantFile,
+    TenantSettings,
 };
 use crate::theme::DEFAULT_THEME;
 
@@ -29,6 +30,8 @@ pub enum Kind {
     Choices(&'static [&'static str]),
     /// One of a fixed set.
     Choice(&'static [&'static str]),
+    /// Some of a fixed set, in an order (`first_login.steps`).
+    Steps(&'static [&'static str]),
 }
 
 /// Every setting a society edits here (SPEC §2), by its path in the tenant file, in the
@@ -73,7 +76,11 @@ pub const FIELDS: &[(&str, Kind)] = &[
     ("email_otp.max_attempts", Kind::Number),
     ("links.reset_lifetime_minutes", Kind::Number),
     ("links.email_verification_lifetime_minutes", Kind::Number),
-    ("first_login.confirm_email_by_link", Kind::Flag),
+    ("first_login.steps", Kind::Steps(&FirstLoginStep::NAMES)),
+    (
+        "first_login.factor_setup",
+        Kind::Choice(&["now", "next_login"]),
+    ),
     ("mail.from_name", Kind::Text),
     ("contact", Kind::Text),
 ];
@@ -224,7 +231,7 @@ fn type_problem(kind: Kind, value: &Value) -> Option<&'static str> {
         (Kind::Text | Kind::LongText, Value::String(_)) => Some("settings_too_long"),
         (Kind::Flag, Value::Bool(_)) => None,
         (Kind::Choice(allowed), Value::String(s)) if allowed.contains(&s.as_str()) => None,
-        (Kind::Choices(allowed), Value::Array(items))
+        (Kind::Choices(allowed) | Kind::Steps(allowed), Value::Array(items))
             if items
                 .iter()
                 .all(|v| v.as_str().is_some_and(|s| allowed.contains(&s))) =>
@@ -429,7 +436,8 @@ pub fn show(ctx: &Ctx<'_>, field: &str, value: &Value, names: &Names) -> String 
             .iter()
             .map(|v| show(ctx, field, v, names))
             .collect::<Vec<_>>()
-            .join("、"),
+            // The screens of the first login are shown in their order.
+            .join(if field == "first_login.steps" { "→" } else { "、" }),
         Value::Object(_) => value.to_string(),
     }
 }
@@ -564,6 +572,17 @@ async fn impact(
             .map(|(_, n)| n as usize)
             .sum();
         out.push(notice("password_rule", active));
+    }
+    if before.first_login != after.first_login {
+        // Members under way resume at the first screen of the new order not yet done.
+        let under_way = store
+            .member_state_counts(tenant)
+            .await?
+            .into_iter()
+            .filter(|(state, _)| state == "temporary")
+            .map(|(_, n)| n as usize)
+            .sum();
+        out.push(notice("first_login_order", under_way));
     }
     let removed: HashSet<&str> = before
         .mfa

@@ -62,6 +62,10 @@ pub struct Member {
     /// The name in kana (empty when not known).
     pub name_kana: String,
     pub created_at: i64,
+    /// The birth date was proved since the temporary credentials were issued.
+    pub birth_date_verified: bool,
+    /// When the first login ended (the first session); `None` while it is under way.
+    pub first_login_done_at: Option<i64>,
 }
 
 impl Member {
@@ -117,6 +121,8 @@ struct MemberRow {
     card_number: String,
     name_kana: String,
     created_at: i64,
+    birth_date_verified: bool,
+    first_login_done_at: Option<i64>,
 }
 
 impl From<MemberRow> for Member {
@@ -144,6 +150,8 @@ impl From<MemberRow> for Member {
             card_number: r.card_number,
             name_kana: r.name_kana,
             created_at: r.created_at,
+            birth_date_verified: r.birth_date_verified,
+            first_login_done_at: r.first_login_done_at,
         }
     }
 }
@@ -152,7 +160,7 @@ const MEMBER_COLUMNS: &str = "id, tenant_id, user_id, display_name, birth_date, 
     password_hash, password_created_at, state, user_id_chosen, email_reviewed, email_confirmed, \
     mfa_method, email_otp_enabled, \
     failed_logins, locked_until, terms_version, terms_accepted_at, card_symbol, card_number, \
-    name_kana, created_at";
+    name_kana, created_at, birth_date_verified, first_login_done_at";
 
 /// A batch of at least this many new members (a roster) refreshes the planner's statistics.
 const STATISTICS_AFTER: usize = 1000;
@@ -489,6 +497,68 @@ impl Store {
         }
     }
 
+    /// The method chosen on its own first-login screen (`"none"` where the society lets
+    /// members go without one).
+    pub async fn choose_method(
+        &self,
+        tenant: &TenantId,
+        member_id: &str,
+        method: &str,
+    ) -> StoreResult<()> {
+        self.member_update(
+            "UPDATE members SET mfa_method = $3, updated_at = $4 WHERE tenant_id = $1 AND id = $2",
+            tenant,
+            member_id,
+            method.to_owned(),
+            now_unix(),
+        )
+        .await
+    }
+
+    /// The member proved their birth date: a sign-in that resumes the first login does
+    /// not ask again until new temporary credentials are issued.
+    pub async fn member_birth_date_verified(
+        &self,
+        tenant: &TenantId,
+        member_id: &str,
+    ) -> StoreResult<()> {
+        self.member_flag(
+            "UPDATE members SET birth_date_verified = TRUE, updated_at = $3 \
+             WHERE tenant_id = $1 AND id = $2",
+            tenant,
+            member_id,
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Marks the end of the first login; true the first time only.
+    pub async fn first_login_done(&self, tenant: &TenantId, member_id: &str) -> StoreResult<bool> {
+        self.member_flag(
+            "UPDATE members SET first_login_done_at = $3, updated_at = $3 \
+             WHERE tenant_id = $1 AND id = $2 AND first_login_done_at IS NULL",
+            tenant,
+            member_id,
+        )
+        .await
+        .map(|n| n == 1)
+    }
+
+    /// Runs `sql` with the tenant, the member and the time now; the rows changed.
+    async fn member_flag(&self, sql: &str, tenant: &TenantId, member_id: &str) -> StoreResult<u64> {
+        let now = now_unix();
+        let n = on_pool!(&self.pool, p => {
+            sqlx::query(sql)
+                .bind(tenant.as_str())
+                .bind(member_id)
+                .bind(now)
+                .execute(p)
+                .await
+                .map(|r| r.rows_affected())
+        })?;
+        Ok(n)
+    }
+
     /// Confirms the address a link was sent to, if it is still the member's address.
     /// Returns false if the token is unknown, used, expired or the address changed since.
     pub async fn confirm_email_token(
@@ -821,7 +891,7 @@ impl Store {
         on_pool!(&self.pool, p => {
             sqlx::query(
                 "UPDATE members SET password_hash = $3, password_created_at = $4, updated_at = $4, \
-                 failed_logins = 0, locked_until = NULL, \
+                 failed_logins = 0, locked_until = NULL, birth_date_verified = FALSE, \
                  state = CASE WHEN state = 'disabled' THEN 'disabled' ELSE 'temporary' END, \
                  state_before_disable = CASE WHEN state = 'disabled' THEN 'temporary' \
                    ELSE state_before_disable END \

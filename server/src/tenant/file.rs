@@ -243,6 +243,47 @@ impl TenantFile {
             );
         }
 
+        // First login: the guide's screens, each once, 生年月日 first.
+        {
+            use crate::tenant::FirstLoginStep as Step;
+            let steps = &s.first_login.steps;
+            let count = |step: Step| steps.iter().filter(|s| **s == step).count();
+            let position = |step: Step| steps.iter().position(|s| *s == step);
+            v.check(
+                "first_login.steps",
+                Step::ALL.iter().all(|s| count(*s) <= 1),
+                "lists a step twice",
+            );
+            v.check(
+                "first_login.steps",
+                steps.first() == Some(&Step::BirthDate),
+                "must start with birth_date",
+            );
+            v.check(
+                "first_login.steps",
+                [Step::Terms, Step::Password, Step::Email]
+                    .iter()
+                    .all(|s| count(*s) == 1),
+                "must list birth_date, terms, password and email",
+            );
+            v.check(
+                "first_login.steps",
+                count(Step::Method) + count(Step::UserIdAndMethod) == 1,
+                "must choose the method once: method or user_id+method",
+            );
+            v.check(
+                "first_login.steps",
+                count(Step::UserId) + count(Step::UserIdAndMethod) <= 1,
+                "may ask for the user ID once: user_id or user_id+method",
+            );
+            v.check(
+                "first_login.steps",
+                position(Step::EmailLink)
+                    .is_none_or(|link| position(Step::Email).is_some_and(|email| email < link)),
+                "must confirm the e-mail address by link after the email step",
+            );
+        }
+
         // Retention
         v.range("retention.audit_days", s.retention.audit_days, 30, 3650);
         v.range("retention.mail_days", s.retention.mail_days, 1, 3650);
@@ -575,8 +616,26 @@ mod tests {
         let kaneka = TenantFile::parse(SEEDS[1]).unwrap();
         assert_eq!(daiwa.settings.mfa.methods, vec![Passkey, Totp]);
         assert_eq!(kaneka.settings.mfa.methods, vec![Passkey, Totp, EmailOtp]);
-        assert!(!daiwa.settings.first_login.confirm_email_by_link);
-        assert!(kaneka.settings.first_login.confirm_email_by_link);
+        use crate::tenant::{FactorSetup, FirstLoginStep as Step};
+        // daiwakenpo manual §2-1 ⑤–⑨, kanekakenpo 初回ログインのながれ 【3】–【9】.
+        assert_eq!(
+            daiwa.settings.first_login.steps,
+            [Step::BirthDate, Step::Terms, Step::UserIdAndMethod, Step::Password, Step::Email]
+        );
+        assert_eq!(
+            kaneka.settings.first_login.steps,
+            [
+                Step::BirthDate,
+                Step::Terms,
+                Step::Email,
+                Step::EmailLink,
+                Step::Method,
+                Step::Password
+            ]
+        );
+        for t in [&daiwa, &kaneka] {
+            assert_eq!(t.settings.first_login.factor_setup, FactorSetup::NextLogin);
+        }
         assert!(daiwa.settings.mfa.reset_with_password);
     }
 

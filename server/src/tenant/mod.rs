@@ -13,7 +13,7 @@ pub use definition::{Change, Definition};
 pub(crate) use file::is_asset_path;
 pub use file::{FieldError, FieldErrorKind, TenantFile, TenantFileError};
 pub use registry::{normalize_host, TenantRegistry};
-pub use settings::{MfaMethod, TenantSettings};
+pub use settings::{FactorSetup, FirstLoginStep, MfaMethod, TenantSettings};
 
 /// Database identity of a tenant. Every member-owned row carries one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -53,6 +53,8 @@ impl TenantRegistry {
         let store = &self.store;
         let slug = host
             .strip_suffix(self.base_suffix.as_str())
+            // The printed guides address members to `www.<slug>.<base domain>`.
+            .map(|label| label.strip_prefix("www.").unwrap_or(label))
             .filter(|label| !label.is_empty() && !label.contains('.'))
             .map(str::to_owned);
         let found = self

@@ -272,11 +272,162 @@ impl Default for EmailOtpPolicy {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+/// One screen of the first login, in the order a society's printed guide shows them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum FirstLoginStep {
+    /// 「生年月日」: the member proves who they are before anything else.
+    #[serde(rename = "birth_date")]
+    BirthDate,
+    /// 利用規約 「同意する」.
+    #[serde(rename = "terms")]
+    Terms,
+    /// A user ID of the member's own (daiwakenpo ⑦ without the method).
+    #[serde(rename = "user_id")]
+    UserId,
+    /// A user ID of the member's own and the method, on one screen (daiwakenpo ⑦).
+    #[serde(rename = "user_id+method")]
+    UserIdAndMethod,
+    /// The authentication method, on its own screen (kanekakenpo 【8】).
+    #[serde(rename = "method")]
+    Method,
+    /// A new password in place of the temporary one.
+    #[serde(rename = "password")]
+    Password,
+    /// The e-mail address is reviewed (and may be changed).
+    #[serde(rename = "email")]
+    Email,
+    /// The e-mail address is confirmed by a mailed link (kanekakenpo 【6】【7】).
+    #[serde(rename = "email_link")]
+    EmailLink,
+}
+
+impl FirstLoginStep {
+    pub const ALL: [FirstLoginStep; 8] = [
+        FirstLoginStep::BirthDate,
+        FirstLoginStep::Terms,
+        FirstLoginStep::UserId,
+        FirstLoginStep::UserIdAndMethod,
+        FirstLoginStep::Method,
+        FirstLoginStep::Password,
+        FirstLoginStep::Email,
+        FirstLoginStep::EmailLink,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FirstLoginStep::BirthDate => "birth_date",
+            FirstLoginStep::Terms => "terms",
+            FirstLoginStep::UserId => "user_id",
+            FirstLoginStep::UserIdAndMethod => "user_id+method",
+            FirstLoginStep::Method => "method",
+            FirstLoginStep::Password => "password",
+            FirstLoginStep::Email => "email",
+            FirstLoginStep::EmailLink => "email_link",
+        }
+    }
+
+    /// The step names, as the settings form and the API write them.
+    pub const NAMES: [&'static str; 8] = [
+        "birth_date",
+        "terms",
+        "user_id",
+        "user_id+method",
+        "method",
+        "password",
+        "email",
+        "email_link",
+    ];
+}
+
+/// When the method chosen at first login is registered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FactorSetup {
+    /// At the end of the first login, before the first session.
+    #[default]
+    Now,
+    /// At the next sign-in: the first login ends with the top page, and every later
+    /// sign-in sets the factor up before anything else is reachable (both guides).
+    NextLogin,
+}
+
+/// The screens of the first login and when the factor is set up.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "FirstLoginFile")]
 pub struct FirstLoginPolicy {
-    /// The e-mail address must be confirmed by a mailed link on first login.
-    pub confirm_email_by_link: bool,
+    pub steps: Vec<FirstLoginStep>,
+    pub factor_setup: FactorSetup,
+}
+
+impl FirstLoginPolicy {
+    /// The order every tenant had before the order became a setting: 生年月日, 利用規約,
+    /// user ID and method on one screen, password, e-mail (and its link where asked).
+    pub fn classic(confirm_email_by_link: bool) -> Self {
+        let mut steps = vec![
+            FirstLoginStep::BirthDate,
+            FirstLoginStep::Terms,
+            FirstLoginStep::UserIdAndMethod,
+            FirstLoginStep::Password,
+            FirstLoginStep::Email,
+        ];
+        if confirm_email_by_link {
+            steps.push(FirstLoginStep::EmailLink);
+        }
+        Self {
+            steps,
+            factor_setup: FactorSetup::Now,
+        }
+    }
+
+    pub fn has(&self, step: FirstLoginStep) -> bool {
+        self.steps.contains(&step)
+    }
+
+    /// The method is chosen on a screen of its own or with the user ID.
+    pub fn method_with_user_id(&self) -> bool {
+        self.has(FirstLoginStep::UserIdAndMethod)
+    }
+}
+
+impl Default for FirstLoginPolicy {
+    fn default() -> Self {
+        Self::classic(false)
+    }
+}
+
+/// `[first_login]` as written. Definitions stored before the order was a setting carry
+/// only `confirm_email_by_link`; they read as the classic order.
+#[derive(Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct FirstLoginFile {
+    steps: Option<Vec<FirstLoginStep>>,
+    factor_setup: FactorSetup,
+    confirm_email_by_link: Option<bool>,
+}
+
+impl Default for FirstLoginFile {
+    fn default() -> Self {
+        Self {
+            steps: None,
+            factor_setup: FactorSetup::Now,
+            confirm_email_by_link: None,
+        }
+    }
+}
+
+impl From<FirstLoginFile> for FirstLoginPolicy {
+    fn from(f: FirstLoginFile) -> Self {
+        match f.steps {
+            Some(steps) => Self {
+                steps,
+                factor_setup: f.factor_setup,
+            },
+            None => Self {
+                factor_setup: f.factor_setup,
+                ..Self::classic(f.confirm_email_by_link.unwrap_or(false))
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

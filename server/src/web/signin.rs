@@ -16,7 +16,7 @@ use super::{internal, AppState, CurrentTenant, RequestMeta};
 use crate::auth::password::HashError;
 use crate::auth::session::{self, FLOW_COOKIE, SESSION_COOKIE};
 use crate::store::{now_unix, Device, LoginFlow, Member, MemberState, Owner, StoreResult};
-use crate::tenant::{MfaMethod, Tenant};
+use crate::tenant::{FactorSetup, FirstLoginStep, MfaMethod, Tenant};
 
 /// How long a sign-in may take from password to the last step.
 const FLOW_SECS: i64 = 30 * 60;
@@ -30,6 +30,8 @@ pub enum Action {
     AcceptTerms,
     ChooseUserId,
     UpdatePassword,
+    /// The method on a screen of its own (kanekakenpo 【8】).
+    ChooseMethod,
     ReviewEmail,
     ConfirmEmail,
     /// A second factor the member holds: a passkey, an authenticator app code or a mailed
@@ -52,6 +54,7 @@ impl Action {
             Action::VerifyBirthDate => "/login/birth-date",
             Action::AcceptTerms => "/login/terms",
             Action::ChooseUserId => "/login/user-id",
+            Action::ChooseMethod => "/login/method",
             Action::UpdatePassword => "/login/password",
             Action::ReviewEmail => "/login/email",
             Action::ConfirmEmail => "/login/email/confirm",
@@ -189,29 +192,50 @@ pub fn owed(member: &Member, tenant: &Tenant, flow: &LoginFlow, factors: &Factor
         Purpose::Login => {}
     }
     let temporary = member.state == MemberState::Temporary;
-    if temporary && !flow.birth_date_verified {
+    let first_login = &tenant.settings.first_login;
+    if temporary
+        && first_login.has(FirstLoginStep::BirthDate)
+        && !(flow.birth_date_verified || member.birth_date_verified)
+    {
         actions.push(Action::VerifyBirthDate);
     }
     if second_factor {
         actions.push(Action::SecondFactor);
     }
-    let current = &tenant.terms.current;
-    if !current.is_empty() && member.terms_version.as_deref() != Some(current.as_str()) {
-        actions.push(Action::AcceptTerms);
+    // The rest in the order of the society's guide; a step already done is passed, so a
+    // member who left part-way resumes at the first step not done.
+    for step in &first_login.steps {
+        let action = match step {
+            FirstLoginStep::BirthDate => None,
+            FirstLoginStep::Terms => {
+                let current = &tenant.terms.current;
+                (!current.is_empty() && member.terms_version.as_deref() != Some(current.as_str()))
+                    .then_some(Action::AcceptTerms)
+            }
+            FirstLoginStep::UserId | FirstLoginStep::UserIdAndMethod => {
+                (!member.user_id_chosen).then_some(Action::ChooseUserId)
+            }
+            FirstLoginStep::Method => {
+                (factors.count() == 0 && member.mfa_method.is_none())
+                    .then_some(Action::ChooseMethod)
+            }
+            FirstLoginStep::Password => {
+                (temporary || flow.password_outdated).then_some(Action::UpdatePassword)
+            }
+            FirstLoginStep::Email => (!member.email_reviewed).then_some(Action::ReviewEmail),
+            FirstLoginStep::EmailLink => {
+                (!member.email_confirmed).then_some(Action::ConfirmEmail)
+            }
+        };
+        actions.extend(action);
     }
-    if !member.user_id_chosen {
-        actions.push(Action::ChooseUserId);
-    }
-    if temporary || flow.password_outdated {
-        actions.push(Action::UpdatePassword);
-    }
-    if !member.email_reviewed {
-        actions.push(Action::ReviewEmail);
-    }
-    if tenant.settings.first_login.confirm_email_by_link && !member.email_confirmed {
-        actions.push(Action::ConfirmEmail);
-    }
-    if factors.count() == 0 && member.user_id_chosen {
+    // The factor: at the end of the first login, or where the society sets it up at the
+    // next sign-in, at every sign-in after the first login until one is registered.
+    let set_up_now = match first_login.factor_setup {
+        FactorSetup::Now => true,
+        FactorSetup::NextLogin => member.first_login_done_at.is_some(),
+    };
+    if factors.count() == 0 && set_up_now {
         if let Some(method) = method_to_set_up(member, tenant) {
             actions.push(Action::setup(method));
         }
@@ -221,7 +245,7 @@ pub fn owed(member: &Member, tenant: &Tenant, flow: &LoginFlow, factors: &Factor
 
 /// The factor a member without any sets up: the one chosen at first login; where the
 /// society requires a second factor and none was chosen, its first method.
-fn method_to_set_up(member: &Member, tenant: &Tenant) -> Option<MfaMethod> {
+pub fn method_to_set_up(member: &Member, tenant: &Tenant) -> Option<MfaMethod> {
     let allowed = &tenant.settings.mfa.methods;
     let chosen = allowed
         .iter()
@@ -957,6 +981,16 @@ pub async fn next(
         .create_session(&tenant.id, &token_hash, &flow.who.id, auth_method, &client)
         .await
         .map_err(internal)?;
+    if flow.purpose() == Purpose::Login
+        && flow.who.first_login_done_at.is_none()
+        && store
+            .first_login_done(&tenant.id, &flow.who.id)
+            .await
+            .map_err(internal)?
+    {
+        meta.audit(store, tenant, Some(&flow.who.id), "first_login_completed", "")
+            .await;
+    }
     if flow.purpose() == Purpose::Login {
         // Signing in voids any 「パスワードをリセット」 link still waiting in the mailbox.
         store
@@ -1045,6 +1079,8 @@ mod tests {
             card_number: String::new(),
             name_kana: String::new(),
             created_at: 0,
+            birth_date_verified: false,
+            first_login_done_at: Some(0),
         }
     }
 

@@ -31,6 +31,8 @@ struct OptionView {
     value: &'static str,
     label: String,
     checked: bool,
+    /// Where the option stands in an ordered field (1 = first); 0 where it is left out.
+    position: usize,
 }
 
 #[derive(Serialize)]
@@ -106,8 +108,10 @@ fn groups(
                     value: o,
                     label: service::say(ctx, &format!("settings.choice.{o}"), &[]),
                     checked: chosen(o),
+                    position: 0,
                 })
                 .collect(),
+            Kind::Steps(all) => step_options(ctx, &name, all, stored, typed),
             Kind::Flag => vec![OptionView {
                 value: "true",
                 label: String::new(),
@@ -115,6 +119,7 @@ fn groups(
                     Some(v) => v.iter().any(|x| x == "true"),
                     None => stored.as_bool() == Some(true),
                 },
+                position: 0,
             }],
             _ => Vec::new(),
         };
@@ -134,6 +139,7 @@ fn groups(
                 Kind::Flag => "flag",
                 Kind::Choices(_) => "choices",
                 Kind::Choice(_) => "choice",
+                Kind::Steps(_) => "steps",
             },
             inputmode: if *kind == Kind::Number { "numeric" } else { "" },
             name,
@@ -142,6 +148,71 @@ fn groups(
         });
     }
     out
+}
+
+/// The options of an ordered field, those chosen first in their order: each with its
+/// position as stored or, after a refused submission, as typed.
+fn step_options(
+    ctx: &Ctx<'_>,
+    name: &str,
+    all: &[&'static str],
+    stored: &Value,
+    typed: Option<&HashMap<String, Vec<String>>>,
+) -> Vec<OptionView> {
+    let position = |o: &str| -> usize {
+        match typed {
+            Some(t) => t
+                .get(&format!("{name}-{o}"))
+                .and_then(|v| v.first())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(0),
+            None => stored
+                .as_array()
+                .and_then(|items| items.iter().position(|x| x.as_str() == Some(o)))
+                .map_or(0, |i| i + 1),
+        }
+    };
+    let mut options: Vec<OptionView> = all
+        .iter()
+        .map(|o| OptionView {
+            value: o,
+            label: service::say(ctx, &format!("settings.choice.{o}"), &[]),
+            checked: position(o) > 0,
+            position: position(o),
+        })
+        .collect();
+    options.sort_by_key(|o| if o.position == 0 { usize::MAX } else { o.position });
+    options
+}
+
+/// The chosen options of an ordered field, by the position typed for each; two at one
+/// position are a problem of the field.
+fn steps_from_form(
+    name: &str,
+    all: &[&'static str],
+    typed: &HashMap<String, Vec<String>>,
+) -> Result<Value, &'static str> {
+    let mut chosen: Vec<(u32, &str)> = Vec::new();
+    for o in all {
+        let Some(text) = typed
+            .get(&format!("{name}-{o}"))
+            .and_then(|v| v.first())
+            .filter(|v| !v.is_empty())
+        else {
+            continue;
+        };
+        match text.nfkc().collect::<String>().trim().parse::<u32>() {
+            Ok(n) if n >= 1 => chosen.push((n, o)),
+            _ => return Err("settings_wrong_value"),
+        }
+    }
+    chosen.sort();
+    if chosen.windows(2).any(|w| w[0].0 == w[1].0) {
+        return Err("settings_steps_order");
+    }
+    Ok(Value::Array(
+        chosen.into_iter().map(|(_, o)| Value::from(o)).collect(),
+    ))
 }
 
 #[derive(Serialize)]
@@ -237,6 +308,13 @@ fn edits_from_form(pairs: &[(String, String)]) -> FormRead {
                     .map(|o| Value::from(*o))
                     .collect(),
             ),
+            Kind::Steps(all) => match steps_from_form(&form_name(field), all, &typed) {
+                Ok(value) => value,
+                Err(code) => {
+                    problems.push(FieldProblem::new(field, code));
+                    continue;
+                }
+            },
         };
         edits.push((field.to_string(), value));
     }

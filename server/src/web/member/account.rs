@@ -14,8 +14,8 @@ use super::session::SignedIn;
 use crate::auth::password::HashError;
 use crate::auth::session::{self, SESSION_COOKIE};
 use crate::member::policy::UserId;
-use crate::store::{now_unix, StoreError};
-use crate::tenant::Tenant;
+use crate::store::{now_unix, Owner, StoreError};
+use crate::tenant::{FactorSetup, MfaMethod, Tenant};
 use crate::web::pages::{render, render_cached, render_static};
 use crate::web::signin::{lockout_failure, member_view, start_flow, Factors, Purpose, StartFlow};
 use crate::web::{hash_error, internal};
@@ -68,7 +68,35 @@ pub async fn top(
     let mut ctx = signed_in_context(&signed_in);
     let services = service_views(tenant);
     ctx.insert("services", &services);
+    let pending = setup_pending(&state, tenant, &signed_in).await?;
+    ctx.insert("setup_pending", &pending.is_some());
+    ctx.insert("setup_method", &pending.map_or("", MfaMethod::as_str));
     Ok(render_cached(&state, tenant, &meta, "member_top.html", ctx))
+}
+
+/// The method still to be set up after a first login that ends on the top page (both
+/// guides: 「初回ログインが完了しました」, then log out and set it up at the next login).
+async fn setup_pending(
+    state: &AppState,
+    tenant: &crate::tenant::Tenant,
+    signed_in: &SignedIn,
+) -> poem::Result<Option<MfaMethod>> {
+    // Only a session begun without a factor can be one; the devices are read only then.
+    if signed_in.session.auth_method != "password"
+        || tenant.settings.first_login.factor_setup != FactorSetup::NextLogin
+    {
+        return Ok(None);
+    }
+    let Some(method) = crate::web::signin::method_to_set_up(&signed_in.member, tenant) else {
+        return Ok(None);
+    };
+    let devices = state
+        .store
+        .devices(&tenant.id, &Owner::member(&signed_in.member.id))
+        .await
+        .map_err(internal)?;
+    let factors = Factors::of(tenant, &signed_in.member, devices);
+    Ok((factors.count() == 0).then_some(method))
 }
 
 #[handler]
@@ -191,7 +219,8 @@ pub async fn change_user_id(
     let user_id = match UserId::parse(&tenant.settings.user_id, &form.user_id) {
         Ok(user_id) => user_id,
         Err(rules) => {
-            let errors: Vec<String> = rules.iter().map(|r| r.message()).collect();
+            let theme = state.themes.get(&tenant.slug).map_err(internal)?;
+            let errors: Vec<String> = rules.iter().map(|r| theme.worded(&r.message())).collect();
             ctx.insert("user_id_errors", &errors);
             return Ok(render(
                 &state,

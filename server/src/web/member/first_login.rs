@@ -13,7 +13,7 @@ use serde::Deserialize;
 use crate::mail::EmailAddress;
 use crate::member::policy::{check_password, forbidden_user_id_characters, PasswordRule, UserId};
 use crate::store::{Member, StoreError};
-use crate::tenant::{MfaMethod, Tenant};
+use crate::tenant::{FirstLoginStep, MfaMethod, Tenant};
 use crate::web::pages::render;
 use crate::web::signin::{flow_at, lockout_failure, step, Action};
 use crate::web::{hash_error, internal};
@@ -67,6 +67,11 @@ pub async fn birth_date(
         state
             .store
             .flow_birth_date_verified(&tenant.id, &flow.token_hash)
+            .await
+            .map_err(internal)?;
+        state
+            .store
+            .member_birth_date_verified(&tenant.id, &flow.who.id)
             .await
             .map_err(internal)?;
         meta.audit(
@@ -180,6 +185,21 @@ pub async fn accept_terms(
 // --- user ID and second factor -------------------------------------------------------------
 
 fn user_id_context(tenant: &Tenant) -> tera::Context {
+    let mut ctx = method_context(tenant);
+    ctx.insert(
+        "with_method",
+        &tenant.settings.first_login.method_with_user_id(),
+    );
+    ctx.insert(
+        "forbidden",
+        &forbidden_user_id_characters(&tenant.settings.user_id),
+    );
+    ctx.insert("policy", &tenant.settings.user_id);
+    ctx
+}
+
+/// The methods a member may choose, for the method fieldset.
+fn method_context(tenant: &Tenant) -> tera::Context {
     let mut ctx = tera::Context::new();
     let methods: Vec<&str> = tenant
         .settings
@@ -190,12 +210,23 @@ fn user_id_context(tenant: &Tenant) -> tera::Context {
         .collect();
     ctx.insert("methods", &methods);
     ctx.insert("mfa_required", &tenant.settings.mfa.required);
-    ctx.insert(
-        "forbidden",
-        &forbidden_user_id_characters(&tenant.settings.user_id),
-    );
-    ctx.insert("policy", &tenant.settings.user_id);
     ctx
+}
+
+/// The method the form names, if the tenant allows it; `Err` if the choice is missing
+/// where one is required (checked here, not only by what the page offers).
+fn chosen_method(tenant: &Tenant, given: &str) -> Result<Option<MfaMethod>, &'static str> {
+    let method = tenant
+        .settings
+        .mfa
+        .methods
+        .iter()
+        .copied()
+        .find(|m| m.as_str() == given);
+    match method {
+        None if tenant.settings.mfa.required || !given.is_empty() => Err("method_required"),
+        m => Ok(m),
+    }
 }
 
 #[handler]
@@ -242,22 +273,20 @@ pub async fn choose_user_id(
     ctx.insert("user_id", &form.user_id);
     ctx.insert("method", &form.method);
 
-    // Only the tenant's methods, checked here and not only by what the page offers.
-    let method = tenant
-        .settings
-        .mfa
-        .methods
-        .iter()
-        .copied()
-        .find(|m| m.as_str() == form.method);
-    let method_error = match method {
-        None if tenant.settings.mfa.required || !form.method.is_empty() => Some("method_required"),
-        _ => None,
+    // The method is asked here only where the guide has it on this screen (⑦).
+    let (method, method_error) = if tenant.settings.first_login.method_with_user_id() {
+        match chosen_method(tenant, &form.method) {
+            Ok(m) => (m, None),
+            Err(e) => (None, Some(e)),
+        }
+    } else {
+        (None, None)
     };
     let user_id = UserId::parse(&tenant.settings.user_id, &form.user_id);
+    let theme = state.themes.get(&tenant.slug).map_err(internal)?;
     let user_id_errors: Vec<String> = match &user_id {
         Ok(_) => Vec::new(),
-        Err(rules) => rules.iter().map(|r| r.message()).collect(),
+        Err(rules) => rules.iter().map(|r| theme.worded(&r.message())).collect(),
     };
     if method_error.is_some() || !user_id_errors.is_empty() {
         ctx.insert("user_id_errors", &user_id_errors);
@@ -315,6 +344,79 @@ pub async fn choose_user_id(
     Ok(Redirect::see_other("/login/next").into_response())
 }
 
+// --- method on its own screen ----------------------------------------------------------------
+
+#[handler]
+pub async fn method_page(
+    state: Data<&Arc<AppState>>,
+    tenant: CurrentTenant,
+    meta: RequestMeta,
+    jar: &CookieJar,
+) -> poem::Result<Response> {
+    if let Err(redirect) =
+        step::<crate::store::Member>(&state, &tenant.0, jar, &[Action::ChooseMethod]).await?
+    {
+        return Ok(redirect);
+    }
+    Ok(render(
+        &state,
+        &tenant.0,
+        &meta,
+        "login_method.html",
+        method_context(&tenant.0),
+        StatusCode::OK,
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct MethodForm {
+    #[serde(default)]
+    method: String,
+}
+
+#[handler]
+pub async fn choose_method(
+    state: Data<&Arc<AppState>>,
+    tenant: CurrentTenant,
+    meta: RequestMeta,
+    jar: &CookieJar,
+    Form(form): Form<MethodForm>,
+) -> poem::Result<Response> {
+    let tenant = &tenant.0;
+    let flow = flow_at!(&state, tenant, jar, Action::ChooseMethod);
+    let method = match chosen_method(tenant, &form.method) {
+        Ok(method) => method,
+        Err(error) => {
+            let mut ctx = method_context(tenant);
+            ctx.insert("method", &form.method);
+            ctx.insert("method_error", error);
+            return Ok(render(
+                &state,
+                tenant,
+                &meta,
+                "login_method.html",
+                ctx,
+                StatusCode::OK,
+            ));
+        }
+    };
+    let chosen = method.map_or("none", MfaMethod::as_str);
+    state
+        .store
+        .choose_method(&tenant.id, &flow.who.id, chosen)
+        .await
+        .map_err(internal)?;
+    meta.audit(
+        &state.store,
+        tenant,
+        Some(&flow.who.id),
+        "method_chosen",
+        chosen,
+    )
+    .await;
+    Ok(Redirect::see_other("/login/next").into_response())
+}
+
 // --- new password --------------------------------------------------------------------------
 
 #[handler]
@@ -361,19 +463,13 @@ pub async fn new_password_errors(
     confirm: &str,
 ) -> poem::Result<Vec<String>> {
     let policy = &tenant.settings.password;
+    let theme = state.themes.get(&tenant.slug).map_err(internal)?;
     let mut errors: Vec<String> = match check_password(policy, password, Some(&member.user_id)) {
         Ok(()) => Vec::new(),
-        Err(rules) => rules.iter().map(|r| r.message()).collect(),
+        Err(rules) => rules.iter().map(|r| theme.worded(&r.message())).collect(),
     };
     if password != confirm {
-        errors.push(
-            state
-                .themes
-                .get(&tenant.slug)
-                .map_err(internal)?
-                .text("password.mismatch")
-                .to_owned(),
-        );
+        errors.push(theme.text("password.mismatch").to_owned());
     }
     if errors.is_empty() && policy.differ_from_current {
         let same = state
@@ -522,7 +618,7 @@ pub async fn review_email(
         )
         .await;
     }
-    let needs_link = tenant.settings.first_login.confirm_email_by_link
+    let needs_link = tenant.settings.first_login.has(FirstLoginStep::EmailLink)
         && !(flow.who.email_confirmed && email.as_str() == flow.who.email);
     if needs_link {
         // Whether or not the mail could be queued, the next page offers 「再送信」.

@@ -51,6 +51,10 @@ pub fn routes(route: Route) -> Route {
             get(first_login::user_id_page).post(first_login::choose_user_id),
         )
         .at(
+            "/login/method",
+            get(first_login::method_page).post(first_login::choose_method),
+        )
+        .at(
             "/login/password",
             get(first_login::password_page).post(first_login::update_password),
         )
