@@ -24,6 +24,8 @@ import {
   submitLogin,
   uniquePassword,
   uniqueUserId,
+  userIdField,
+  worded,
 } from './lib/journeys.mjs';
 import { repoRoot } from './lib/server.mjs';
 import { VIEWPORTS, closing, newMember, sharedPortal, tenantsWith } from './lib/suite.mjs';
@@ -87,7 +89,7 @@ for (const { viewportName, tenant } of combos) {
       const main = page.getByRole('main');
       await main.getByText('ユーザー名', { exact: true }).waitFor();
       await main.getByText(member.name, { exact: true }).waitFor();
-      const field = page.getByLabel('ユーザ ID', { exact: true });
+      const field = userIdField(page, slug);
       assert.equal(await field.inputValue(), userId, 'the field shows the current user ID');
       await shot('1-profile');
 
@@ -97,8 +99,8 @@ for (const { viewportName, tenant } of combos) {
       await field.fill(typed);
       await shot('2-typed');
       await page.getByRole('button', { name: '変更', exact: true }).click();
-      await page.getByText('ユーザ IDを変更しました。').waitFor();
-      assert.equal(await page.getByLabel('ユーザ ID', { exact: true }).inputValue(), typed.toLowerCase(), 'stored lower-cased');
+      await page.getByText(worded(slug, 'ユーザ IDを変更しました。')).waitFor();
+      assert.equal(await userIdField(page, slug).inputValue(), typed.toLowerCase(), 'stored lower-cased');
       await shot('3-changed');
 
       // ④ 「ポータルに戻る」 → the top page
@@ -157,7 +159,7 @@ for (const { viewportName, tenant } of combos) {
       // Log out; the old password is refused, the new one logs in.
       await logout(page, member.name);
       await submitLogin(page, shared.portal, slug, userId, password);
-      await alertWith(page, INVALID_CREDENTIALS).waitFor();
+      await alertWith(page, worded(slug, INVALID_CREDENTIALS)).waitFor();
       await shot('6-old-refused');
       await login(page, shared.portal, slug, userId, newPassword, member.name, totpKey);
       await shot('7-login-new-password');
@@ -169,7 +171,7 @@ for (const { viewportName, tenant } of combos) {
       await logout(page, member.name);
       for (let i = 1; i <= 5; i += 1) {
         await submitLogin(page, shared.portal, slug, userId, `${password}-wrong${i}`);
-        await alertWith(page, INVALID_CREDENTIALS).waitFor();
+        await alertWith(page, worded(slug, INVALID_CREDENTIALS)).waitFor();
         assert.equal(await page.getByText(LOCKED).count(), 0, `not yet told of a lock after ${i} failures`);
         if (i === 1 || i === 5) await shot(`1-wrong-${i}`);
       }

@@ -15,7 +15,6 @@ import { TENANTS, VIEWPORTS, closing, newMember, sharedPortal } from './lib/suit
 
 const SLUG = 'kanekakenpo';
 const TENANT = TENANTS.find((t) => t.slug === SLUG);
-const EMAIL_METHOD = 'ワンタイムパスワード認証（メール）';
 const WRONG_CODE = 'ワンタイムパスワードが正しくありません';
 const CODE_FIELD = 'ワンタイムパスワード（6桁）';
 
@@ -45,7 +44,7 @@ function alertWith(page, text) {
 function emailMember(viewportName, label) {
   return newMember(shared, TENANT, viewportName, `email-otp-${label}`, {
     firstLogin: ({ inbox }) => ({
-      method: EMAIL_METHOD,
+      method: 'email_otp',
       setUp: async (p, { shot: s }) => {
         await p.getByRole('heading', { name: 'メール認証' }).waitFor();
         const mail = await inbox.next({ subject: 'ワンタイムパスワードのお知らせ' });

@@ -2,7 +2,7 @@
 //   11 add a device: 「設定」 → the same set-up pages as at first login → listed; at the next
 //      login the member picks the kind (links under 「別の方法で認証する場合：」) and, with
 //      two authenticator apps, the device by its name.
-//   12 remove a device: 「削除」 → 「二要素認証の削除」 → 「戻る」 keeps it, 「削除する」
+//   12 remove a device: 「削除」 → 「スマートデバイス削除確認」 → 「戻る」 keeps it, 「削除する」
 //      removes it; the last second factor of a society that requires one cannot be removed.
 // Both tenants, phone and desktop; each change is told to the member by mail.
 // And the step-up (「続行する際には再度認証してください。」) with a second factor: password,
@@ -17,7 +17,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 import {
   ADDED,
-  KIND,
+  kindsOf,
   LAST_FACTOR,
   REMOVED,
   STEP_UP,
@@ -31,15 +31,15 @@ import {
   stepUpWithPassword,
   switchFactor,
 } from './lib/factors.mjs';
-import { expectTopPage, logout, setTenantValues, submitLogin } from './lib/journeys.mjs';
+import { INVALID_CREDENTIALS, expectTopPage, logout, setTenantValues, submitLogin, worded } from './lib/journeys.mjs';
 import { startPortal } from './lib/server.mjs';
 import { VIEWPORTS, closing, newMember, sharedPortal, tenantsWith } from './lib/suite.mjs';
 import { freshCode, registerApp, totpCode } from './lib/totp.mjs';
 import { passkeyStep, registerPasskey } from './lib/webauthn.mjs';
 
 const TENANTS = tenantsWith({
-  daiwakenpo: { methods: [KIND.passkey, KIND.totp] },
-  kanekakenpo: { methods: [KIND.passkey, KIND.totp, KIND.email] },
+  daiwakenpo: { kinds: ['passkey', 'totp'] },
+  kanekakenpo: { kinds: ['passkey', 'totp', 'email'] },
 });
 const ADDED_MAIL = '二要素認証の追加のお知らせ';
 const REMOVED_MAIL = '二要素認証の削除のお知らせ';
@@ -59,11 +59,11 @@ function factorsMember(portalUnderTest, tenant, viewportName, label, method) {
     authenticator: true,
     firstLogin: ({ inbox }) => {
       if (method === 'passkey') {
-        return { method: '生体認証（パスキー）', setUp: (p, { shot: s }) => registerPasskey(p, { shot: s }) };
+        return { method: 'passkey', setUp: (p, { shot: s }) => registerPasskey(p, { shot: s }) };
       }
       if (method === 'email') {
         return {
-          method: 'ワンタイムパスワード認証（メール）',
+          method: 'email_otp',
           setUp: async (p) => {
             await p.getByRole('heading', { name: 'メール認証' }).waitFor();
             await enterMailedCode(p, await inbox.code());
@@ -126,42 +126,43 @@ async function registerSecondApp(page, takenName, deviceName, shot) {
 
 function journey11(tenant, viewportName) {
   const { slug } = tenant;
+  const K = kindsOf(slug);
   test(`journey 11: add a passkey${slug === 'kanekakenpo' ? ' and a second app' : ''} on ${slug} (${viewportName})`, { timeout: 90_000 }, async () => {
     const m = await factorsMember(shared.portal, tenant, viewportName, 'j11', 'totp');
     await closing([m], async () => {
       const { page, member, inbox, shot } = m;
       const keyName = viewportName === 'phone' ? 'iPhone（顔認証）' : 'ノートパソコン';
-      await expectFactorMail(inbox, ADDED_MAIL, KIND.totp, 'iPhone');
+      await expectFactorMail(inbox, ADDED_MAIL, K.totp, 'iPhone');
 
       // ①② 「ログイン方法変更」: a section per kind the society allows, the app listed.
       await openLoginMethods(page);
       await page.getByRole('heading', { name: '二要素認証', level: 2 }).waitFor();
-      for (const kind of tenant.methods) await kindSection(page, kind).waitFor();
-      assert.equal(await page.getByRole('region', { name: KIND.email, exact: true }).count(), tenant.methods.includes(KIND.email) ? 1 : 0);
-      assert.deepEqual(await deviceNames(page, KIND.totp), ['iPhone']);
-      assert.deepEqual(await deviceNames(page, KIND.passkey), []);
-      await kindSection(page, KIND.passkey).getByText('登録されていません。').waitFor();
+      for (const kind of tenant.kinds) await kindSection(page, K[kind]).waitFor();
+      assert.equal(await page.getByRole('region', { name: K.email, exact: true }).count(), tenant.kinds.includes('email') ? 1 : 0);
+      assert.deepEqual(await deviceNames(page, K.totp), ['iPhone']);
+      assert.deepEqual(await deviceNames(page, K.passkey), []);
+      await kindSection(page, K.passkey).getByText('登録されていません。').waitFor();
       await shot('1-methods');
 
       // ③ 「設定」 under 「生体認証（パスキー）」 → 「セキュリティキー登録」 → 「登録」 → name → 「ＯＫ」
       // (just signed in: no step-up).
-      await clickAdd(page, KIND.passkey);
+      await clickAdd(page, K.passkey);
       await registerPasskey(page, { name: keyName, shot: (s) => shot(`2-${s}`) });
       await expectNotice(page, ADDED);
-      assert.deepEqual(await deviceNames(page, KIND.passkey), [keyName]);
-      await deviceRow(page, KIND.passkey, keyName).getByText(/作成日：\d{4}\/\d{2}\/\d{2}/).waitFor();
+      assert.deepEqual(await deviceNames(page, K.passkey), [keyName]);
+      await deviceRow(page, K.passkey, keyName).getByText(/作成日：\d{4}\/\d{2}\/\d{2}/).waitFor();
       await shot('3-passkey-added');
-      await expectFactorMail(inbox, ADDED_MAIL, KIND.passkey, keyName);
+      await expectFactorMail(inbox, ADDED_MAIL, K.passkey, keyName);
 
       let secondKey;
       if (slug === 'kanekakenpo') {
         // A second authenticator app under a name of its own.
-        await clickAdd(page, KIND.totp);
+        await clickAdd(page, K.totp);
         secondKey = await registerSecondApp(page, 'iPhone', 'iPad', (s) => shot(`4-${s}`));
         await expectNotice(page, ADDED);
-        assert.deepEqual((await deviceNames(page, KIND.totp)).sort(), ['iPad', 'iPhone']);
+        assert.deepEqual((await deviceNames(page, K.totp)).sort(), ['iPad', 'iPhone']);
         await shot('5-app-added');
-        await expectFactorMail(inbox, ADDED_MAIL, KIND.totp, 'iPad');
+        await expectFactorMail(inbox, ADDED_MAIL, K.totp, 'iPad');
       }
 
       // Next login: the kind chosen at first login (the app) comes first, the passkey is a
@@ -169,12 +170,12 @@ function journey11(tenant, viewportName) {
       await logout(page, member.name);
       await submitLogin(page, shared.portal, slug, m.userId, m.password);
       await page.getByLabel('ワンタイムパスワード', { exact: true }).waitFor();
-      assert.deepEqual(await otherFactorLinks(page), [KIND.passkey]);
+      assert.deepEqual(await otherFactorLinks(page), [K.passkey]);
       await shot('6-login-choice');
-      await switchFactor(page, KIND.passkey);
+      await switchFactor(page, K.passkey);
       // ... and back: the passkey page links to the app.
       await page.getByRole('heading', { name: '生体認証', exact: true }).waitFor();
-      assert.deepEqual(await otherFactorLinks(page), [KIND.totp]);
+      assert.deepEqual(await otherFactorLinks(page), [K.totp]);
       await passkeyStep(page, { shot: (s) => shot(`7-${s}`) });
       await expectTopPage(page, member.name);
       const [credential] = await m.authenticator.credentials();
@@ -208,67 +209,68 @@ function journey11(tenant, viewportName) {
 
 function journey12(tenant, viewportName) {
   const { slug } = tenant;
+  const K = kindsOf(slug);
   test(`journey 12: remove second factors on ${slug} (${viewportName})`, { timeout: 90_000 }, async () => {
     // A member who chose the passkey at first login and then added an app.
     const m = await factorsMember(shared.portal, tenant, viewportName, 'j12', 'passkey');
     await closing([m], async () => {
       const { page, member, inbox, shot } = m;
-      await expectFactorMail(inbox, ADDED_MAIL, KIND.passkey, 'パスキー');
+      await expectFactorMail(inbox, ADDED_MAIL, K.passkey, 'パスキー');
       await openLoginMethods(page);
-      await clickAdd(page, KIND.totp);
+      await clickAdd(page, K.totp);
       const { key } = await registerApp(page, { deviceName: 'Android', shot: (s) => shot(`1-${s}`) });
       await expectNotice(page, ADDED);
-      await expectFactorMail(inbox, ADDED_MAIL, KIND.totp, 'Android');
+      await expectFactorMail(inbox, ADDED_MAIL, K.totp, 'Android');
       let emailFactor = false;
       if (slug === 'kanekakenpo') {
         // The mailed code as a third factor, proven by a code.
-        await clickAdd(page, KIND.email);
+        await clickAdd(page, K.email);
         await page.getByRole('heading', { name: 'メール認証' }).waitFor();
         await enterMailedCode(page, await inbox.code());
         await expectNotice(page, ADDED);
-        assert.deepEqual(await deviceNames(page, KIND.email), [member.email]);
-        assert.equal(await kindSection(page, KIND.email).getByRole('link', { name: '設定' }).count(), 0, 'mail is one factor');
-        await expectFactorMail(inbox, ADDED_MAIL, KIND.email, 'メール認証');
+        assert.deepEqual(await deviceNames(page, K.email), [member.email]);
+        assert.equal(await kindSection(page, K.email).getByRole('link', { name: '設定' }).count(), 0, 'mail is one factor');
+        await expectFactorMail(inbox, ADDED_MAIL, K.email, 'メール認証');
         emailFactor = true;
       }
       await shot('2-methods');
 
-      // 「削除」 on the passkey → 「二要素認証の削除」 names it → 「戻る」: still there.
-      await clickDelete(page, KIND.passkey, 'パスキー');
-      await page.getByRole('heading', { name: '二要素認証の削除' }).waitFor();
+      // 「削除」 on the passkey → 「スマートデバイス削除確認」 names it → 「戻る」: still there.
+      await clickDelete(page, K.passkey, 'パスキー');
+      await page.getByRole('heading', { name: 'スマートデバイス削除確認' }).waitFor();
       await page.getByText('パスキー', { exact: true }).waitFor();
-      await page.getByText(KIND.passkey, { exact: true }).waitFor();
+      await page.getByText(K.passkey, { exact: true }).waitFor();
       await shot('3-confirm');
       await page.getByRole('link', { name: '戻る' }).click();
       await page.getByRole('heading', { name: 'ログイン方法変更', level: 1 }).waitFor();
-      assert.deepEqual(await deviceNames(page, KIND.passkey), ['パスキー']);
+      assert.deepEqual(await deviceNames(page, K.passkey), ['パスキー']);
       assert.deepEqual(await inbox.take(REMOVED_MAIL), [], '「戻る」 removed nothing');
 
       // 「削除」 → 「削除する」: gone, and the member is told by mail.
-      await clickDelete(page, KIND.passkey, 'パスキー');
+      await clickDelete(page, K.passkey, 'パスキー');
       await page.getByRole('button', { name: '削除する' }).click();
       await expectNotice(page, REMOVED);
-      assert.deepEqual(await deviceNames(page, KIND.passkey), []);
-      await kindSection(page, KIND.passkey).getByText('登録されていません。').waitFor();
+      assert.deepEqual(await deviceNames(page, K.passkey), []);
+      await kindSection(page, K.passkey).getByText('登録されていません。').waitFor();
       await shot('4-removed');
-      await expectFactorMail(inbox, REMOVED_MAIL, KIND.passkey, 'パスキー');
+      await expectFactorMail(inbox, REMOVED_MAIL, K.passkey, 'パスキー');
 
       if (emailFactor) {
-        await clickDelete(page, KIND.email, member.email);
+        await clickDelete(page, K.email, member.email);
         await page.getByRole('button', { name: '削除する' }).click();
         await expectNotice(page, REMOVED);
-        assert.deepEqual(await deviceNames(page, KIND.email), []);
-        await expectFactorMail(inbox, REMOVED_MAIL, KIND.email, 'メール認証');
+        assert.deepEqual(await deviceNames(page, K.email), []);
+        await expectFactorMail(inbox, REMOVED_MAIL, K.email, 'メール認証');
       }
 
       // The app is the last factor now: its 「削除」 is refused and it stays.
-      await clickDelete(page, KIND.totp, 'Android');
-      await page.getByRole('heading', { name: '二要素認証の削除' }).waitFor();
+      await clickDelete(page, K.totp, 'Android');
+      await page.getByRole('heading', { name: 'スマートデバイス削除確認' }).waitFor();
       await page.getByRole('alert').filter({ hasText: LAST_FACTOR }).waitFor();
       assert.equal(await page.getByRole('button', { name: '削除する' }).count(), 0);
       await shot('5-last-refused');
       await page.getByRole('link', { name: '戻る' }).click();
-      assert.deepEqual(await deviceNames(page, KIND.totp), ['Android']);
+      assert.deepEqual(await deviceNames(page, K.totp), ['Android']);
 
       // The next login asks for the app only: no passkey, no link to another kind.
       await logout(page, member.name);
@@ -304,7 +306,7 @@ function stepUpTest() {
           (async () => {
             const m = await factorsMember(own, kaneka, 'phone', 'stepup-passkey', 'passkey');
             await openLoginMethods(m.page);
-            await clickAdd(m.page, KIND.totp);
+            await clickAdd(m.page, kindsOf(m.slug).totp);
             m.totpKey = (await registerApp(m.page, { deviceName: 'Android' })).key;
             await expectNotice(m.page, ADDED);
             await logout(m.page, m.member.name);
@@ -329,37 +331,37 @@ function stepUpTest() {
 
         // A (app): 「設定」 passkey → step-up: password (a wrong one first), then the app's code.
         await openLoginMethods(a.page);
-        await clickAdd(a.page, KIND.passkey);
+        await clickAdd(a.page, kindsOf(a.slug).passkey);
         await stepUpWithPassword(a.page, `${a.password}x`, { shot: (s) => a.shot(`1-${s}`) });
-        await a.page.getByRole('alert').filter({ hasText: '無効なユーザ ID またはパスワードです。' }).waitFor();
+        await a.page.getByRole('alert').filter({ hasText: worded(a.slug, INVALID_CREDENTIALS) }).waitFor();
         await stepUpWithPassword(a.page, a.password);
         await a.page.getByLabel('ワンタイムパスワード', { exact: true }).waitFor();
         await a.shot('2-step-up-code');
         await enterAppCode(a.page, a.totpKey);
         await registerPasskey(a.page, { name: 'スマホ' });
         await expectNotice(a.page, ADDED);
-        assert.deepEqual(await deviceNames(a.page, KIND.passkey), ['スマホ']);
+        assert.deepEqual(await deviceNames(a.page, kindsOf(a.slug).passkey), ['スマホ']);
         await a.shot('3-added');
 
         // B (mailed code): 「設定」 app → step-up: password, then the code of a new mail.
         await openLoginMethods(b.page);
-        await clickAdd(b.page, KIND.totp);
+        await clickAdd(b.page, kindsOf(b.slug).totp);
         await stepUpWithPassword(b.page, b.password, { shot: (s) => b.shot(`1-${s}`) });
         await b.page.getByRole('heading', { name: 'メール認証' }).waitFor();
         await enterMailedCode(b.page, await b.inbox.code());
         await registerApp(b.page, { deviceName: 'Pixel' });
         await expectNotice(b.page, ADDED);
-        assert.deepEqual(await deviceNames(b.page, KIND.totp), ['Pixel']);
+        assert.deepEqual(await deviceNames(b.page, kindsOf(b.slug).totp), ['Pixel']);
         await b.shot('2-added');
 
         // C (signed in with a passkey): 「削除」 app → step-up: the password is enough.
         await openLoginMethods(c.page);
-        await clickDelete(c.page, KIND.totp, 'Android');
+        await clickDelete(c.page, kindsOf(c.slug).totp, 'Android');
         await stepUpWithPassword(c.page, c.password, { shot: (s) => c.shot(`1-${s}`) });
-        await c.page.getByRole('heading', { name: '二要素認証の削除' }).waitFor();
+        await c.page.getByRole('heading', { name: 'スマートデバイス削除確認' }).waitFor();
         await c.page.getByRole('button', { name: '削除する' }).click();
         await expectNotice(c.page, REMOVED);
-        assert.deepEqual(await deviceNames(c.page, KIND.totp), []);
+        assert.deepEqual(await deviceNames(c.page, kindsOf(c.slug).totp), []);
         await c.shot('2-removed');
         assert.equal(await c.page.getByText(STEP_UP).count(), 0);
       });

@@ -7,6 +7,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
+import { INVALID_CREDENTIALS, methodLabel, userIdField, worded } from './lib/journeys.mjs';
 import { waitForMail } from './lib/mailbox.mjs';
 import { addMember } from './lib/members.mjs';
 import { registerApp, totpCode } from './lib/totp.mjs';
@@ -38,7 +39,7 @@ for (const [viewportName, viewport] of Object.entries(VIEWPORTS)) {
         await page.getByRole('link', { name: 'ログイン', exact: true }).click();
 
         // ③ the letter's temporary ID and password → 「ログイン」
-        await page.getByLabel('ユーザ ID', { exact: true }).fill(member.user_id);
+        await userIdField(page, slug).fill(member.user_id);
         await page.getByLabel('パスワード', { exact: true }).fill(member.password);
         await shot('1-login');
         await page.getByRole('button', { name: 'ログイン', exact: true }).click();
@@ -61,12 +62,12 @@ for (const [viewportName, viewport] of Object.entries(VIEWPORTS)) {
         assert.equal(await radios.count(), methods, `${slug} offers ${methods} methods`);
         await page.getByText('利用不可文字一覧を見る').click();
         await assert.doesNotReject(page.locator('.forbidden-list li').first().waitFor());
-        await page.getByLabel('ユーザ ID', { exact: true }).fill('ab');
-        await page.getByLabel('ワンタイムパスワード認証（アプリ）').check();
+        await userIdField(page, slug).fill('ab');
+        await page.getByRole('radio', { name: methodLabel(slug, 'totp'), exact: true }).check();
         await page.getByRole('button', { name: '実行' }).click();
         await assert.doesNotReject(page.getByRole('alert').filter({ hasText: '8文字以上' }).waitFor());
-        await page.getByLabel('ユーザ ID', { exact: true }).fill(newUserId);
-        await page.getByLabel('ワンタイムパスワード認証（アプリ）').check();
+        await userIdField(page, slug).fill(newUserId);
+        await page.getByRole('radio', { name: methodLabel(slug, 'totp'), exact: true }).check();
         await shot('4-user-id');
         await page.getByRole('button', { name: '実行' }).click();
 
@@ -112,6 +113,18 @@ for (const [viewportName, viewport] of Object.entries(VIEWPORTS)) {
         for (const title of services) {
           await assert.doesNotReject(page.getByRole('link', { name: title }).waitFor(), title);
         }
+        // On a phone the member menu folds behind 「三本線」 at the top left (「メニュー」).
+        const toggle = page.getByRole('button', { name: 'メニュー' });
+        if (viewportName === 'phone') {
+          const toggleBox = await toggle.boundingBox();
+          assert.ok(toggleBox && toggleBox.x < viewport.viewport.width / 2 && toggleBox.y < 120, 'menu button at the top left');
+          assert.equal(await toggle.getAttribute('aria-expanded'), 'false');
+          assert.equal(await page.getByRole('link', { name: 'プロフィール変更' }).isVisible(), false, 'menu folded');
+          await toggle.click();
+          assert.equal(await toggle.getAttribute('aria-expanded'), 'true');
+        } else {
+          assert.equal(await toggle.isVisible(), false, 'no menu button on a PC');
+        }
         assert.ok(await page.getByRole('link', { name: 'プロフィール変更' }).isVisible());
         assert.ok(await page.getByRole('link', { name: 'ログイン方法変更' }).isVisible());
         await shot('7-top');
@@ -126,11 +139,11 @@ for (const [viewportName, viewport] of Object.entries(VIEWPORTS)) {
 
         // The temporary password no longer works; the new credentials do, straight to the top.
         await page.getByRole('link', { name: 'ログイン', exact: true }).click();
-        await page.getByLabel('ユーザ ID', { exact: true }).fill(member.user_id);
+        await userIdField(page, slug).fill(member.user_id);
         await page.getByLabel('パスワード', { exact: true }).fill(member.password);
         await page.getByRole('button', { name: 'ログイン', exact: true }).click();
-        await assert.doesNotReject(page.getByRole('alert').filter({ hasText: '無効なユーザ ID またはパスワードです。' }).waitFor());
-        await page.getByLabel('ユーザ ID', { exact: true }).fill(newUserId);
+        await assert.doesNotReject(page.getByRole('alert').filter({ hasText: worded(slug, INVALID_CREDENTIALS) }).waitFor());
+        await userIdField(page, slug).fill(newUserId);
         await page.getByLabel('パスワード', { exact: true }).fill(newPassword);
         await page.getByRole('button', { name: 'ログイン', exact: true }).click();
         await page.getByLabel('ワンタイムパスワード', { exact: true }).fill(await totpCode(key, 30));

@@ -12,7 +12,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { ADDED, KIND, clickAdd, deviceNames, kindSection, openLoginMethods } from './lib/factors.mjs';
+import { ADDED, clickAdd, deviceNames, kindSection, kindsOf, openLoginMethods } from './lib/factors.mjs';
 import { expectTopPage, logout, submitLogin } from './lib/journeys.mjs';
 import { TENANTS, VIEWPORTS, closing, newMember, sharedPortal } from './lib/suite.mjs';
 import { addAuthenticator, passkeyError, passkeyNameButton, passkeyStep, registerPasskey } from './lib/webauthn.mjs';
@@ -32,7 +32,7 @@ async function passkeyMember(tenant, viewportName, label, { keyName } = {}) {
   const m = await newMember(shared, tenant, viewportName, `passkey-${label}`, {
     authenticator: true,
     firstLogin: () => ({
-      method: KIND.passkey,
+      method: 'passkey',
       setUp: (p, { shot: s }) => registerPasskey(p, { name: keyName, shot: s }),
     }),
   });
@@ -61,9 +61,9 @@ for (const viewportName of Object.keys(VIEWPORTS)) {
         assert.equal(registered.length, 1, 'one credential after 「登録」');
         assert.equal(registered[0].rpId, `${slug}.localhost`);
 
-        // 「ログイン方法変更」 lists it under 「生体認証（パスキー）」 with its creation date.
+        // 「ログイン方法変更」 lists it under 「生体認証（パスキー）」 (daiwakenpo: 「生体認証」) with its creation date.
         await openLoginMethods(page);
-        const section = kindSection(page, KIND.passkey);
+        const section = kindSection(page, kindsOf(slug).passkey);
         await section.getByText(m.keyName, { exact: true }).waitFor();
         await section.getByText(/作成日：\d{4}\/\d{2}\/\d{2}/).waitFor();
         await shot('1-methods');
@@ -88,12 +88,12 @@ for (const viewportName of Object.keys(VIEWPORTS)) {
 
         // The list now shows when it was last used.
         await openLoginMethods(page);
-        await kindSection(page, KIND.passkey).getByText(/最終利用日：\d{4}\/\d{2}\/\d{2}/).waitFor();
+        await kindSection(page, kindsOf(slug).passkey).getByText(/最終利用日：\d{4}\/\d{2}\/\d{2}/).waitFor();
 
         if (viewportName === 'desktop') {
           // 「設定」 from the same authenticator: the server lists its key as excluded, the
           // browser refuses, and the member is told.
-          await clickAdd(page, KIND.passkey);
+          await clickAdd(page, kindsOf(slug).passkey);
           await page.getByRole('heading', { name: 'セキュリティキー登録' }).waitFor();
           await page.getByRole('button', { name: '登録', exact: true }).click();
           await passkeyError(page).getByText('このパスキーはすでに登録されています。').waitFor();
@@ -111,7 +111,7 @@ for (const viewportName of Object.keys(VIEWPORTS)) {
           await page.getByLabel('パスキーの名前').fill('予備のセキュリティキー');
           await page.getByRole('button', { name: passkeyNameButton(page), exact: true }).click();
           await page.getByRole('status').filter({ hasText: ADDED }).waitFor();
-          assert.deepEqual(await deviceNames(page, KIND.passkey), ['パスキー', '予備のセキュリティキー']);
+          assert.deepEqual(await deviceNames(page, kindsOf(slug).passkey), ['パスキー', '予備のセキュリティキー']);
           assert.equal((await second.credentials()).length, 1);
         }
       });

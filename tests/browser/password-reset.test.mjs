@@ -28,6 +28,8 @@ import {
   submitLogin,
   uniquePassword,
   uniqueUserId,
+  userIdField,
+  worded,
 } from './lib/journeys.mjs';
 import { VIEWPORTS, closing, newMember, sharedPortal, tenantsWith } from './lib/suite.mjs';
 import { freshCode, registerApp, totpCode } from './lib/totp.mjs';
@@ -60,7 +62,7 @@ async function askForResetLink(page, portal, slug, userId, { shot = async () => 
   await page.getByRole('link', { name: 'パスワードを忘れた方はこちら' }).click();
   await page.getByRole('heading', { name: 'パスワード更新メール送信' }).waitFor();
   assert.equal(new URL(page.url()).pathname, '/forgot-password');
-  await page.getByLabel('ユーザ ID', { exact: true }).fill(userId);
+  await userIdField(page, slug).fill(userId);
   await shot('1-form');
   const answer = page.waitForResponse(
     (r) => r.request().method() === 'POST' && new URL(r.url()).pathname === '/forgot-password',
@@ -192,7 +194,7 @@ for (const viewportName of Object.keys(VIEWPORTS)) {
         await page.goto(portal.url(slug, '/'));
         await logout(page, member.name);
         await submitLogin(page, portal, slug, userId, password);
-        await page.getByRole('alert').filter({ hasText: INVALID_CREDENTIALS }).waitFor();
+        await page.getByRole('alert').filter({ hasText: worded(slug, INVALID_CREDENTIALS) }).waitFor();
         await shot('8-old-refused');
         await submitLogin(page, portal, slug, userId, newPassword);
         if (replacesFactors) {

@@ -9,7 +9,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'node:test';
 
 import { subjectOf } from './lib/inbox.mjs';
-import { logout } from './lib/journeys.mjs';
+import { logout, userIdField, worded } from './lib/journeys.mjs';
 import { TENANTS, VIEWPORTS, closing, newMember, sharedPortal } from './lib/suite.mjs';
 
 const shared = sharedPortal();
@@ -18,8 +18,8 @@ const shared = sharedPortal();
 async function askForUserId(page, portal, slug, { birthDate, email, shot = async () => {} }) {
   await page.goto(portal.url(slug, '/'));
   await page.getByRole('link', { name: 'ログイン', exact: true }).click();
-  await page.getByRole('link', { name: 'ユーザ IDを忘れた方はこちら' }).click();
-  await page.getByRole('heading', { name: 'ユーザ ID案内メール送信' }).waitFor();
+  await page.getByRole('link', { name: worded(slug, 'ユーザ IDを忘れた方はこちら') }).click();
+  await page.getByRole('heading', { name: worded(slug, 'ユーザ ID案内メール送信') }).waitFor();
   await page.getByLabel('生年月日').fill(birthDate);
   await page.getByLabel('メールアドレス').fill(email);
   await shot('form');
@@ -40,18 +40,19 @@ for (const viewportName of Object.keys(VIEWPORTS)) {
         // A wrong birth date first: the same page, and no mail.
         const wrong = await askForUserId(page, portal, tenant.slug, { birthDate: '1901-01-01', email: member.email });
         await sleep(1_500);
-        assert.deepEqual(await inbox.take('ユーザ IDのご案内'), [], 'no mail for a wrong birth date');
+        assert.deepEqual(await inbox.take(worded(tenant.slug, 'ユーザ IDのご案内')), [], 'no mail for a wrong birth date');
 
+        const subject = worded(tenant.slug, 'ユーザ IDのご案内');
         const right = await askForUserId(page, portal, tenant.slug, { birthDate: member.birthDate, email: member.email, shot });
         assert.equal(right, wrong, 'the page does not tell whether anything matched');
         await shot('sent');
-        const mail = await inbox.next({ subject: 'ユーザ IDのご案内' });
-        assert.ok(subjectOf(mail).includes('ユーザ IDのご案内'));
+        const mail = await inbox.next({ subject });
+        assert.ok(subjectOf(mail).includes(subject));
         assert.ok(mail.text.toLowerCase().includes(userId.toLowerCase()), `the user ID in:\n${mail.text}`);
 
         // The user ID from the mail signs in.
         await page.getByRole('link', { name: 'ログイン画面へ戻る' }).click();
-        await page.getByLabel('ユーザ ID').fill(userId);
+        await userIdField(page).fill(userId);
         await page.getByLabel('パスワード', { exact: true }).fill(password);
         await page.getByRole('button', { name: 'ログイン', exact: true }).click();
         await page.waitForURL((url) => !url.pathname.endsWith('/login'));

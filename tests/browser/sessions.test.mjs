@@ -33,6 +33,8 @@ import {
   openMenuItem,
   submitLogin,
   uniquePassword,
+  userIdField,
+  worded,
 } from './lib/journeys.mjs';
 import { newPage, screenshot } from './lib/server.mjs';
 import { TENANTS, VIEWPORTS, closing, newMember, sharedPortal } from './lib/suite.mjs';
@@ -52,8 +54,10 @@ const ENDED_ONE = '1台の端末をログアウトさせました。';
 const OFFER_ONE =
   'ほかに1台の端末でログインしています。必要に応じて、ほかの端末をすべてログアウトさせることができます。';
 const PASSWORD_UPDATED = 'パスワードを更新しました。';
-const SIGNED_IN_OK = 'ログイン（認証アプリ）';
-const WRONG_PASSWORD = '失敗：ユーザ IDまたはパスワードの誤り';
+/** What 「方式」 calls the authenticator app, in each society's words (daiwakenpo 「OTP認証」). */
+const APP_METHOD = { daiwakenpo: 'OTP認証', kanekakenpo: '認証アプリ' };
+const signedInOk = (slug) => `ログイン（${APP_METHOD[slug]}）`;
+const wrongPassword = (slug) => worded(slug, '失敗：ユーザ IDまたはパスワードの誤り');
 
 /** The first browser: the test machine's headless Chromium, as the portal names it. */
 const FIRST_BROWSER = 'Chrome（Linux）';
@@ -167,7 +171,7 @@ async function confirmedBrowsers(page) {
 async function expectLoginForm(page, name) {
   await page.getByRole('heading', { name: 'ログイン', exact: true, level: 1 }).waitFor();
   assert.equal(new URL(page.url()).pathname, '/login');
-  await page.getByLabel('ユーザ ID', { exact: true }).waitFor();
+  await userIdField(page).waitFor();
   await page.getByLabel('パスワード', { exact: true }).waitFor();
   await page.getByRole('button', { name: 'ログイン', exact: true }).waitFor();
   assert.equal(await page.getByRole('link', { name, exact: true }).count(), 0, 'not signed in');
@@ -195,7 +199,7 @@ function twoBrowsers(tenant, viewportName) {
       // The second browser: a wrong password first, then the member signs in and opens a
       // page for signed-in members only.
       await submitLogin(b.page, shared.portal, slug, m.userId, `${m.password}x`);
-      await b.page.getByRole('alert').filter({ hasText: INVALID_CREDENTIALS }).waitFor();
+      await b.page.getByRole('alert').filter({ hasText: worded(slug, INVALID_CREDENTIALS) }).waitFor();
       await signIn(b, m);
       await openMenuItem(b.page, 'プロフィール変更');
       await b.page.getByRole('heading', { name: 'プロフィール変更', level: 1 }).waitFor();
@@ -217,7 +221,7 @@ function twoBrowsers(tenant, viewportName) {
         assertRecent(d.facts['ログイン日時'], `${d.browser} 「ログイン日時」`);
         assertRecent(d.facts['最終利用'], `${d.browser} 「最終利用」`);
         assert.equal(d.facts['IPアドレス'], '127.0.0.1');
-        assert.equal(d.facts['方式'], '認証アプリ');
+        assert.equal(d.facts['方式'], APP_METHOD[slug]);
       }
       // 「ログアウトさせる」 on the other browser only, named after it and its sign-in time.
       assert.equal(await mine[0].item.getByRole('link').count(), 0, 'this browser has no 「ログアウトさせる」');
@@ -234,9 +238,9 @@ function twoBrowsers(tenant, viewportName) {
       assert.deepEqual(
         history.map(([, result, browser, ip]) => [result, browser, ip]),
         [
-          [SIGNED_IN_OK, b.label, '127.0.0.1'],
-          [WRONG_PASSWORD, b.label, '127.0.0.1'],
-          [SIGNED_IN_OK, FIRST_BROWSER, '127.0.0.1'],
+          [signedInOk(slug), b.label, '127.0.0.1'],
+          [wrongPassword(slug), b.label, '127.0.0.1'],
+          [signedInOk(slug), FIRST_BROWSER, '127.0.0.1'],
         ],
       );
       for (const [at] of history) assertRecent(at, '「日時」');

@@ -13,7 +13,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 
-import { portalCli, submitLogin } from './lib/journeys.mjs';
+import { methodLabel, portalCli, submitLogin } from './lib/journeys.mjs';
 import { addMember } from './lib/members.mjs';
 import { newPage, screenshot } from './lib/server.mjs';
 import { VIEWPORTS, sharedPortal } from './lib/suite.mjs';
@@ -132,7 +132,7 @@ async function memberAtPasswordStep(page) {
   await page.getByRole('button', { name: '同意する' }).click();
   serial += 1;
   await page.getByLabel('ユーザ ID', { exact: true }).fill(`stg-${process.pid % 1000}${serial}x`.padEnd(8, 'z').slice(0, 13));
-  await page.getByLabel('ワンタイムパスワード認証（アプリ）').check();
+  await page.getByRole('radio', { name: methodLabel(SLUG, 'totp'), exact: true }).check();
   await page.getByRole('button', { name: '実行' }).click();
   await page.getByLabel('パスワード確認用').waitFor();
   return member;
@@ -141,7 +141,7 @@ async function memberAtPasswordStep(page) {
 /** The member's password step loaded again (the member pressing reload): its hint. */
 async function reloadPasswordStep(page) {
   await page.goto(shared.portal.url(SLUG, '/login/password'));
-  await page.getByRole('heading', { name: 'パスワードの変更', level: 1 }).waitFor();
+  await page.getByRole('heading', { name: 'パスワード更新', level: 1 }).waitFor();
   return (await page.locator('#password-hint').innerText()).trim();
 }
 

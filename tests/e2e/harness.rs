@@ -181,7 +181,9 @@ pub fn classic_tenants(dir: &Path) {
             continue;
         }
         let text = std::fs::read_to_string(&path).unwrap();
-        let start = text.find("[first_login]\n").expect("a [first_login] section");
+        let start = text
+            .find("[first_login]\n")
+            .expect("a [first_login] section");
         let end = start + text[start..].find("\n[").expect("a section after it") + 1;
         let link = if text[start..end].contains("\"email_link\"") {
             ", \"email_link\""

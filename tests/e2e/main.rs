@@ -12,6 +12,7 @@ mod cli;
 mod config;
 mod email_change;
 mod factors;
+mod guides;
 mod import;
 mod lifecycle;
 mod look;

@@ -457,7 +457,7 @@ async fn reset_links_expire_with_the_lifetime_of_the_tenant_file(backend: Backen
     let smtp = SmtpServer::start(free_port());
     let db = Arc::new(TestDb::fresh(backend).await);
     // The society shortens its links to one minute in its tenant file.
-    let file = std::fs::read_to_string(repo_root().join("tenants/daiwakenpo.toml"))
+    let file = std::fs::read_to_string(db.tenants_dir.join("daiwakenpo.toml"))
         .unwrap()
         .replace("reset_lifetime_minutes = 5", "reset_lifetime_minutes = 1");
     let out = db.run_with_input(&["tenant", "apply", "-"], &file);

@@ -52,7 +52,8 @@ async fn a_member_signs_out_their_other_browsers(backend: Backend) {
         text.contains("失敗：ユーザ IDまたはパスワードの誤り"),
         "{text}"
     );
-    assert!(text.contains("ログイン（認証アプリ）"), "{text}");
+    // daiwakenpo calls the app 「OTP認証」 (manual ⑦).
+    assert!(text.contains("ログイン（OTP認証）"), "{text}");
 
     // The other member's session reference is of no use here.
     let their_id = member_id(&db, "daiwakenpo", &other_member.user_id).await;

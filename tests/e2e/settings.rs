@@ -40,6 +40,18 @@ fn form_fields(html: &str) -> Vec<(String, String)> {
             _ => out.push((name, value)),
         }
     }
+    // A <select> sends its selected option (the first where none is marked).
+    for part in form.split("<select").skip(1) {
+        let tag = &part[..part.find('>').unwrap()];
+        let options = &part[..part.find("</select>").unwrap()];
+        let chosen = options
+            .split("<option")
+            .skip(1)
+            .find(|o| o[..o.find('>').unwrap()].contains(" selected"))
+            .or_else(|| options.split("<option").nth(1));
+        let value = chosen.and_then(|o| attr(&o[..o.find('>').unwrap()], "value"));
+        out.push((attr(tag, "name").unwrap(), value.unwrap_or_default()));
+    }
     for part in form.split("<textarea").skip(1) {
         let tag = &part[..part.find('>').unwrap()];
         let body = &part[part.find('>').unwrap() + 1..part.find("</textarea>").unwrap()];

@@ -7,10 +7,13 @@ use futures_util::{stream, StreamExt, TryStreamExt};
 use serde::Serialize;
 
 use super::members::{keep_letters, Letter, MemberInput};
+use std::collections::HashSet;
+
 use super::roster::{self, Column, Roster, RosterError, RowProblem};
 use super::{Ctx, FieldProblem, FullAdmin, ServiceError};
 use crate::ids::MemberId;
 use crate::member::credentials;
+use crate::member::policy::UserId;
 use crate::store::{NewImport, NewMember, StoreError};
 
 /// How long a checked roster waits for 「取り込む」.
@@ -119,6 +122,34 @@ async fn refuse_existing(ctx: &Ctx<'_>, roster: &mut Roster) -> Result<(), Servi
     Ok(())
 }
 
+/// User IDs a roster keeps from the society's old system: each must follow the society's
+/// rules (and is written as they store it: lower case), appear once in the file and not
+/// be a member's already.
+async fn check_user_ids(ctx: &Ctx<'_>, roster: &mut Roster) -> Result<(), ServiceError> {
+    if roster.rows.iter().all(|r| r.input.user_id.is_empty()) {
+        return Ok(());
+    }
+    let taken = ctx.state.store.member_user_ids(&ctx.tenant.id).await?;
+    let policy = &ctx.tenant.settings.user_id;
+    let mut seen = HashSet::new();
+    let (mut broken, mut twice, mut in_use) = (Vec::new(), Vec::new(), Vec::new());
+    for row in &mut roster.rows {
+        if row.input.user_id.is_empty() {
+            continue;
+        }
+        match UserId::parse(policy, &row.input.user_id) {
+            Err(_) => broken.push(row.line),
+            Ok(id) if taken.contains(id.as_str()) => in_use.push(row.line),
+            Ok(id) if !seen.insert(id.as_str().to_owned()) => twice.push(row.line),
+            Ok(id) => row.input.user_id = id.as_str().to_owned(),
+        }
+    }
+    roster.refuse(&broken, Column::UserId, "user_id_rules");
+    roster.refuse(&twice, Column::UserId, "user_id_duplicate");
+    roster.refuse(&in_use, Column::UserId, "user_id_taken");
+    Ok(())
+}
+
 /// The dry run: reads and checks `bytes`; changes nothing but, when every row is good,
 /// keeps the rows (sealed) for 「取り込む」.
 pub async fn check(
@@ -134,6 +165,7 @@ pub async fn check(
         .collect();
     let mut roster = roster::read(bytes).map_err(|e| file_problem(&e))?;
     refuse_existing(ctx, &mut roster).await?;
+    check_user_ids(ctx, &mut roster).await?;
     let problems: Vec<ProblemView> = roster
         .problems
         .iter()
@@ -242,11 +274,24 @@ pub async fn commit(ctx: &Ctx<'_>, _full: &FullAdmin, id: &str) -> Result<Commit
         .buffered(workers)
         .try_collect()
         .await?;
+    // User IDs kept from the old system, taken since the dry run.
+    if inputs.iter().any(|i| !i.user_id.is_empty()) {
+        let taken = ctx.state.store.member_user_ids(&ctx.tenant.id).await?;
+        if inputs.iter().any(|i| taken.contains(&i.user_id)) {
+            return Err(ServiceError::Conflict("roster_changed"));
+        }
+    }
     let mut created = None;
     for _ in 0..3 {
         let user_ids: Vec<String> = inputs
             .iter()
-            .map(|_| credentials::temporary_user_id())
+            .map(|i| {
+                if i.user_id.is_empty() {
+                    credentials::temporary_user_id()
+                } else {
+                    i.user_id.clone()
+                }
+            })
             .collect();
         let new: Vec<NewMember<'_>> = inputs
             .iter()
@@ -261,6 +306,7 @@ pub async fn commit(ctx: &Ctx<'_>, _full: &FullAdmin, id: &str) -> Result<Commit
                 card_symbol: &i.card_symbol,
                 card_number: &i.card_number,
                 name_kana: &i.name_kana,
+                user_id_chosen: !i.user_id.is_empty(),
             })
             .collect();
         match ctx.state.store.create_members(&ctx.tenant.id, &new).await {

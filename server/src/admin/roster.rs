@@ -25,16 +25,20 @@ pub enum Column {
     Email,
     CardSymbol,
     CardNumber,
+    /// The user ID from the society's old system (kanekakenpo: 「ユーザIDは従来より変更
+    /// ございません」); optional.
+    UserId,
 }
 
 impl Column {
-    const ALL: [Column; 6] = [
+    const ALL: [Column; 7] = [
         Column::Name,
         Column::Kana,
         Column::BirthDate,
         Column::Email,
         Column::CardSymbol,
         Column::CardNumber,
+        Column::UserId,
     ];
 
     /// The header as the console names it.
@@ -46,6 +50,7 @@ impl Column {
             Column::Email => "メールアドレス",
             Column::CardSymbol => "記号",
             Column::CardNumber => "番号",
+            Column::UserId => "ユーザID",
         }
     }
 
@@ -58,11 +63,12 @@ impl Column {
             Column::Email => &["メールアドレス", "メール", "Eメール", "電子メール"],
             Column::CardSymbol => &["記号", "被保険者証記号", "保険証記号"],
             Column::CardNumber => &["番号", "被保険者証番号", "保険証番号"],
+            Column::UserId => &["ユーザID", "ユーザーID", "利用者ID", "ログインID"],
         }
     }
 
     fn required(self) -> bool {
-        self != Column::Kana
+        !matches!(self, Column::Kana | Column::UserId)
     }
 
     /// The member field a problem of [`check_input`] names.
@@ -73,6 +79,7 @@ impl Column {
             "email" => Column::Email,
             "card_symbol" => Column::CardSymbol,
             "card_number" => Column::CardNumber,
+            "user_id" => Column::UserId,
             _ => Column::Name,
         }
     }
@@ -282,13 +289,14 @@ pub fn read(bytes: &[u8]) -> Result<Roster, RosterError> {
         return Err(RosterError::MissingColumns(missing));
     }
     let at = |column: Column| position(column);
-    let (name, kana, birth, email, symbol, number) = (
+    let (name, kana, birth, email, symbol, number, user_id) = (
         at(Column::Name),
         at(Column::Kana),
         at(Column::BirthDate),
         at(Column::Email),
         at(Column::CardSymbol),
         at(Column::CardNumber),
+        at(Column::UserId),
     );
     let mut roster = Roster {
         encoding,
@@ -340,6 +348,7 @@ pub fn read(bytes: &[u8]) -> Result<Roster, RosterError> {
             email: cell(email).to_owned(),
             card_symbol: cell(symbol).to_owned(),
             card_number: cell(number).to_owned(),
+            user_id: cell(user_id).to_owned(),
         };
         match check_input(&input) {
             Ok((clean, _)) => {

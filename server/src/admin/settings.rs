@@ -432,12 +432,17 @@ pub fn show(ctx: &Ctx<'_>, field: &str, value: &Value, names: &Names) -> String 
             }
         }
         Value::Array(items) if items.is_empty() => say(ctx, "settings.value.none", &[]),
+        // The screens of the first login, in their order.
+        Value::Array(items) if field == "first_login.steps" => items
+            .iter()
+            .map(|v| format!("「{}」", show(ctx, field, v, names)))
+            .collect::<Vec<_>>()
+            .join("→"),
         Value::Array(items) => items
             .iter()
             .map(|v| show(ctx, field, v, names))
             .collect::<Vec<_>>()
-            // The screens of the first login are shown in their order.
-            .join(if field == "first_login.steps" { "→" } else { "、" }),
+            .join("、"),
         Value::Object(_) => value.to_string(),
     }
 }

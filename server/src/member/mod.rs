@@ -50,6 +50,7 @@ pub async fn create_member(
             card_symbol: "",
             card_number: "",
             name_kana: "",
+            user_id_chosen: false,
         };
         match store.create_member(&tenant.id, &new).await {
             Ok(_) => return Ok(TemporaryCredentials { user_id, password }),

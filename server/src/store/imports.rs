@@ -180,4 +180,18 @@ impl Store {
         })?;
         Ok(rows)
     }
+
+    /// The user IDs of the society's members, to find those a roster names again.
+    pub async fn member_user_ids(
+        &self,
+        tenant: &TenantId,
+    ) -> StoreResult<std::collections::HashSet<String>> {
+        let rows: Vec<(String,)> = on_pool!(&self.pool, p => {
+            sqlx::query_as("SELECT user_id FROM members WHERE tenant_id = $1")
+                .bind(tenant.as_str())
+                .fetch_all(p)
+                .await
+        })?;
+        Ok(rows.into_iter().map(|(id,)| id).collect())
+    }
 }

@@ -175,6 +175,9 @@ pub struct NewMember<'a> {
     pub card_symbol: &'a str,
     pub card_number: &'a str,
     pub name_kana: &'a str,
+    /// The user ID is the member's own already (kept from the society's old system): the
+    /// first login does not ask for one.
+    pub user_id_chosen: bool,
 }
 
 /// What the console's member search asks for; every field narrows the result.
@@ -313,7 +316,7 @@ impl Store {
                      password_hash, password_created_at, state, user_id_chosen, email_reviewed, \
                      failed_logins, created_at, updated_at, card_symbol, card_number, name_kana, \
                      search_name) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'temporary', FALSE, FALSE, 0, $8, $8, \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'temporary', $13, FALSE, 0, $8, $8, \
                      $9, $10, $11, $12)",
                 )
                 .bind(id.as_str())
@@ -328,6 +331,7 @@ impl Store {
                 .bind(m.card_number)
                 .bind(m.name_kana)
                 .bind(member_key(m.display_name, m.name_kana))
+                .bind(m.user_id_chosen)
                 .execute(&mut *c)
                 .await?;
                 ids.push(id);
@@ -616,6 +620,43 @@ impl Store {
             now_unix(),
         )
         .await
+    }
+
+    /// The society sets the address: reviewed and confirmed by the society, so the first
+    /// login asks for neither; e-mail codes are no factor until the member proves it.
+    /// A pending change of address by the member is voided.
+    pub async fn correct_member_email(
+        &self,
+        tenant: &TenantId,
+        member: &MemberId,
+        email: &str,
+    ) -> StoreResult<()> {
+        let now = now_unix();
+        let mut tx = self.begin().await?;
+        super::on_tx!(&mut tx, c => {
+            sqlx::query(
+                "UPDATE members SET email = $3, email_reviewed = TRUE, email_confirmed = TRUE, \
+                 email_otp_enabled = FALSE, updated_at = $4 WHERE tenant_id = $1 AND id = $2",
+            )
+            .bind(tenant.as_str())
+            .bind(member.as_str())
+            .bind(email)
+            .bind(now)
+            .execute(&mut *c)
+            .await?;
+            sqlx::query(
+                "UPDATE one_time_tokens SET used_at = $3 WHERE tenant_id = $1 AND member_id = $2 \
+                 AND purpose IN ('email_change', 'email_confirmation') AND used_at IS NULL",
+            )
+            .bind(tenant.as_str())
+            .bind(member.as_str())
+            .bind(now)
+            .execute(&mut *c)
+            .await
+            .map(|_| ())
+        })?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Records acceptance of a terms version, keeping the history.

@@ -620,7 +620,13 @@ mod tests {
         // daiwakenpo manual §2-1 ⑤–⑨, kanekakenpo 初回ログインのながれ 【3】–【9】.
         assert_eq!(
             daiwa.settings.first_login.steps,
-            [Step::BirthDate, Step::Terms, Step::UserIdAndMethod, Step::Password, Step::Email]
+            [
+                Step::BirthDate,
+                Step::Terms,
+                Step::UserIdAndMethod,
+                Step::Password,
+                Step::Email
+            ]
         );
         assert_eq!(
             kaneka.settings.first_login.steps,

@@ -491,3 +491,31 @@ impl Default for ThemeSettings {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn definitions_stored_before_the_order_read_as_the_classic_order() {
+        let old: FirstLoginPolicy =
+            serde_json::from_str(r#"{"confirm_email_by_link": true}"#).unwrap();
+        assert_eq!(old, FirstLoginPolicy::classic(true));
+        assert_eq!(old.steps.last(), Some(&FirstLoginStep::EmailLink));
+        let new: FirstLoginPolicy = serde_json::from_str(
+            r#"{"steps": ["birth_date", "terms", "user_id+method", "password", "email"], "factor_setup": "next_login"}"#,
+        )
+        .unwrap();
+        assert_eq!(new.factor_setup, FactorSetup::NextLogin);
+        assert!(new.method_with_user_id());
+        // What is written reads back the same, without the old key.
+        let written = serde_json::to_string(&new).unwrap();
+        assert!(!written.contains("confirm_email_by_link"));
+        assert_eq!(
+            serde_json::from_str::<FirstLoginPolicy>(&written).unwrap(),
+            new
+        );
+        assert!(serde_json::from_str::<FirstLoginPolicy>(r#"{"steps": ["nope"]}"#).is_err());
+        assert!(serde_json::from_str::<FirstLoginPolicy>(r#"{"other": 1}"#).is_err());
+    }
+}

@@ -212,20 +212,21 @@ pub fn owed(member: &Member, tenant: &Tenant, flow: &LoginFlow, factors: &Factor
                 (!current.is_empty() && member.terms_version.as_deref() != Some(current.as_str()))
                     .then_some(Action::AcceptTerms)
             }
-            FirstLoginStep::UserId | FirstLoginStep::UserIdAndMethod => {
-                (!member.user_id_chosen).then_some(Action::ChooseUserId)
-            }
-            FirstLoginStep::Method => {
-                (factors.count() == 0 && member.mfa_method.is_none())
-                    .then_some(Action::ChooseMethod)
+            FirstLoginStep::UserId => (!member.user_id_chosen).then_some(Action::ChooseUserId),
+            // A member who keeps the user ID of the society's old system still chooses
+            // the method, on the method's own screen.
+            FirstLoginStep::UserIdAndMethod if !member.user_id_chosen => Some(Action::ChooseUserId),
+            FirstLoginStep::UserIdAndMethod | FirstLoginStep::Method => {
+                (member.first_login_done_at.is_none()
+                    && factors.count() == 0
+                    && member.mfa_method.is_none())
+                .then_some(Action::ChooseMethod)
             }
             FirstLoginStep::Password => {
                 (temporary || flow.password_outdated).then_some(Action::UpdatePassword)
             }
             FirstLoginStep::Email => (!member.email_reviewed).then_some(Action::ReviewEmail),
-            FirstLoginStep::EmailLink => {
-                (!member.email_confirmed).then_some(Action::ConfirmEmail)
-            }
+            FirstLoginStep::EmailLink => (!member.email_confirmed).then_some(Action::ConfirmEmail),
         };
         actions.extend(action);
     }
@@ -988,8 +989,14 @@ pub async fn next(
             .await
             .map_err(internal)?
     {
-        meta.audit(store, tenant, Some(&flow.who.id), "first_login_completed", "")
-            .await;
+        meta.audit(
+            store,
+            tenant,
+            Some(&flow.who.id),
+            "first_login_completed",
+            "",
+        )
+        .await;
     }
     if flow.purpose() == Purpose::Login {
         // Signing in voids any 「パスワードをリセット」 link still waiting in the mailbox.
@@ -1137,6 +1144,115 @@ mod tests {
         // Where MFA is optional, nothing chosen means nothing to set up.
         let optional = tenant(both(), false);
         assert!(super::owed(&member(None), &optional, &flow("login"), &none).is_empty());
+    }
+
+    /// A member straight from the society's letter.
+    fn temporary() -> Member {
+        Member {
+            state: MemberState::Temporary,
+            user_id_chosen: false,
+            email_reviewed: false,
+            email_confirmed: false,
+            first_login_done_at: None,
+            ..member(None)
+        }
+    }
+
+    #[test]
+    fn the_first_login_follows_the_configured_order_and_resumes_where_it_stopped() {
+        use crate::tenant::settings::FirstLoginPolicy;
+        use FirstLoginStep as S;
+        let mut t = tenant(
+            vec![MfaMethod::Passkey, MfaMethod::Totp, MfaMethod::EmailOtp],
+            true,
+        );
+        t.terms.current = "2026-01".into();
+        // kanekakenpo's guide: no user ID step, the method on its own screen, the password
+        // last, the method set up at the next login.
+        t.settings.first_login = FirstLoginPolicy {
+            steps: vec![
+                S::BirthDate,
+                S::Terms,
+                S::Email,
+                S::EmailLink,
+                S::Method,
+                S::Password,
+            ],
+            factor_setup: FactorSetup::NextLogin,
+        };
+        let none = Factors::default();
+        let m = temporary();
+        assert_eq!(
+            owed(&m, &t, &flow("login"), &none),
+            [
+                Action::VerifyBirthDate,
+                Action::AcceptTerms,
+                Action::ReviewEmail,
+                Action::ConfirmEmail,
+                Action::ChooseMethod,
+                Action::UpdatePassword
+            ]
+        );
+        // Birth date proved and terms accepted in an earlier sign-in: the next one resumes
+        // at the e-mail address.
+        let resumed = Member {
+            birth_date_verified: true,
+            terms_version: Some("2026-01".into()),
+            ..temporary()
+        };
+        assert_eq!(
+            owed(&resumed, &t, &flow("login"), &none)[0],
+            Action::ReviewEmail
+        );
+        // All done but the password: no set-up in this flow; the first login ends.
+        let last = Member {
+            email_reviewed: true,
+            email_confirmed: true,
+            mfa_method: Some("email_otp".into()),
+            ..resumed
+        };
+        assert_eq!(
+            owed(&last, &t, &flow("login"), &none),
+            [Action::UpdatePassword]
+        );
+        // The next sign-in owes the set-up of the chosen method, and only that.
+        let later = Member {
+            state: MemberState::Active,
+            first_login_done_at: Some(1),
+            ..last
+        };
+        assert_eq!(
+            owed(&later, &t, &flow("login"), &none),
+            [Action::setup(MfaMethod::EmailOtp)]
+        );
+        // With the set-up now, the same member owes it in the first flow already.
+        t.settings.first_login.factor_setup = FactorSetup::Now;
+        let first = Member {
+            first_login_done_at: None,
+            ..later
+        };
+        assert_eq!(
+            owed(&first, &t, &flow("login"), &none),
+            [Action::setup(MfaMethod::EmailOtp)]
+        );
+    }
+
+    #[test]
+    fn a_kept_user_id_still_chooses_the_method_on_its_own_screen() {
+        let t = tenant(both(), true);
+        let kept = Member {
+            user_id_chosen: true,
+            ..temporary()
+        };
+        let owed = owed(&kept, &t, &flow("login"), &Factors::default());
+        assert!(owed.contains(&Action::ChooseMethod), "{owed:?}");
+        assert!(!owed.contains(&Action::ChooseUserId), "{owed:?}");
+        let fresh = owed_of_fresh(&t);
+        assert!(fresh.contains(&Action::ChooseUserId) && !fresh.contains(&Action::ChooseMethod));
+    }
+
+    fn owed_of_fresh(t: &Tenant) -> Vec<Action> {
+        owed(&temporary(), t, &flow("login"), &Factors::default())
     }
 
     #[test]

@@ -4,13 +4,24 @@
 // 「続行する際には再度認証してください。」; the second-factor step of a login with the links
 // under 「別の方法で認証する場合：」.
 
-import { openMenuItem } from './journeys.mjs';
+import { openMenuItem, slugOf } from './journeys.mjs';
 
+/** The kinds' names in the default wording (kanekakenpo's); kindsOf gives a society's own. */
 export const KIND = {
   totp: '認証アプリ',
   passkey: '生体認証（パスキー）',
   email: 'メール認証',
 };
+
+/** Where a society names a kind otherwise: daiwakenpo §3-6 ③ 「二要素認証」の「生体認証」. */
+const SOCIETY_KINDS = {
+  daiwakenpo: { passkey: '生体認証' },
+};
+
+/** The names of the kinds on the screens and in the mails of `slug` (or a page's society). */
+export function kindsOf(pageOrSlug) {
+  return { ...KIND, ...SOCIETY_KINDS[slugOf(pageOrSlug)] };
+}
 
 export const ADDED = '二要素認証を追加しました。';
 export const REMOVED = '二要素認証を削除しました。';

@@ -18,8 +18,48 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { repoRoot } from './paths.mjs';
 import { portalBinary } from './server.mjs';
 
-/** The seed's message for any failed password login. */
+/** The seed's message for any failed password login (kanekakenpo: worded(slug, …)). */
 export const INVALID_CREDENTIALS = '無効なユーザ ID またはパスワードです。';
+
+/**
+ * The names each society's screens give the second-factor methods, by method: its guide's
+ * words (daiwakenpo ⑦ 「生体認証、OTP認証」; kanekakenpo 【1】 a.–C.).
+ */
+export const METHOD_LABELS = {
+  daiwakenpo: { passkey: '生体認証', totp: 'OTP認証' },
+  kanekakenpo: {
+    passkey: '生体認証',
+    totp: 'ワンタイムパスワード認証（アプリ）',
+    email_otp: 'ワンタイムパスワード認証（メール）',
+  },
+};
+
+/** The society a page is on (`<slug>.localhost` or `www.<slug>.localhost`), or a slug itself. */
+export function slugOf(pageOrSlug) {
+  if (typeof pageOrSlug === 'string') return pageOrSlug;
+  return new URL(pageOrSlug.url()).hostname.replace(/^www\./, '').split('.')[0];
+}
+
+/** What `slug` (or the society of a page) calls `method` ('passkey', 'totp', 'email_otp'). */
+export function methodLabel(pageOrSlug, method) {
+  const slug = slugOf(pageOrSlug);
+  const label = METHOD_LABELS[slug]?.[method];
+  if (!label) throw new Error(`methodLabel: ${slug} offers no method ${method}`);
+  return label;
+}
+
+/**
+ * `text` in the words of `slug`'s screens (or those of a page's society): kanekakenpo
+ * writes 「ユーザID」 without a space everywhere, daiwakenpo keeps 「ユーザ ID」.
+ */
+export function worded(pageOrSlug, text) {
+  return slugOf(pageOrSlug) === 'kanekakenpo' ? text.replaceAll('ユーザ ID', 'ユーザID') : text;
+}
+
+/** The user ID field of the login page and the first login's 「ユーザ IDの変更」. */
+export function userIdField(page, slug = slugOf(page)) {
+  return page.getByLabel(worded(slug, 'ユーザ ID'), { exact: true });
+}
 
 let serial = 0;
 
@@ -44,7 +84,7 @@ export function uniquePassword(word = 'Sakura') {
 export async function submitLogin(page, portal, slug, userId, password) {
   await page.goto(portal.url(slug));
   await page.getByRole('link', { name: 'ログイン', exact: true }).click();
-  await page.getByLabel('ユーザ ID', { exact: true }).fill(userId);
+  await userIdField(page, slug).fill(userId);
   await page.getByLabel('パスワード', { exact: true }).fill(password);
   await page.getByRole('button', { name: 'ログイン', exact: true }).click();
 }
@@ -96,8 +136,8 @@ export async function openMenuItem(page, name) {
 
 /**
  * Journey 1 (first login) with the letter's temporary credentials, on the happy path:
- * 生年月日 → 利用規約 「同意する」 → new user ID + a method (`options.method`, default
- * 「ワンタイムパスワード認証（アプリ）」) 「実行」 → new password twice 「送信」 → e-mail
+ * 生年月日 → 利用規約 「同意する」 → new user ID + a method (`options.method`: 'totp' (the
+ * default), 'passkey', 'email_otp', or the label itself) 「実行」 → new password twice 「送信」 → e-mail
  * 「送信」 (and, for a tenant that confirms the address by link, the link from the mail)
  * → the method's set-up → top page with the member's name.
  *
@@ -122,8 +162,11 @@ export async function firstLogin(page, portal, slug, member, options = {}) {
 
   await page.getByRole('button', { name: '同意する' }).click();
 
-  await page.getByLabel('ユーザ ID', { exact: true }).fill(typedUserId);
-  await page.getByLabel(options.method ?? 'ワンタイムパスワード認証（アプリ）').check();
+  const method = options.method ?? 'totp';
+  await userIdField(page, slug).fill(typedUserId);
+  await page
+    .getByRole('radio', { name: METHOD_LABELS[slug]?.[method] ? methodLabel(slug, method) : method, exact: true })
+    .check();
   await page.getByRole('button', { name: '実行' }).click();
 
   await page.getByLabel('パスワード', { exact: true }).fill(password);
@@ -186,7 +229,7 @@ function cliEnv(portal) {
     PORTAL_THEMES_DIR: path.join(repoRoot, 'themes'),
     PORTAL_ADMIN_UI_DIR: path.join(repoRoot, 'admin-ui'),
     PORTAL_DEMO: 'false',
-    PORTAL_TENANTS_DIR: path.join(repoRoot, 'tenants'),
+    PORTAL_TENANTS_DIR: portal.tenantsDir ?? path.join(repoRoot, 'tenants'),
     NO_COLOR: '1',
   });
 }

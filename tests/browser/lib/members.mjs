@@ -26,7 +26,7 @@ export async function addMember(portal, slug, { name = 'ダイワ タロウ', bi
     PORTAL_THEMES_DIR: path.join(repoRoot, 'themes'),
     PORTAL_ADMIN_UI_DIR: path.join(repoRoot, 'admin-ui'),
     PORTAL_DEMO: 'false',
-    PORTAL_TENANTS_DIR: path.join(repoRoot, 'tenants'),
+    PORTAL_TENANTS_DIR: portal.tenantsDir ?? path.join(repoRoot, 'tenants'),
   });
   const { stdout } = await run(
     portalBinary,

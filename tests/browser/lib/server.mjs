@@ -14,7 +14,7 @@
 
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
@@ -25,6 +25,50 @@ export { repoRoot } from './paths.mjs';
 
 /** The debug binary that `cargo build` writes. */
 export const portalBinary = path.join(repoRoot, 'target', 'debug', 'portal');
+
+/** The seed tenant files, as the societies' guides print their first login. */
+export const SEED_TENANTS_DIR = path.join(repoRoot, 'tenants');
+
+/**
+ * The first login most browser journeys walk (lib/journeys.mjs firstLogin): 生年月日 →
+ * 利用規約 → user ID and method together → password → e-mail (then, for a society that
+ * confirms the address by link, the link), the method set up at once.
+ */
+const JOURNEY_FIRST_LOGIN = ['birth_date', 'terms', 'user_id+method', 'password', 'email'];
+
+/**
+ * A seed tenant file with its [first_login] section (from the line `[first_login]` to the
+ * next line starting with `[`) replaced by the journeys' order: JOURNEY_FIRST_LOGIN, plus
+ * "email_link" when the seed confirms the address by link, and factor_setup = "now".
+ */
+export function withJourneyFirstLogin(text) {
+  const lines = text.split('\n');
+  const start = lines.findIndex((l) => l.trim() === '[first_login]');
+  if (start < 0) throw new Error('tenant file without a [first_login] section');
+  let end = lines.findIndex((l, i) => i > start && l.startsWith('['));
+  if (end < 0) end = lines.length;
+  const section = lines.slice(start, end).join('\n');
+  const steps = [...JOURNEY_FIRST_LOGIN];
+  if (/^\s*steps\s*=.*"email_link"/m.test(section)) steps.push('email_link');
+  const replaced = [
+    '[first_login]',
+    `steps = [${steps.map((s) => `"${s}"`).join(', ')}]`,
+    'factor_setup = "now"',
+    '',
+  ];
+  return [...lines.slice(0, start), ...replaced, ...lines.slice(end)].join('\n');
+}
+
+/** A temporary copy of tenants/*.toml with withJourneyFirstLogin applied to each. */
+async function journeyTenantsDir() {
+  const dir = await mkdtemp(path.join(tmpdir(), 'portal-tenants-'));
+  for (const name of await readdir(SEED_TENANTS_DIR)) {
+    if (!name.endsWith('.toml')) continue;
+    const text = await readFile(path.join(SEED_TENANTS_DIR, name), 'utf8');
+    await writeFile(path.join(dir, name), withJourneyFirstLogin(text));
+  }
+  return dir;
+}
 
 const READY_TIMEOUT_MS = 30_000;
 const STOP_TIMEOUT_MS = 15_000;
@@ -38,9 +82,15 @@ const STDERR_KEEP_CHARS = 64 * 1024;
 /**
  * Spawns `target/debug/portal serve` and resolves once it listens.
  *
+ * The societies are the seed tenant files, with the first login in the order most
+ * journeys walk (withJourneyFirstLogin), unless `asPrinted`: then the seed files as they
+ * are, each society's first login in the order of its printed guide. The directory is
+ * `tenantsDir` on the result, for the CLI (lib/members.mjs, lib/journeys.mjs portalCli).
+ *
  * @param {object} [options]
+ * @param {boolean} [options.asPrinted] serve tenants/ itself
  * @param {Record<string,string>} [options.env] extra environment for the server
- * @returns {Promise<{memberPort:number, opsPort:number, dataDir:string,
+ * @returns {Promise<{memberPort:number, opsPort:number, dataDir:string, tenantsDir:string,
  *   url:(slug:string, path?:string)=>string, opsUrl:(path?:string)=>string,
  *   stderr:()=>string, stop:()=>Promise<void>}>}
  */
@@ -49,6 +99,8 @@ export async function startPortal(options = {}) {
     throw new Error(`${portalBinary} does not exist: run \`cargo build\` first`);
   }
   const dataDir = await mkdtemp(path.join(tmpdir(), 'portal-browser-'));
+  const ownTenantsDir = options.asPrinted || options.env?.PORTAL_TENANTS_DIR ? null : await journeyTenantsDir();
+  const tenantsDir = options.env?.PORTAL_TENANTS_DIR ?? ownTenantsDir ?? SEED_TENANTS_DIR;
 
   // A hermetic environment: nothing PORTAL_* from the caller's shell (a developer's
   // PORTAL_DATABASE_URL, say) leaks into the server under test.
@@ -62,9 +114,9 @@ export async function startPortal(options = {}) {
     PORTAL_THEMES_DIR: path.join(repoRoot, 'themes'),
     PORTAL_ADMIN_UI_DIR: path.join(repoRoot, 'admin-ui'),
     PORTAL_DEMO: 'false',
-    PORTAL_TENANTS_DIR: path.join(repoRoot, 'tenants'),
     NO_COLOR: '1',
     ...options.env,
+    PORTAL_TENANTS_DIR: tenantsDir,
   });
 
   const child = spawn(portalBinary, ['serve'], {
@@ -86,7 +138,10 @@ export async function startPortal(options = {}) {
   });
   child.stderr.setEncoding('utf8');
 
-  const cleanupDataDir = () => rm(dataDir, { recursive: true, force: true });
+  const cleanupDataDir = async () => {
+    await rm(dataDir, { recursive: true, force: true });
+    if (ownTenantsDir) await rm(ownTenantsDir, { recursive: true, force: true });
+  };
 
   let ports;
   try {
@@ -133,6 +188,8 @@ export async function startPortal(options = {}) {
     memberPort,
     opsPort,
     dataDir,
+    /** The tenant files the server reads (PORTAL_TENANTS_DIR): the CLI must read the same. */
+    tenantsDir,
     /** A page of a tenant's site: http://<slug>.localhost:<port><path>. */
     url: (slug, urlPath = '/') => `http://${slug}.localhost:${memberPort}${urlPath}`,
     /** A path on the operations listener. */

@@ -642,6 +642,7 @@ pub async fn create_member(
         email: form.email.clone(),
         card_symbol: form.card_symbol.clone(),
         card_number: form.card_number.clone(),
+        user_id: String::new(),
     };
     match service::create(&ctx_s, &input).await {
         Ok(issued) => credentials_page(&page, &issued, form.display_name.trim(), true),
@@ -709,6 +710,72 @@ pub async fn rename(
                 ctx.insert("errors", &field_errors(&state, &problems));
                 page.render("members", "member_name.html", ctx, StatusCode::BAD_REQUEST)
             }
+            Err(e) => page.failure(e),
+        },
+        Err(e) => page.failure(e),
+    }
+}
+
+#[derive(Deserialize)]
+pub struct EmailForm {
+    #[serde(default)]
+    email: String,
+}
+
+fn email_form(
+    page: &Page<'_>,
+    m: &crate::store::Member,
+    typed: &str,
+    errors: Option<&[FieldProblem]>,
+) -> Response {
+    let mut ctx = tera::Context::new();
+    ctx.insert("email", typed);
+    ctx.insert("email_factor", &m.email_otp_enabled);
+    ctx.insert("member", &MemberView::of(m));
+    let status = match errors {
+        Some(problems) => {
+            ctx.insert("errors", &field_errors(page.state, problems));
+            StatusCode::BAD_REQUEST
+        }
+        None => StatusCode::OK,
+    };
+    page.render("members", "member_email.html", ctx, status)
+}
+
+#[handler]
+pub async fn email_page(
+    state: Data<&Arc<AppState>>,
+    tenant: CurrentTenant,
+    admin: ConsoleAdmin,
+    Path(id): Path<String>,
+) -> Response {
+    let page = Page::new(&state, &tenant, &admin);
+    let ctx_s = page.service();
+    match service::get(&ctx_s, &MemberId::from_db(id)).await {
+        Ok(m) => email_form(&page, &m, "", None),
+        Err(e) => page.failure(e),
+    }
+}
+
+/// 「メールアドレス変更」 (FAQ Q3): the society corrects the address.
+#[handler]
+pub async fn change_email(
+    state: Data<&Arc<AppState>>,
+    tenant: CurrentTenant,
+    admin: ConsoleAdmin,
+    Path(id): Path<String>,
+    Form(form): Form<EmailForm>,
+) -> Response {
+    let page = Page::new(&state, &tenant, &admin);
+    let ctx_s = page.service();
+    let id = MemberId::from_db(id);
+    match service::change_email(&ctx_s, &id, &form.email).await {
+        Ok(_) => {
+            let notice = text(&state, "actions.change_email.done");
+            member_page(&page, &ctx_s, &id, Some(notice)).await
+        }
+        Err(ServiceError::Invalid(problems)) => match service::get(&ctx_s, &id).await {
+            Ok(m) => email_form(&page, &m, &form.email, Some(&problems)),
             Err(e) => page.failure(e),
         },
         Err(e) => page.failure(e),

@@ -48,6 +48,10 @@ pub fn routes(state: &Arc<AppState>) -> Route {
         )
         .at("/members/:id", get(console::member))
         .at(
+            "/members/:id/email",
+            get(console::email_page).post(console::change_email),
+        )
+        .at(
             "/members/:id/name",
             get(console::rename_page).post(console::rename),
         )

@@ -181,7 +181,13 @@ fn step_options(
             position: position(o),
         })
         .collect();
-    options.sort_by_key(|o| if o.position == 0 { usize::MAX } else { o.position });
+    options.sort_by_key(|o| {
+        if o.position == 0 {
+            usize::MAX
+        } else {
+            o.position
+        }
+    });
     options
 }
 

@@ -307,7 +307,12 @@ pub async fn choose_user_id(
             &tenant.id,
             &flow.who.id,
             user_id.as_str(),
-            method.map(MfaMethod::as_str),
+            // On this screen the method is answered, with 「設定しない」 as "none".
+            tenant
+                .settings
+                .first_login
+                .method_with_user_id()
+                .then(|| method.map_or("none", MfaMethod::as_str)),
         )
         .await
     {
