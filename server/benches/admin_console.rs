@@ -83,6 +83,7 @@ async fn search_rows(db: &str, config: &Config) -> anyhow::Result<()> {
                 card_symbol: "12",
                 card_number: "3456",
                 name_kana: "",
+                user_id_chosen: false,
             })
             .collect();
         store.create_members(&tenant.id, &new).await?;

@@ -14,8 +14,7 @@ use crate::browser_like::{
 };
 use crate::db::{count, exec, member_id, value, Arg};
 use crate::harness::{
-    eventually, free_port, on_both_backends, repo_root, stderr, Backend, SmtpServer, TestApp,
-    TestDb,
+    eventually, free_port, on_both_backends, stderr, Backend, SmtpServer, TestApp, TestDb,
 };
 use crate::otp::{oathtool, shown_key};
 

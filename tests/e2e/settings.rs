@@ -118,6 +118,7 @@ on_both_backends!(
     a_published_rule_applies_at_once_and_a_restored_revision_takes_it_back,
     bad_settings_change_nothing,
     the_api_edits_reviews_publishes_and_restores,
+    the_first_login_order_is_chosen_by_number_on_the_form,
 );
 
 const TEN: &str = "Kx7#mQ2!pL";
@@ -580,4 +581,73 @@ async fn the_api_edits_reviews_publishes_and_restores(backend: Backend) {
     assert_eq!(status, 409, "already live");
     let (status, _, _) = call("POST", "/settings/revisions/42/restore", None).await;
     assert_eq!(status, 404);
+}
+
+/// 「設定」 shows each first-login screen with its number (「表示しない」 for those left out),
+/// takes a new order from the numbers chosen, refuses two screens at one number, and the
+/// review says what changes.
+async fn the_first_login_order_is_chosen_by_number_on_the_form(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (admin, _) = signed_in_admin(
+        &app,
+        DAIWA_HOST,
+        "daiwakenpo",
+        "order@daiwa.example.jp",
+        "admin",
+    )
+    .await;
+    let form = admin.get("/admin/settings").await;
+    let text = form.text();
+    assert!(text.contains("初回ログインの画面と順番"), "{text}");
+    assert!(text.contains("「生年月日の確認」の順番"), "{text}");
+    let fields = form_fields(&form.body);
+    let position = |fields: &[(String, String)], step: &str| {
+        fields
+            .iter()
+            .find(|(k, _)| k == &format!("first_login__steps-{step}"))
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("no select for {step}"))
+    };
+    assert_eq!(position(&fields, "birth_date"), "1");
+    assert_eq!(position(&fields, "user_id+method"), "3");
+    assert_eq!(position(&fields, "method"), "", "left out: 表示しない");
+
+    // Two screens at one number: refused next to the field, nothing saved.
+    let token = form.csrf_token();
+    let clash = with(fields.clone(), "first_login__steps-email", "2");
+    let clash = with(clash, "csrf_token", &token);
+    let refused = submit_settings(&admin, &clash).await;
+    assert_eq!(refused.status, 400, "{}", refused.summary());
+    assert!(
+        refused.text().contains("同じ順番が2つあります"),
+        "{}",
+        refused.summary()
+    );
+    // The kanekakenpo order: the user ID left out, the method on its own screen.
+    let mut order = fields;
+    for (step, n) in [
+        ("birth_date", "1"),
+        ("terms", "2"),
+        ("email", "3"),
+        ("method", "4"),
+        ("password", "5"),
+        ("user_id+method", ""),
+    ] {
+        order = with(order, &format!("first_login__steps-{step}"), n);
+    }
+    let order = with(order, "csrf_token", &token);
+    let saved = submit_settings(&admin, &order).await;
+    assert!(
+        saved.is_see_other("/admin/settings/review?done=saved"),
+        "{}",
+        saved.summary()
+    );
+    let review = admin.get("/admin/settings/review?done=saved").await;
+    assert!(
+        review.text().contains(
+            "「生年月日の確認」→「利用規約への同意」→「メールアドレスの確認」→「認証方式の選択」→「パスワードの変更」"
+        ),
+        "{}",
+        review.summary()
+    );
 }
