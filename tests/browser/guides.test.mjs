@@ -280,7 +280,7 @@ async function daiwaFirstLogin(page, g, member, { userId, password, method }) {
   await page.getByRole('button', { name: '同意する', exact: true }).click();
 
   // ⑦ ユーザ IDの変更: the ID, 認証方式 「生体認証」 or 「OTP認証」 → 「実行」
-  await g.screen('⑦', 'ユーザ IDと認証方式の設定');
+  await g.screen('⑦', 'ユーザ IDの変更');
   const radios = page.getByRole('group', { name: '認証方式' }).getByRole('radio');
   assert.deepEqual(
     await Promise.all((await radios.all()).map((r) => r.evaluate((el) => el.labels[0].textContent.trim()))),
@@ -301,14 +301,14 @@ async function daiwaFirstLogin(page, g, member, { userId, password, method }) {
   await page.getByRole('button', { name: '送信', exact: true }).click();
 
   // ⑨ the registered address, kept → 「送信」
-  await g.screen('⑨', 'メールアドレスの確認', { has: page.getByLabel('メールアドレス') });
+  await g.screen('⑨', 'メールアドレスの更新', { has: page.getByLabel('メールアドレス') });
   assert.equal(await page.getByLabel('メールアドレス').inputValue(), member.email);
   await g.shot('2-1-09-email', { firstLogin: true });
   await page.getByRole('button', { name: '送信', exact: true }).click();
 
   // ⑩ the top page with the service menu, and the notice: the method comes at the next login.
   const { nameLink } = await expectMemberTop(page, g, '⑩', member.name, { notice: true });
-  await page.getByText(`選択した認証方法「${methodLabel(slug, method)}」を設定します`).waitFor();
+  await page.getByText(worded(slug, `選択した認証方法「${methodLabel(slug, method)}」を設定します`)).waitFor();
   await g.shot('2-1-10-top', { firstLogin: true });
 
   // §2-2 ① the name at the top right → ② 「ログアウトする」 → ③ 「ログイン」 at the top right.

@@ -57,6 +57,7 @@ on_both_backends!(
     a_roster_keeps_the_user_ids_of_the_old_system,
     the_society_corrects_a_members_address_and_both_addresses_are_told,
     the_order_is_a_setting_checked_before_it_is_saved,
+    a_passkey_made_on_the_guides_host_works_on_the_societys_own_host,
 );
 
 async fn daiwakenpo_follows_the_manual_and_registers_the_method_at_the_next_login(
@@ -601,4 +602,56 @@ async fn the_order_is_a_setting_checked_before_it_is_saved(backend: Backend) {
     let impact = draft["review"]["impact"].to_string();
     assert!(impact.contains("初回ログインの途中の会員"), "{impact}");
     assert!(impact.contains("1 人"), "{impact}");
+}
+
+/// §2-3: the guide sends members to `www.daiwakenpo.…`, mailed links to `daiwakenpo.…`; a
+/// passkey registered on either signs in on both.
+async fn a_passkey_made_on_the_guides_host_works_on_the_societys_own_host(backend: Backend) {
+    let app = as_printed(backend).await;
+    let letter = add_some_member(&app.db, "daiwakenpo");
+    let www = format!("www.{DAIWA_HOST}");
+    let b = Browser::new(&app, &www);
+    let (user_id, password) = (fresh_user_id(), fresh_password());
+    login_ok(&b, &letter.user_id, &letter.password).await;
+    first_login_step(
+        &b,
+        "/login/birth-date",
+        &[("birth_date", &letter.birth_date)],
+    )
+    .await;
+    accept_terms(&b).await;
+    first_login_step(
+        &b,
+        "/login/user-id",
+        &[("user_id", &user_id), ("method", "passkey")],
+    )
+    .await;
+    first_login_step(
+        &b,
+        "/login/password",
+        &[("password", &password), ("password_confirm", &password)],
+    )
+    .await;
+    let next = first_login_step(&b, "/login/email", &[("email", &letter.email)]).await;
+    assert!(next.is_see_other("/"), "{}", next.summary());
+    assert_eq!(b.fill("/logout", &[]).await.status, 303);
+
+    // §2-3 ④ セキュリティキーの登録 at the next login, on the guide's host.
+    let b = b.private_window(&app);
+    let next = login_ok(&b, &user_id, &password).await;
+    assert!(
+        next.is_see_other("/login/passkey/setup"),
+        "{}",
+        next.summary()
+    );
+    let next = crate::passkeys::register(&b, "iPhone").await;
+    assert!(next.is_see_other("/"), "{}", next.summary());
+
+    // The same device on the society's own host (a mailed link's): the passkey signs in.
+    let own = b.private_window(&app).at(DAIWA_HOST);
+    let next = login_ok(&own, &user_id, &password).await;
+    assert!(next.is_see_other("/login/factor"), "{}", next.summary());
+    let next = crate::passkeys::sign_in(&own).await;
+    assert!(next.is_see_other("/"), "{}", next.summary());
+    assert!(own.cookie("portal_session").is_some());
 }

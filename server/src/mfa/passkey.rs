@@ -78,14 +78,17 @@ impl RelyingParties {
         }
     }
 
-    /// The relying party of `host` (as the browser sent it, port included): id = the host
-    /// name, origin = this scheme + host + port.
+    /// The relying party of `host` (as the browser sent it, port included): origin = this
+    /// scheme + host + port; id = the host name without a leading `www.`, so that a passkey
+    /// made on the guides' `www.<slug>.…` works on `<slug>.…` (where mailed links lead) and
+    /// back.
     pub fn get(&self, tenant: &Tenant, host: &str) -> Result<Arc<Webauthn>, WebauthnError> {
-        let rp_id = crate::tenant::normalize_host(host).ok_or(WebauthnError::Configuration)?;
+        let name = crate::tenant::normalize_host(host).ok_or(WebauthnError::Configuration)?;
         let origin = match host.trim().rsplit_once(':') {
-            Some((_, port)) => format!("{}://{rp_id}:{port}", self.scheme),
-            None => format!("{}://{rp_id}", self.scheme),
+            Some((_, port)) => format!("{}://{name}:{port}", self.scheme),
+            None => format!("{}://{name}", self.scheme),
         };
+        let rp_id = rp_id_of(&name);
         let key = (tenant.id.as_str().to_owned(), origin.clone());
         if let Some(found) = self.cache.get(&key) {
             return Ok(found);
@@ -98,6 +101,15 @@ impl RelyingParties {
         let webauthn = Arc::new(webauthn);
         self.cache.insert(key, Arc::clone(&webauthn));
         Ok(webauthn)
+    }
+}
+
+/// The relying party id of a host name: without a leading `www.` (a registrable suffix of
+/// the origin, as WebAuthn allows), unless only a top-level name would be left.
+fn rp_id_of(host: &str) -> String {
+    match host.strip_prefix("www.") {
+        Some(rest) if rest.contains('.') => rest.to_owned(),
+        _ => host.to_owned(),
     }
 }
 
@@ -195,5 +207,22 @@ pub fn finish_authentication(
         }
         Err(WebauthnError::CredentialPossibleCompromise) => Err(Refused::CounterRegression),
         Err(e) => Err(Refused::Invalid(e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_www_host_shares_the_relying_party_of_the_societys_host() {
+        assert_eq!(
+            super::rp_id_of("www.daiwakenpo.localhost"),
+            "daiwakenpo.localhost"
+        );
+        assert_eq!(
+            super::rp_id_of("daiwakenpo.localhost"),
+            "daiwakenpo.localhost"
+        );
+        assert_eq!(super::rp_id_of("www.localhost"), "www.localhost");
+        assert_eq!(super::rp_id_of("portal.example.jp"), "portal.example.jp");
     }
 }

@@ -53,7 +53,16 @@ export function methodLabel(pageOrSlug, method) {
  * writes 「ユーザID」 without a space everywhere, daiwakenpo keeps 「ユーザ ID」.
  */
 export function worded(pageOrSlug, text) {
-  return slugOf(pageOrSlug) === 'kanekakenpo' ? text.replaceAll('ユーザ ID', 'ユーザID') : text;
+  switch (slugOf(pageOrSlug)) {
+    // 「ユーザIDは従来より変更ございません」
+    case 'kanekakenpo':
+      return text.replaceAll('ユーザ ID', 'ユーザID');
+    // The manual writes 認証方式 throughout.
+    case 'daiwakenpo':
+      return text.replaceAll('認証方法', '認証方式');
+    default:
+      return text;
+  }
 }
 
 /** The user ID field of the login page and the first login's 「ユーザ IDの変更」. */
