@@ -266,7 +266,7 @@ function journey12(tenant, viewportName) {
       // The app is the last factor now: its 「削除」 is refused and it stays.
       await clickDelete(page, K.totp, 'Android');
       await page.getByRole('heading', { name: 'スマートデバイス削除確認' }).waitFor();
-      await page.getByRole('alert').filter({ hasText: LAST_FACTOR }).waitFor();
+      await page.getByRole('alert').filter({ hasText: worded(slug, LAST_FACTOR) }).waitFor();
       assert.equal(await page.getByRole('button', { name: '削除する' }).count(), 0);
       await shot('5-last-refused');
       await page.getByRole('link', { name: '戻る' }).click();
