@@ -260,7 +260,14 @@ async fn kanekakenpo_follows_its_guide_keeps_the_user_id_and_resumes_where_the_m
     let b = Browser::new(&app, &host);
     let next = login_ok(&b, &letter.user_id, &password).await;
     assert!(next.is_see_other("/login/email-otp"), "{}", next.summary());
-    b.get("/login/email-otp").await;
+    // 「迷惑メールに「no-reply@kosmo-web.jp」からのメールが振り分けられていないか」
+    let page = b.get("/login/email-otp").await;
+    assert!(
+        page.text()
+            .contains("「no-reply@kosmo-web.jp」からのメール"),
+        "{}",
+        page.summary()
+    );
     let mails = mails_to(&b, &letter.email, 2).await;
     let code = code_in(mails.last().unwrap(), 6);
     let done = b.fill("/login/email-otp", &[("code", &code)]).await;

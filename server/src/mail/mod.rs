@@ -109,7 +109,7 @@ impl Mailer {
             template: template.to_owned(),
             recipient: to.as_str().to_owned(),
             from_name: tenant.settings.mail.from_name.clone(),
-            from_address: format!("no-reply@{}", tenant.settings.mail.domain),
+            from_address: sender_address(tenant),
             content: sealed,
         };
         tx.enqueue_mail(&mail, now).await?;
@@ -180,4 +180,10 @@ impl<'a> MailTenant<'a> {
             mail_domain: &tenant.settings.mail.domain,
         }
     }
+}
+
+/// The address the society's mail comes from, which members are told to let through
+/// (kanekakenpo 【2-6】 「no-reply@…からのメール」).
+pub fn sender_address(tenant: &crate::tenant::Tenant) -> String {
+    format!("no-reply@{}", tenant.settings.mail.domain)
 }

@@ -78,6 +78,7 @@ pub async fn confirm_email_page(
     let flow = flow_at!(&state, &tenant.0, jar, Action::ConfirmEmail);
     let mut ctx = tera::Context::new();
     ctx.insert("email", &flow.who.email);
+    ctx.insert("sender", &crate::mail::sender_address(&tenant.0));
     Ok(render(
         &state,
         &tenant.0,
@@ -106,6 +107,7 @@ pub async fn resend_confirmation(
     };
     let mut ctx = tera::Context::new();
     ctx.insert("email", &flow.who.email);
+    ctx.insert("sender", &crate::mail::sender_address(tenant));
     ctx.insert("notice", if sent { "resent" } else { "resend_failed" });
     Ok(render(
         &state,

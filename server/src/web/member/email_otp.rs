@@ -128,6 +128,7 @@ fn masked(email: &str) -> String {
 fn page_context(tenant: &Tenant, flow: &Flow, now: i64) -> tera::Context {
     let mut ctx = factor::context(flow, MfaMethod::EmailOtp);
     ctx.insert("email", &masked(&flow.who.email));
+    ctx.insert("sender", &crate::mail::sender_address(tenant));
     ctx.insert("digits", &tenant.settings.email_otp.code_length);
     ctx.insert(
         "lifetime_minutes",
