@@ -222,7 +222,6 @@ pub struct LoginFlow {
     pub member_id: Option<String>,
     pub admin_id: Option<String>,
     pub purpose: String,
-    pub birth_date_verified: bool,
     /// A second factor was proven in this flow.
     pub factor_verified: bool,
     /// A TOTP secret being set up, sealed with the flow's token hash as context.
@@ -1141,7 +1140,7 @@ impl Store {
     ) -> StoreResult<Option<LoginFlow>> {
         let flow = on_pool!(&self.pool, p => {
             sqlx::query_as(
-                "SELECT member_id, admin_id, purpose, birth_date_verified, factor_verified, pending_secret, \
+                "SELECT member_id, admin_id, purpose, factor_verified, pending_secret, \
                  return_to, expires_at, factor_method, setup_done, ceremony, ceremony_expires_at, \
                  email_code_hash, email_code_sent_at, email_code_expires_at, email_code_attempts, \
                  reset_token_hash, password_outdated FROM login_flows \
@@ -1165,25 +1164,6 @@ impl Store {
         on_pool!(&self.pool, p => {
             sqlx::query(
                 "UPDATE login_flows SET password_outdated = FALSE \
-                 WHERE tenant_id = $1 AND token_hash = $2",
-            )
-            .bind(tenant.as_str())
-            .bind(token_hash)
-            .execute(p)
-            .await
-            .map(|_| ())
-        })?;
-        Ok(())
-    }
-
-    pub async fn flow_birth_date_verified(
-        &self,
-        tenant: &TenantId,
-        token_hash: &str,
-    ) -> StoreResult<()> {
-        on_pool!(&self.pool, p => {
-            sqlx::query(
-                "UPDATE login_flows SET birth_date_verified = TRUE \
                  WHERE tenant_id = $1 AND token_hash = $2",
             )
             .bind(tenant.as_str())

@@ -193,10 +193,7 @@ pub fn owed(member: &Member, tenant: &Tenant, flow: &LoginFlow, factors: &Factor
     }
     let temporary = member.state == MemberState::Temporary;
     let first_login = &tenant.settings.first_login;
-    if temporary
-        && first_login.has(FirstLoginStep::BirthDate)
-        && !(flow.birth_date_verified || member.birth_date_verified)
-    {
+    if temporary && first_login.has(FirstLoginStep::BirthDate) && !member.birth_date_verified {
         actions.push(Action::VerifyBirthDate);
     }
     if second_factor {
@@ -1096,7 +1093,6 @@ mod tests {
             member_id: Some("m1".into()),
             admin_id: None,
             purpose: purpose.into(),
-            birth_date_verified: false,
             factor_verified: false,
             pending_secret: None,
             return_to: "/".into(),

@@ -66,11 +66,6 @@ pub async fn birth_date(
     {
         state
             .store
-            .flow_birth_date_verified(&tenant.id, &flow.token_hash)
-            .await
-            .map_err(internal)?;
-        state
-            .store
             .member_birth_date_verified(&tenant.id, &flow.who.id)
             .await
             .map_err(internal)?;
