@@ -497,6 +497,16 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_step_names_of_the_form_are_the_steps_as_written() {
+        let written: Vec<&str> = FirstLoginStep::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(written, FirstLoginStep::NAMES);
+        for step in FirstLoginStep::ALL {
+            let json = serde_json::to_string(&step).unwrap();
+            assert_eq!(json, format!("\"{}\"", step.as_str()));
+        }
+    }
+
+    #[test]
     fn definitions_stored_before_the_order_read_as_the_classic_order() {
         let old: FirstLoginPolicy =
             serde_json::from_str(r#"{"confirm_email_by_link": true}"#).unwrap();
